@@ -1,0 +1,31 @@
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// Settings of the media engine. The server builds this from its own config; this crate never
+/// reads files or the environment.
+#[derive(Clone, Debug)]
+pub struct MediaConfig {
+    /// The one UDP address every WebRTC peer of this node uses. Port 0 picks a free port.
+    pub udp_addr: SocketAddr,
+    /// Addresses announced as host candidates. Empty: the bound address, or when that is
+    /// unspecified (0.0.0.0), the address of the interface that routes outward.
+    pub public_ips: Vec<IpAddr>,
+    /// The smallest interval between two keyframe requests sent to one publisher track.
+    pub keyframe_min_interval: Duration,
+    /// Peers (publishers + viewers) this node accepts before refusing new ones.
+    pub max_peers: usize,
+    /// A peer that has not completed ICE + DTLS by then is dropped.
+    pub connect_timeout: Duration,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            udp_addr: SocketAddr::from(([0, 0, 0, 0], 40000)),
+            public_ips: Vec::new(),
+            keyframe_min_interval: Duration::from_millis(500),
+            max_peers: 10_000,
+            connect_timeout: Duration::from_secs(20),
+        }
+    }
+}

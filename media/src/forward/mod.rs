@@ -1,0 +1,1 @@
+//! Hot path: per-viewer rewrite and keyframe handling.

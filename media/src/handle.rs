@@ -1,0 +1,171 @@
+//! The async face of the media engine: the HTTP side sends a [`MediaCmd`] over a bounded
+//! channel to the driver thread and awaits the reply. Nothing here touches a peer directly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::error::MediaError;
+use crate::ids::{PeerId, Role, SessionId};
+use crate::stats::MediaStats;
+
+/// The SDP answer for a new peer and the id to address it later (PATCH/DELETE).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub peer: PeerId,
+    pub sdp: String,
+}
+
+/// Whether a new floor publisher may replace the current one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Takeover {
+    Refuse,
+    Replace,
+}
+
+/// Something the engine tells the server about, off the hot path.
+#[derive(Clone, Debug)]
+pub enum MediaEvent {
+    /// ICE and DTLS completed for a peer.
+    Connected {
+        peer: PeerId,
+        session: SessionId,
+        role: Role,
+    },
+    /// A viewer received its first video keyframe (audio-only viewers: first audio packet),
+    /// `join` after its offer reached the engine.
+    FirstMedia {
+        peer: PeerId,
+        session: SessionId,
+        join: Duration,
+    },
+    /// A peer is gone (closed by request, by the remote, or timed out).
+    Closed {
+        peer: PeerId,
+        session: SessionId,
+        role: Role,
+    },
+}
+
+pub(crate) enum MediaCmd {
+    Publish {
+        session: SessionId,
+        role: Role,
+        offer: String,
+        takeover: Takeover,
+        reply: oneshot::Sender<Result<Answer, MediaError>>,
+    },
+    Subscribe {
+        session: SessionId,
+        offer: String,
+        reply: oneshot::Sender<Result<Answer, MediaError>>,
+    },
+    AddCandidate {
+        peer: PeerId,
+        candidate: String,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    ClosePeer {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    CloseSession {
+        session: SessionId,
+        reply: oneshot::Sender<()>,
+    },
+    Shutdown,
+}
+
+/// A cheap, cloneable handle to the running media engine.
+#[derive(Clone)]
+pub struct MediaHandle {
+    pub(crate) cmds: mpsc::Sender<MediaCmd>,
+    pub(crate) events: broadcast::Sender<MediaEvent>,
+    pub(crate) stats: Arc<MediaStats>,
+    pub(crate) udp_addr: SocketAddr,
+}
+
+impl MediaHandle {
+    /// The bound UDP address all peers use.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp_addr
+    }
+
+    pub fn stats(&self) -> &Arc<MediaStats> {
+        &self.stats
+    }
+
+    /// Joins, first-media and closes, for metrics and signalling cleanup. A slow receiver
+    /// misses events (bounded channel), it never slows the media loop.
+    pub fn events(&self) -> broadcast::Receiver<MediaEvent> {
+        self.events.subscribe()
+    }
+
+    /// A publisher's SDP offer (WHIP) in, the SDP answer out.
+    pub async fn publish(
+        &self,
+        session: SessionId,
+        role: Role,
+        offer: String,
+        takeover: Takeover,
+    ) -> Result<Answer, MediaError> {
+        self.call(|reply| MediaCmd::Publish {
+            session,
+            role,
+            offer,
+            takeover,
+            reply,
+        })
+        .await?
+    }
+
+    /// A viewer's SDP offer (WHEP) in, the SDP answer out.
+    pub async fn subscribe(&self, session: SessionId, offer: String) -> Result<Answer, MediaError> {
+        self.call(|reply| MediaCmd::Subscribe {
+            session,
+            offer,
+            reply,
+        })
+        .await?
+    }
+
+    /// A trickled ICE candidate (`candidate:…` attribute value, with or without `a=`).
+    pub async fn add_candidate(&self, peer: PeerId, candidate: String) -> Result<(), MediaError> {
+        self.call(|reply| MediaCmd::AddCandidate {
+            peer,
+            candidate,
+            reply,
+        })
+        .await?
+    }
+
+    pub async fn close_peer(&self, peer: PeerId) -> Result<(), MediaError> {
+        self.call(|reply| MediaCmd::ClosePeer { peer, reply })
+            .await?
+    }
+
+    /// Closes every peer of a session (the session was deleted).
+    pub async fn close_session(&self, session: SessionId) -> Result<(), MediaError> {
+        self.call(|reply| MediaCmd::CloseSession { session, reply })
+            .await
+    }
+
+    /// Stops the engine; peers are dropped without goodbye.
+    pub fn shutdown(&self) {
+        let _ = self.cmds.try_send(MediaCmd::Shutdown);
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> MediaCmd,
+    ) -> Result<T, MediaError> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.try_send(make(tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => MediaError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => MediaError::Stopped,
+        })?;
+        rx.await.map_err(|_| MediaError::Stopped)
+    }
+}

@@ -1,0 +1,41 @@
+//! The Floorcast SFU: every WebRTC peer of a node on one UDP port, RTP forwarded without
+//! transcoding from a session's publishers to its viewers.
+//!
+//! Why it is built this way:
+//! - **One socket, one owner.** Venue firewalls and Kubernetes give us one media port. The
+//!   driver thread ([`driver`]) owns that socket and every peer; datagrams are routed to a peer
+//!   by ICE username fragment (new peers) or remote address (known ones) in [`demux`], by map
+//!   lookup, never by asking each peer.
+//! - **Sans-I/O core.** Each peer is a str0m `Rtc` in RTP mode: we feed it datagrams and time,
+//!   and drain `poll_output` until it gives a timeout. The SFU logic ([`sfu`]) never reads the
+//!   clock or a socket, so it is testable on virtual time.
+//! - **Forwarding without allocation per copy.** A publisher's payload is one `Arc<[u8]>`
+//!   shared by all viewers; the per-viewer work is the header rewrite ([`forward::rewrite`]),
+//!   which keeps each viewer's sequence numbers and timestamps continuous across publisher
+//!   restarts so players never renegotiate.
+//! - **The HTTP side talks to it only through [`MediaHandle`]** (bounded channel, oneshot
+//!   reply). A full channel is an `Overloaded` error, never an unbounded queue.
+
+mod config;
+mod demux;
+mod driver;
+mod error;
+pub mod forward;
+mod handle;
+mod ids;
+mod peer;
+pub mod sdp_check;
+mod sfu;
+pub mod stats;
+pub mod stun;
+
+pub use config::MediaConfig;
+pub use error::MediaError;
+pub use handle::{Answer, MediaEvent, MediaHandle, Takeover};
+pub use ids::{PeerId, Role, SessionId};
+pub use stats::{Kind, MediaStats, SessionCounts};
+
+/// Binds the media socket and starts the driver thread.
+pub fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
+    driver::start(config)
+}

@@ -1,0 +1,137 @@
+//! Counters the server exports as Prometheus metrics. The driver thread is the only writer;
+//! counters are relaxed atomics (one add per packet in, one per batch out), and the per-session
+//! table is touched only when peers join or leave, never per packet.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::ids::{Role, SessionId};
+
+/// Media kind for counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Audio,
+    Video,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Audio => "audio",
+            Kind::Video => "video",
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Packet and byte counters for one direction, per kind.
+#[derive(Default)]
+pub struct DirectionCounters {
+    pub audio_packets: Counter,
+    pub audio_bytes: Counter,
+    pub video_packets: Counter,
+    pub video_bytes: Counter,
+}
+
+impl DirectionCounters {
+    pub fn record(&self, kind: Kind, packets: u64, bytes: u64) {
+        match kind {
+            Kind::Audio => {
+                self.audio_packets.add(packets);
+                self.audio_bytes.add(bytes);
+            }
+            Kind::Video => {
+                self.video_packets.add(packets);
+                self.video_bytes.add(bytes);
+            }
+        }
+    }
+    pub fn packets(&self, kind: Kind) -> u64 {
+        match kind {
+            Kind::Audio => self.audio_packets.get(),
+            Kind::Video => self.video_packets.get(),
+        }
+    }
+    pub fn bytes(&self, kind: Kind) -> u64 {
+        match kind {
+            Kind::Audio => self.audio_bytes.get(),
+            Kind::Video => self.video_bytes.get(),
+        }
+    }
+}
+
+/// Peers connected to one session right now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    pub viewers: u64,
+    pub floor_publishers: u64,
+    pub speaker_publishers: u64,
+}
+
+#[derive(Default)]
+pub struct MediaStats {
+    /// RTP received from publishers (media payload packets, RTX excluded).
+    pub rtp_in: DirectionCounters,
+    /// RTP written to viewers (one per viewer copy).
+    pub rtp_out: DirectionCounters,
+    /// NACKs received from viewers.
+    pub nacks: Counter,
+    /// Keyframe requests (PLI/FIR) sent to publishers.
+    pub plis: Counter,
+    /// Keyframe requests received from viewers (before rate limiting).
+    pub viewer_keyframe_requests: Counter,
+    /// Datagrams that could not be sent (socket buffer full).
+    pub send_drops: Counter,
+    /// Datagrams that no peer accepted (garbage, stale, unknown sender).
+    pub unroutable_datagrams: Counter,
+    /// All datagrams sent / bytes sent (media, RTCP, STUN, DTLS, retransmits).
+    pub udp_tx_datagrams: Counter,
+    pub udp_tx_bytes: Counter,
+    pub udp_rx_datagrams: Counter,
+    pub udp_rx_bytes: Counter,
+    sessions: Mutex<HashMap<SessionId, SessionCounts>>,
+}
+
+impl MediaStats {
+    pub(crate) fn peer_added(&self, session: &SessionId, role: Role) {
+        let mut map = self.sessions.lock().expect("stats lock poisoned");
+        let c = map.entry(session.clone()).or_default();
+        match role {
+            Role::Viewer => c.viewers += 1,
+            Role::Floor => c.floor_publishers += 1,
+            Role::Speaker => c.speaker_publishers += 1,
+        }
+    }
+
+    pub(crate) fn peer_removed(&self, session: &SessionId, role: Role) {
+        let mut map = self.sessions.lock().expect("stats lock poisoned");
+        if let Some(c) = map.get_mut(session) {
+            match role {
+                Role::Viewer => c.viewers = c.viewers.saturating_sub(1),
+                Role::Floor => c.floor_publishers = c.floor_publishers.saturating_sub(1),
+                Role::Speaker => c.speaker_publishers = c.speaker_publishers.saturating_sub(1),
+            }
+            if *c == SessionCounts::default() {
+                map.remove(session);
+            }
+        }
+    }
+
+    /// Connected peers per session (sessions with no peer are absent).
+    pub fn sessions(&self) -> Vec<(SessionId, SessionCounts)> {
+        let map = self.sessions.lock().expect("stats lock poisoned");
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+}
