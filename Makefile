@@ -1,0 +1,100 @@
+# Floorcast: `make run` starts a dev server with built-in defaults; `make test` runs every
+# check CI runs. Both install the Debian and npm packages they need first (apt-get as root,
+# through sudo otherwise), so a fresh Debian machine with Rust, gcc and Node is enough.
+#
+# One debug build serves everything in `make test`: the test binaries, the `floorcast`
+# binary the browser test starts, and the load generator all use the dev profile.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.NOTPARALLEL:
+
+CARGO ?= cargo
+NPM ?= npm
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+# Debian packages needed to build and run (none yet beyond Rust and gcc: SQLite is bundled,
+# aws-lc builds with the C compiler), and in addition to test (the browser test's Chromium).
+RUN_DEBS :=
+TEST_DEBS := chromium
+
+BROWSER_DIR := tests/browser
+FLOORCAST_BIN := $(CURDIR)/target/debug/floorcast
+ARTIFACTS_DIR := $(CURDIR)/test-artifacts
+
+# Installs the Debian packages in $(1) that are not installed yet; `apt-get update` only
+# when something is missing.
+define ensure_debs
+	@missing=""; \
+	for pkg in $(1); do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed" \
+	    || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -q; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+endef
+
+.PHONY: help
+help:
+	@echo "make run          build (release) and start floorcast --dev (data in ./data)"
+	@echo "make test         everything CI runs: fmt, clippy, cargo tests, browser test, fanout bench"
+	@echo "make browser-test only the browser test (builds the debug binary first)"
+	@echo "make bench        only the short fanout benchmark"
+
+# ---------------------------------------------------------------------------------------
+# Run
+
+.PHONY: deps-run
+deps-run:
+	$(call ensure_debs,$(RUN_DEBS))
+
+.PHONY: run
+run: deps-run
+	$(CARGO) run --release -p floorcast-server --bin floorcast -- --dev
+
+# ---------------------------------------------------------------------------------------
+# Test
+
+.PHONY: deps-test
+deps-test:
+	$(call ensure_debs,$(RUN_DEBS) $(TEST_DEBS))
+	@if [ ! -d $(BROWSER_DIR)/node_modules/playwright-core ]; then \
+	  echo "==> npm ci in $(BROWSER_DIR)"; \
+	  cd $(BROWSER_DIR) && $(NPM) ci --no-audit --no-fund; \
+	fi
+
+.PHONY: fmt
+fmt:
+	$(CARGO) fmt --all --check
+
+.PHONY: clippy
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: unit
+unit:
+	$(CARGO) test --workspace
+
+# The debug binary the browser test and the bench start; after `cargo test` this is cheap.
+.PHONY: build
+build:
+	$(CARGO) build -p floorcast-server --bin floorcast
+
+.PHONY: browser-test
+browser-test: deps-test build
+	FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR) node $(BROWSER_DIR)/media.test.mjs
+
+# TODO(bench): the load generator (loadtests/, `floorcast-load`) is still being written.
+# Once its `fanout` subcommand exists this target starts a server, mints tokens and runs
+# `cargo run -p floorcast-load -- fanout --viewers 20 --duration 10 ...` against it.
+.PHONY: bench
+bench: build
+	@echo "TODO: fanout bench not wired yet (floorcast-load has no fanout subcommand yet)"
+
+.PHONY: test
+test: deps-test fmt clippy unit build browser-test bench
+	@echo "==> make test: all checks passed"

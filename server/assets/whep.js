@@ -1,0 +1,78 @@
+// Floorcast WHEP client: receive-only audio (and video unless disabled) from `/whep/{session}`.
+//
+// The HTTP exchange is the same as WHIP's (see whip.js): one offer with all candidates,
+// answer applied, `Location` kept and DELETEd on stop. An audio-only viewer simply offers
+// no video m-line, so the server never sends it video.
+
+import { SignalError, deleteResource, negotiate } from "./whip.js";
+
+export { SignalError, sessionFromPage, tokenFromPage } from "./whip.js";
+
+/**
+ *   const client = new WhepClient("/whep/plenary", token, { video: false });
+ *   client.addEventListener("state", () => console.log(client.state));
+ *   videoElement.srcObject = await client.connect();
+ *   ...
+ *   await client.stop();
+ */
+export class WhepClient extends EventTarget {
+  constructor(endpoint, token, { video = true, iceServers = [] } = {}) {
+    super();
+    this.endpoint = endpoint;
+    this.token = token;
+    this.video = video;
+    this.iceServers = iceServers;
+    this.pc = null;
+    this.resourceUrl = null;
+    this.state = "idle";
+  }
+
+  /** Negotiates and resolves with the MediaStream the remote tracks arrive on. */
+  async connect() {
+    if (this.pc) throw new Error("already connected; call stop() first");
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
+    this.pc = pc;
+    const stream = new MediaStream();
+    pc.addEventListener("track", (event) => {
+      if (!stream.getTracks().includes(event.track)) stream.addTrack(event.track);
+    });
+    pc.addEventListener("connectionstatechange", () => this.#setState(pc.connectionState));
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    if (this.video) pc.addTransceiver("video", { direction: "recvonly" });
+    this.#setState("connecting");
+    try {
+      const { resourceUrl } = await negotiate(pc, this.endpoint, this.token);
+      if (this.pc !== pc) {
+        // stop() was called while the offer was in flight: end what the server just made.
+        await deleteResource(resourceUrl, this.token);
+        throw new SignalError("Stopped before the connection was set up.", { code: "stopped" });
+      }
+      this.resourceUrl = resourceUrl;
+    } catch (err) {
+      pc.close();
+      if (this.pc === pc) {
+        this.pc = null;
+        this.#setState("closed");
+      }
+      throw err instanceof SignalError ? err : new SignalError(`Could not connect: ${err.message || err}`, { code: "webrtc_error" });
+    }
+    return stream;
+  }
+
+  async stop({ keepalive = false } = {}) {
+    const url = this.resourceUrl;
+    this.resourceUrl = null;
+    if (this.pc) {
+      this.pc.close();
+      this.pc = null;
+    }
+    this.#setState("closed");
+    await deleteResource(url, this.token, { keepalive });
+  }
+
+  #setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.dispatchEvent(new Event("state"));
+  }
+}

@@ -1,0 +1,398 @@
+// End-to-end media test: the real `floorcast` binary, Debian Chromium publishing the floor
+// feed from /publish/{id} (fake camera and microphone, WHIP) and watching it on /watch/{id}
+// (WHEP). Passes when the viewer's own getStats() shows decoded video and received audio.
+//
+//   node tests/browser/media.test.mjs          (or `npm test` in tests/browser)
+//
+// Environment: FLOORCAST_BIN (default target/debug/floorcast), CHROMIUM_BIN (default
+// /usr/bin/chromium), ARTIFACTS_DIR (default test-artifacts/ at the repo root; screenshots,
+// browser console and server log go there). Every wait is bounded; the server is killed at
+// the end whatever happens; the process exits non-zero on any failure.
+
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { createHmac, randomBytes } from "node:crypto";
+import { createWriteStream, existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const BIN = process.env.FLOORCAST_BIN
+  ? resolve(process.env.FLOORCAST_BIN)
+  : join(ROOT, "target/debug/floorcast");
+const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+const ARTIFACTS = process.env.ARTIFACTS_DIR
+  ? resolve(process.env.ARTIFACTS_DIR)
+  : join(ROOT, "test-artifacts");
+const JWT_SECRET = `browser-test-${randomBytes(16).toString("hex")}`;
+
+const STARTUP_TIMEOUT_MS = 30_000;
+const PUBLISH_TIMEOUT_MS = 15_000;
+const MEDIA_TIMEOUT_MS = 10_000;
+const WHOLE_RUN_TIMEOUT_MS = 240_000;
+
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--use-fake-ui-for-media-stream",
+  "--use-fake-device-for-media-stream",
+  "--allow-loopback-in-peer-connection",
+  "--disable-features=WebRtcHideLocalIpsWithMdns",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+// ---------------------------------------------------------------------------------------
+// Tokens: HS256 JWT with the claims of docs/CONTRACT.md, signed with node's own crypto.
+
+const b64url = (data) => Buffer.from(data).toString("base64url");
+
+function mintToken({ role, session, name, ttlSeconds = 3600 }) {
+  const header = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
+  const claims = {
+    sub: `${role}-${randomBytes(4).toString("hex")}`,
+    name,
+    exp: Math.floor(Date.now() / 1000) + ttlSeconds,
+    session,
+    role,
+  };
+  const payload = b64url(JSON.stringify(claims));
+  const signature = createHmac("sha256", JWT_SECRET).update(`${header}.${payload}`).digest("base64url");
+  return `${header}.${payload}.${signature}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Small helpers with deadlines.
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what, timeoutMs, probe, intervalMs = 250) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (last && last.ok) return last;
+    if (Date.now() >= deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+async function http(base, path, { method = "GET", token, body, timeoutMs = 5000 } = {}) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(new URL(path, base), {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // not JSON
+  }
+  return { status: res.status, text, json };
+}
+
+// ---------------------------------------------------------------------------------------
+// The server process.
+
+class Server {
+  constructor() {
+    this.child = null;
+    this.base = null;
+    this.exited = null;
+  }
+
+  async start(dataDir) {
+    if (!existsSync(BIN)) {
+      throw new Error(`floorcast binary not found at ${BIN}: run \`cargo build -p floorcast-server\` or set FLOORCAST_BIN`);
+    }
+    const args = [
+      "serve",
+      "--http-addr", "127.0.0.1:0",
+      "--media-udp-addr", "127.0.0.1:0",
+      "--data-dir", dataDir,
+      "--jwt-secret", JWT_SECRET,
+    ];
+    const log = createWriteStream(join(ARTIFACTS, "floorcast.log"));
+    log.write(`$ ${BIN} ${args.join(" ").replace(JWT_SECRET, "<secret>")}\n`);
+    const child = spawn(BIN, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
+    });
+    this.child = child;
+    this.exited = new Promise((resolveExit) => child.once("exit", (code, signal) => resolveExit({ code, signal })));
+    child.stderr.pipe(log, { end: false });
+
+    this.base = await new Promise((resolveBase, reject) => {
+      let buffered = "";
+      const timer = setTimeout(
+        () => reject(new Error(`floorcast printed no "floorcast listening on" line within ${STARTUP_TIMEOUT_MS} ms (see ${join(ARTIFACTS, "floorcast.log")})`)),
+        STARTUP_TIMEOUT_MS,
+      );
+      child.stdout.on("data", (chunk) => {
+        log.write(chunk);
+        buffered += chunk.toString();
+        const m = buffered.match(/floorcast listening on (http:\/\/\S+)/);
+        if (m) {
+          clearTimeout(timer);
+          resolveBase(m[1].replace(/\/+$/, ""));
+        }
+      });
+      child.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`floorcast exited early (code ${code}, signal ${signal}); see ${join(ARTIFACTS, "floorcast.log")}`));
+      });
+      child.once("error", (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+
+    await until("/readyz to answer 200", 10_000, async () => {
+      try {
+        const res = await http(this.base, "/readyz", { timeoutMs: 1000 });
+        return { ok: res.status === 200, status: res.status };
+      } catch (err) {
+        return { ok: false, error: String(err) };
+      }
+    });
+  }
+
+  async stop() {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const done = await Promise.race([this.exited, sleep(5000).then(() => null)]);
+    if (!done) {
+      child.kill("SIGKILL");
+      await Promise.race([this.exited, sleep(2000)]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading media figures from a page's own RTCPeerConnection (exposed as window.floorcast.pc).
+
+async function inboundStats(page) {
+  return page.evaluate(async () => {
+    const pc = window.floorcast && window.floorcast.pc;
+    if (!pc) return { pc: false };
+    const report = await pc.getStats();
+    const out = { pc: true, state: pc.connectionState, framesDecoded: 0, audioPackets: 0, videoTracks: 0 };
+    report.forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      if (s.kind === "video") {
+        out.videoTracks += 1;
+        out.framesDecoded += s.framesDecoded || 0;
+      }
+      if (s.kind === "audio") out.audioPackets += s.packetsReceived || 0;
+    });
+    return out;
+  });
+}
+
+async function outboundStats(page) {
+  return page.evaluate(async () => {
+    const pc = window.floorcast && window.floorcast.pc;
+    if (!pc) return { pc: false };
+    const report = await pc.getStats();
+    const out = { pc: true, state: pc.connectionState, framesEncoded: 0, audioPackets: 0 };
+    report.forEach((s) => {
+      if (s.type !== "outbound-rtp") return;
+      if (s.kind === "video") out.framesEncoded += s.framesEncoded || 0;
+      if (s.kind === "audio") out.audioPackets += s.packetsSent || 0;
+    });
+    return out;
+  });
+}
+
+async function screenshots(page, name) {
+  for (const width of [1280, 360]) {
+    await page.setViewportSize({ width, height: width === 360 ? 780 : 800 });
+    await sleep(150);
+    await page.screenshot({ path: join(ARTIFACTS, `${name}-${width}.png`), fullPage: true, timeout: 10_000 });
+  }
+  await page.setViewportSize({ width: 1280, height: 800 });
+}
+
+function recordConsole(page, name, lines) {
+  page.on("console", (msg) => lines.push(`[${name}] ${msg.type()}: ${msg.text()}`));
+  page.on("pageerror", (err) => lines.push(`[${name}] pageerror: ${err.message}`));
+  page.on("requestfailed", (req) => lines.push(`[${name}] requestfailed: ${req.method()} ${req.url()} ${req.failure()?.errorText}`));
+}
+
+// ---------------------------------------------------------------------------------------
+
+const server = new Server();
+let context = null;
+let dataDir = null;
+let userDataDir = null;
+let sessionId = null;
+const tokens = {};
+const consoleLines = [];
+
+// A last guard: whatever hangs, the server does not outlive the run.
+const watchdog = setTimeout(() => {
+  console.error(`# whole run exceeded ${WHOLE_RUN_TIMEOUT_MS} ms; killing floorcast and exiting`);
+  if (server.child) server.child.kill("SIGKILL");
+  process.exit(1);
+}, WHOLE_RUN_TIMEOUT_MS);
+watchdog.unref();
+process.on("exit", () => {
+  if (server.child && server.child.exitCode === null) server.child.kill("SIGKILL");
+});
+
+describe("floorcast in a real browser", { timeout: WHOLE_RUN_TIMEOUT_MS - 10_000 }, () => {
+  before(async () => {
+    await mkdir(ARTIFACTS, { recursive: true });
+    dataDir = await mkdtemp(join(tmpdir(), "floorcast-data-"));
+    userDataDir = await mkdtemp(join(tmpdir(), "floorcast-chromium-"));
+    await server.start(dataDir);
+
+    const operator = mintToken({ role: "operator", session: "*", name: "Browser test operator" });
+    const created = await http(server.base, "/api/sessions", {
+      method: "POST",
+      token: operator,
+      body: { id: "browser-test", title: "Browser test plenary" },
+    });
+    assert.equal(created.status, 201, `POST /api/sessions: ${created.status} ${created.text}`);
+    sessionId = created.json && created.json.id ? created.json.id : "browser-test";
+
+    tokens.venue = mintToken({ role: "venue", session: sessionId, name: "Main hall mixer" });
+    tokens.viewer = mintToken({ role: "viewer", session: sessionId, name: "Remote viewer" });
+
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1280, height: 800 },
+      timeout: 30_000,
+    });
+    context.setDefaultTimeout(10_000);
+    context.setDefaultNavigationTimeout(15_000);
+    await context.grantPermissions(["camera", "microphone"], { origin: server.base });
+  });
+
+  after(async () => {
+    if (context) await context.close().catch(() => {});
+    await server.stop();
+    if (consoleLines.length) await writeFile(join(ARTIFACTS, "browser-console.log"), `${consoleLines.join("\n")}\n`);
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
+    clearTimeout(watchdog);
+  });
+
+  let publisher = null;
+
+  it("publishes camera and microphone from /publish/{id} over WHIP", async () => {
+    publisher = await context.newPage();
+    recordConsole(publisher, "publish", consoleLines);
+    await publisher.goto(`${server.base}/publish/${encodeURIComponent(sessionId)}?token=${tokens.venue}`);
+    await publisher.getByRole("button", { name: "Start publishing" }).click();
+    try {
+      const state = await until("the publisher to connect", PUBLISH_TIMEOUT_MS, async () => {
+        const s = await publisher.evaluate(() => (window.floorcast ? window.floorcast.state : "no page script"));
+        return { ok: s === "connected", state: s };
+      });
+      assert.equal(state.state, "connected");
+      const sent = await until("the publisher to send media", 5000, async () => {
+        const s = await outboundStats(publisher);
+        return { ...s, ok: s.framesEncoded > 10 && s.audioPackets > 10 };
+      });
+      assert.ok(sent.ok);
+    } finally {
+      await screenshots(publisher, "publish");
+    }
+  });
+
+  it("plays the floor feed on /watch/{id} over WHEP (video and audio)", async () => {
+    assert.ok(publisher, "publisher page must be up");
+    const viewer = await context.newPage();
+    recordConsole(viewer, "watch", consoleLines);
+    try {
+      await viewer.goto(`${server.base}/watch/${encodeURIComponent(sessionId)}?token=${tokens.viewer}`);
+      const stats = await until(
+        "video framesDecoded > 30 and audio packetsReceived > 50",
+        MEDIA_TIMEOUT_MS,
+        async () => {
+          const s = await inboundStats(viewer);
+          return { ...s, ok: s.framesDecoded > 30 && s.audioPackets > 50 };
+        },
+        500,
+      );
+      assert.ok(stats.framesDecoded > 30, `framesDecoded ${stats.framesDecoded}`);
+      assert.ok(stats.audioPackets > 50, `audio packetsReceived ${stats.audioPackets}`);
+      // The page tells a person the same thing.
+      await until("the page's stats line", 3000, async () => {
+        const text = await viewer.locator("#stats").textContent();
+        return { ok: /frames decoded/.test(text || ""), text };
+      });
+    } finally {
+      await screenshots(viewer, "watch");
+      await viewer.close();
+    }
+  });
+
+  it("plays audio only with ?video=0", async () => {
+    const viewer = await context.newPage();
+    recordConsole(viewer, "watch-audio", consoleLines);
+    try {
+      await viewer.goto(`${server.base}/watch/${encodeURIComponent(sessionId)}?token=${tokens.viewer}&video=0`);
+      const stats = await until("audio packetsReceived > 50 with no video", MEDIA_TIMEOUT_MS, async () => {
+        const s = await inboundStats(viewer);
+        return { ...s, ok: s.audioPackets > 50 };
+      }, 500);
+      assert.equal(stats.videoTracks, 0, "an audio-only viewer must receive no video");
+      const offer = await viewer.evaluate(() => window.floorcast.pc.localDescription.sdp);
+      assert.ok(!/^m=video/m.test(offer), "the audio-only offer has no video m-line");
+    } finally {
+      await screenshots(viewer, "watch-audio-only");
+      await viewer.close();
+    }
+  });
+
+  it("shows the server's error in words for a bad token", async () => {
+    const viewer = await context.newPage();
+    recordConsole(viewer, "watch-bad-token", consoleLines);
+    try {
+      await viewer.goto(`${server.base}/watch/${encodeURIComponent(sessionId)}?token=not-a-valid-token`);
+      const alert = viewer.locator("#error");
+      await alert.waitFor({ state: "visible", timeout: 10_000 });
+      const text = (await alert.textContent()) || "";
+      assert.ok(text.trim().length > 10, `error text too short: ${JSON.stringify(text)}`);
+      assert.ok(!/[{}]/.test(text), `error text must be words, not JSON: ${JSON.stringify(text)}`);
+    } finally {
+      await screenshots(viewer, "watch-bad-token");
+      await viewer.close();
+    }
+  });
+
+  it("stops publishing with the Stop button (DELETE on the WHIP resource)", async () => {
+    assert.ok(publisher, "publisher page must be up");
+    const deleted = publisher.waitForResponse(
+      (res) => res.request().method() === "DELETE" && /\/whip\//.test(res.url()),
+      { timeout: 10_000 },
+    );
+    await publisher.getByRole("button", { name: "Stop" }).click();
+    const res = await deleted;
+    assert.ok(res.status() >= 200 && res.status() < 300, `DELETE answered ${res.status()}`);
+    const state = await publisher.evaluate(() => window.floorcast.state);
+    assert.equal(state, "idle");
+    await publisher.close();
+  });
+});
