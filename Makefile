@@ -88,12 +88,15 @@ build:
 browser-test: deps-test build
 	FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR) node $(BROWSER_DIR)/media.test.mjs
 
-# TODO(bench): the load generator (loadtests/, `floorcast-load`) is still being written.
-# Once its `fanout` subcommand exists this target starts a server, mints tokens and runs
-# `cargo run -p floorcast-load -- fanout --viewers 20 --duration 10 ...` against it.
+# A short fan-out run: one synthetic publisher, 20 WHEP viewers for 10 s, against a server
+# started on ephemeral ports (.ci/fanout-bench); figures printed, JSON in test-artifacts/.
+BENCH_VIEWERS ?= 20
+BENCH_SECONDS ?= 10
+
 .PHONY: bench
 bench: build
-	@echo "TODO: fanout bench not wired yet (floorcast-load has no fanout subcommand yet)"
+	$(CARGO) build -p floorcast-load --bin floorcast-load
+	FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR) .ci/fanout-bench $(BENCH_VIEWERS) $(BENCH_SECONDS)
 
 .PHONY: test
 test: deps-test fmt clippy unit build browser-test bench
