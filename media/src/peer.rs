@@ -1,1 +1,157 @@
-//! (in progress)
+//! One WebRTC peer of the SFU: its str0m `Rtc` (RTP mode), its role, and the per-track state
+//! the forwarder needs (incoming track kinds for publishers, outgoing bindings for viewers).
+
+use std::time::{Duration, Instant};
+
+use str0m::Rtc;
+use str0m::format::Codec;
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::rtp::Ssrc;
+
+use crate::forward::keyframe::{KeyframeLimiter, VideoCodec};
+use crate::forward::rewrite::Rewriter;
+use crate::ids::{PeerId, Role, SessionId};
+use crate::stats::Kind;
+
+/// The codecs we forward, as a small index for per-binding payload-type tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FwdCodec {
+    Opus = 0,
+    Vp8 = 1,
+    H264 = 2,
+}
+
+impl FwdCodec {
+    pub fn from_str0m(c: Codec) -> Option<Self> {
+        match c {
+            Codec::Opus => Some(Self::Opus),
+            Codec::Vp8 => Some(Self::Vp8),
+            Codec::H264 => Some(Self::H264),
+            _ => None,
+        }
+    }
+
+    pub fn video(self) -> Option<VideoCodec> {
+        match self {
+            Self::Opus => None,
+            Self::Vp8 => Some(VideoCodec::Vp8),
+            Self::H264 => Some(VideoCodec::H264),
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Self::Opus => Kind::Audio,
+            Self::Vp8 | Self::H264 => Kind::Video,
+        }
+    }
+}
+
+pub(crate) struct Peer {
+    pub id: PeerId,
+    pub session: SessionId,
+    pub role: Role,
+    pub rtc: Rtc,
+    pub span: tracing::Span,
+    pub created: Instant,
+    pub connected: bool,
+    /// The deadline this peer is registered under in the SFU's timer set.
+    pub deadline: Option<Instant>,
+    pub kind: PeerKind,
+}
+
+pub(crate) enum PeerKind {
+    Publisher(PublisherState),
+    Viewer(ViewerState),
+}
+
+impl Peer {
+    pub fn publisher(&mut self) -> Option<&mut PublisherState> {
+        match &mut self.kind {
+            PeerKind::Publisher(p) => Some(p),
+            PeerKind::Viewer(_) => None,
+        }
+    }
+
+    pub fn viewer(&mut self) -> Option<&mut ViewerState> {
+        match &mut self.kind {
+            PeerKind::Viewer(v) => Some(v),
+            PeerKind::Publisher(_) => None,
+        }
+    }
+
+    /// The codec of an incoming payload type, per the negotiated config.
+    pub fn codec_of(&self, pt: Pt) -> Option<FwdCodec> {
+        self.rtc
+            .codec_config()
+            .find(|p| p.pt() == pt)
+            .and_then(|p| FwdCodec::from_str0m(p.spec().codec))
+    }
+}
+
+pub(crate) struct PublisherState {
+    pub video_mid: Option<Mid>,
+    pub keyframes: KeyframeLimiter,
+}
+
+impl PublisherState {
+    pub fn new(keyframe_interval: Duration) -> Self {
+        Self {
+            video_mid: None,
+            keyframes: KeyframeLimiter::new(keyframe_interval),
+        }
+    }
+}
+
+/// A viewer's outgoing stream for one kind.
+pub(crate) struct OutBinding {
+    pub ssrc: Ssrc,
+    /// The viewer's payload type for each forwarded codec (index: `FwdCodec as usize`).
+    pub pts: [Option<Pt>; 3],
+    pub rewriter: Rewriter,
+    /// Video starts (and restarts after a source change) on a keyframe.
+    pub waiting_keyframe: bool,
+}
+
+pub(crate) struct ViewerState {
+    pub audio: Option<OutBinding>,
+    pub video: Option<OutBinding>,
+    pub offered_at: Instant,
+    pub first_media_sent: bool,
+    /// Cumulative NACK counts per mid from str0m's egress stats, to count deltas.
+    pub nacks_seen: Vec<(Mid, u64)>,
+}
+
+impl ViewerState {
+    pub fn new(offered_at: Instant) -> Self {
+        Self {
+            audio: None,
+            video: None,
+            offered_at,
+            first_media_sent: false,
+            nacks_seen: Vec::new(),
+        }
+    }
+
+    pub fn binding(&mut self, kind: MediaKind) -> Option<&mut OutBinding> {
+        match kind {
+            MediaKind::Audio => self.audio.as_mut(),
+            MediaKind::Video => self.video.as_mut(),
+        }
+    }
+
+    /// Returns how many new NACKs this report adds.
+    pub fn nack_delta(&mut self, mid: Mid, total: u64) -> u64 {
+        match self.nacks_seen.iter_mut().find(|(m, _)| *m == mid) {
+            Some((_, seen)) => {
+                let d = total.saturating_sub(*seen);
+                *seen = total;
+                d
+            }
+            None => {
+                self.nacks_seen.push((mid, total));
+                total
+            }
+        }
+    }
+}

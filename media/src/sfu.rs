@@ -1,1 +1,739 @@
-//! (in progress)
+//! The SFU core: peers, sessions, who receives what. Sans-I/O: the driver hands it datagrams,
+//! commands and the current time; it hands back datagrams to send (through [`Transmit`]),
+//! events, and the next instant it needs to be woken.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpOffer;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use tracing::{debug, info, info_span, warn};
+
+use crate::config::MediaConfig;
+use crate::demux::Demux;
+use crate::error::MediaError;
+use crate::forward::keyframe::starts_keyframe;
+use crate::forward::rewrite::{Rewriter, SourceKey};
+use crate::handle::{Answer, MediaEvent, Takeover};
+use crate::ids::{PeerId, Role, SessionId};
+use crate::peer::{FwdCodec, OutBinding, Peer, PeerKind, PublisherState, ViewerState};
+use crate::sdp_check::check_offer;
+use crate::stats::{Kind, MediaStats};
+
+/// Where the core's outgoing datagrams go. The driver implements it on the socket; tests
+/// collect into memory.
+pub(crate) trait Transmit {
+    fn send(&mut self, to: SocketAddr, datagram: &[u8]);
+}
+
+/// Events kept for the server; beyond this they are dropped (the server lags, media does not).
+const MAX_PENDING_EVENTS: usize = 4096;
+/// Outputs drained from one peer per call; str0m reaches a timeout long before this.
+const MAX_OUTPUTS_PER_POLL: usize = 10_000;
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Default)]
+struct SessionPeers {
+    floor: Option<PeerId>,
+    speaker: Option<PeerId>,
+    viewers: Vec<PeerId>,
+}
+
+impl SessionPeers {
+    /// What viewers receive: the speaker holding the floor, else the floor feed.
+    fn source(&self) -> Option<PeerId> {
+        self.speaker.or(self.floor)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.floor.is_none() && self.speaker.is_none() && self.viewers.is_empty()
+    }
+}
+
+pub(crate) struct Sfu {
+    config: MediaConfig,
+    local_candidates: Vec<SocketAddr>,
+    peers: HashMap<PeerId, Peer>,
+    sessions: HashMap<SessionId, SessionPeers>,
+    demux: Demux,
+    deadlines: BTreeSet<(Instant, PeerId)>,
+    ids: RandomState,
+    next_id: u64,
+    stats: Arc<MediaStats>,
+    events: VecDeque<MediaEvent>,
+    dead: Vec<PeerId>,
+    next_housekeeping: Option<Instant>,
+}
+
+impl Sfu {
+    pub fn new(
+        config: MediaConfig,
+        local_candidates: Vec<SocketAddr>,
+        stats: Arc<MediaStats>,
+    ) -> Self {
+        Self {
+            config,
+            local_candidates,
+            peers: HashMap::new(),
+            sessions: HashMap::new(),
+            demux: Demux::default(),
+            deadlines: BTreeSet::new(),
+            ids: RandomState::new(),
+            next_id: 0,
+            stats,
+            events: VecDeque::new(),
+            dead: Vec::new(),
+            next_housekeeping: None,
+        }
+    }
+
+    pub fn stats(&self) -> Arc<MediaStats> {
+        self.stats.clone()
+    }
+
+    // ---------------------------------------------------------------- commands
+
+    pub fn publish(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        role: Role,
+        offer: &str,
+        takeover: Takeover,
+    ) -> Result<Answer, MediaError> {
+        let existing = self.sessions.get(&session).and_then(|s| match role {
+            Role::Speaker => s.speaker,
+            _ => s.floor,
+        });
+        if let Some(old) = existing {
+            match (role, takeover) {
+                (Role::Floor, Takeover::Refuse) => {
+                    return Err(MediaError::PublisherExists(session));
+                }
+                _ => {
+                    info!(%session, peer = %old, "publisher replaced");
+                    self.dead.push(old);
+                    self.reap(now);
+                }
+            }
+        }
+        let kind = PeerKind::Publisher(PublisherState::new(self.config.keyframe_min_interval));
+        let answer = self.add_peer(now, session.clone(), role, offer, kind)?;
+        let s = self.sessions.entry(session).or_default();
+        match role {
+            Role::Speaker => s.speaker = Some(answer.peer),
+            _ => s.floor = Some(answer.peer),
+        }
+        // Viewers switch to the new source on its first keyframe.
+        self.mark_viewers_waiting(&answer.peer);
+        Ok(answer)
+    }
+
+    pub fn subscribe(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        offer: &str,
+    ) -> Result<Answer, MediaError> {
+        let kind = PeerKind::Viewer(ViewerState::new(now));
+        let answer = self.add_peer(now, session.clone(), Role::Viewer, offer, kind)?;
+        self.sessions
+            .entry(session)
+            .or_default()
+            .viewers
+            .push(answer.peer);
+        Ok(answer)
+    }
+
+    pub fn add_candidate(&mut self, peer: PeerId, candidate: &str) -> Result<(), MediaError> {
+        let p = self
+            .peers
+            .get_mut(&peer)
+            .ok_or(MediaError::PeerNotFound(peer))?;
+        let line = candidate.trim();
+        let line = line.strip_prefix("a=").unwrap_or(line);
+        let c = Candidate::from_sdp_string(line)
+            .map_err(|e| MediaError::InvalidCandidate(e.to_string()))?;
+        p.rtc.add_remote_candidate(c);
+        self.schedule(peer, Some(Instant::now()));
+        Ok(())
+    }
+
+    pub fn close_peer(&mut self, now: Instant, peer: PeerId) -> Result<(), MediaError> {
+        if !self.peers.contains_key(&peer) {
+            return Err(MediaError::PeerNotFound(peer));
+        }
+        self.dead.push(peer);
+        self.reap(now);
+        Ok(())
+    }
+
+    pub fn close_session(&mut self, now: Instant, session: &SessionId) {
+        if let Some(s) = self.sessions.get(session) {
+            self.dead.extend(s.floor);
+            self.dead.extend(s.speaker);
+            self.dead.extend(s.viewers.iter().copied());
+        }
+        self.reap(now);
+    }
+
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// One datagram from the shared socket.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+        tx: &mut dyn Transmit,
+    ) {
+        self.stats.udp_rx_datagrams.add(1);
+        self.stats.udp_rx_bytes.add(data.len() as u64);
+        let Some(id) = self.demux.route(source, data) else {
+            self.stats.unroutable_datagrams.add(1);
+            return;
+        };
+        let Ok(contents) = data.try_into() else {
+            self.stats.unroutable_datagrams.add(1);
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let _span = peer.span.clone().entered();
+        if let Err(e) = peer.rtc.handle_input(input) {
+            // Malformed or hostile input for this peer: str0m refuses it, the peer lives on.
+            debug!(error = %e, "datagram refused");
+            self.stats.unroutable_datagrams.add(1);
+        }
+        self.poll_peer(id, now, tx);
+        self.reap(now);
+    }
+
+    /// Drives every peer whose deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        // Each due peer is handled once per call, even if str0m asks for `now` again.
+        let due: usize = self.deadlines.range(..=(now, PeerId(u64::MAX))).count();
+        for _ in 0..due {
+            let Some(&(at, id)) = self.deadlines.first() else {
+                break;
+            };
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            peer.deadline = None;
+            let _span = peer.span.clone().entered();
+            if let Some(p) = peer.publisher()
+                && p.keyframes.handle_timeout(now)
+            {
+                Self::send_keyframe_request(peer, &self.stats);
+            }
+            if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                warn!(error = %e, "peer failed on timeout");
+                self.dead.push(id);
+                continue;
+            }
+            self.poll_peer(id, now, tx);
+        }
+        if self.next_housekeeping.is_none_or(|t| now >= t) {
+            self.housekeeping(now);
+            self.next_housekeeping = Some(now + HOUSEKEEPING_INTERVAL);
+        }
+        self.reap(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let peer = self.deadlines.first().map(|(t, _)| *t);
+        match (peer, self.next_housekeeping) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    // ---------------------------------------------------------------- internals
+
+    fn new_rtc(&self, now: Instant) -> Rtc {
+        let mut rtc = RtcConfig::new()
+            .set_rtp_mode(true)
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .build(now);
+        for addr in &self.local_candidates {
+            match Candidate::host(*addr, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => warn!(%addr, error = %e, "unusable host candidate"),
+            }
+        }
+        rtc
+    }
+
+    fn add_peer(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        role: Role,
+        offer: &str,
+        kind: PeerKind,
+    ) -> Result<Answer, MediaError> {
+        if self.peers.len() >= self.config.max_peers {
+            return Err(MediaError::TooManyPeers(self.config.max_peers));
+        }
+        check_offer(offer)?;
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let mut rtc = self.new_rtc(now);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let id = self.new_peer_id();
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let span = info_span!("peer", %session, peer = %id, role = role.as_str());
+        span.in_scope(|| info!("peer created"));
+        self.demux.insert(id, ufrag);
+        self.stats.peer_added(&session, role);
+        self.peers.insert(
+            id,
+            Peer {
+                id,
+                session,
+                role,
+                rtc,
+                span,
+                created: now,
+                connected: false,
+                deadline: None,
+                kind,
+            },
+        );
+        self.schedule(id, Some(now));
+        Ok(Answer {
+            peer: id,
+            sdp: answer.to_sdp_string(),
+        })
+    }
+
+    fn new_peer_id(&mut self) -> PeerId {
+        // Unguessable resource ids: a WHIP/WHEP Location must not be enumerable.
+        loop {
+            self.next_id += 1;
+            let id = PeerId(self.ids.hash_one(self.next_id));
+            if !self.peers.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    fn schedule(&mut self, id: PeerId, at: Option<Instant>) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if let Some(old) = peer.deadline.take() {
+            self.deadlines.remove(&(old, id));
+        }
+        if let Some(at) = at {
+            peer.deadline = Some(at);
+            self.deadlines.insert((at, id));
+        }
+    }
+
+    /// Drains a peer's output until str0m asks to be woken later.
+    fn poll_peer(&mut self, id: PeerId, now: Instant, tx: &mut dyn Transmit) {
+        for _ in 0..MAX_OUTPUTS_PER_POLL {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            if !peer.rtc.is_alive() {
+                self.dead.push(id);
+                return;
+            }
+            let output = match peer.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    peer.span.in_scope(|| warn!(error = %e, "peer failed"));
+                    self.dead.push(id);
+                    return;
+                }
+            };
+            match output {
+                Output::Timeout(at) => {
+                    let kf = peer.publisher().and_then(|p| p.keyframes.poll_timeout());
+                    let at = kf.map_or(at, |k| k.min(at));
+                    self.schedule(id, Some(at));
+                    return;
+                }
+                Output::Transmit(t) => {
+                    self.stats.udp_tx_datagrams.add(1);
+                    self.stats.udp_tx_bytes.add(t.contents.len() as u64);
+                    tx.send(t.destination, &t.contents);
+                }
+                Output::Event(e) => self.on_event(id, e, now, tx),
+            }
+        }
+        warn!(peer = %id, "peer produced too much output in one poll");
+        self.schedule(id, Some(now));
+    }
+
+    fn on_event(&mut self, id: PeerId, event: Event, now: Instant, tx: &mut dyn Transmit) {
+        match event {
+            Event::RtpPacket(pkt) => self.forward(id, pkt, now, tx),
+            Event::Connected => {
+                let Some(peer) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                peer.connected = true;
+                let (session, role) = (peer.session.clone(), peer.role);
+                peer.span
+                    .in_scope(|| info!(after_ms = (now - peer.created).as_millis(), "connected"));
+                let wants_video = peer.viewer().is_some_and(|v| v.video.is_some());
+                self.push_event(MediaEvent::Connected {
+                    peer: id,
+                    session: session.clone(),
+                    role,
+                });
+                if wants_video {
+                    self.request_keyframe(&session, now);
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.dead.push(id);
+            }
+            Event::Closed => self.dead.push(id),
+            Event::MediaAdded(m) => self.on_media_added(id, m.mid, m.kind, m.direction),
+            Event::KeyframeRequest(_) => {
+                self.stats.viewer_keyframe_requests.add(1);
+                if let Some(session) = self.peers.get(&id).map(|p| p.session.clone()) {
+                    self.request_keyframe(&session, now);
+                }
+            }
+            Event::MediaEgressStats(s) => {
+                if let Some(v) = self.peers.get_mut(&id).and_then(|p| p.viewer()) {
+                    let d = v.nack_delta(s.mid, s.nacks);
+                    self.stats.nacks.add(d);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_media_added(
+        &mut self,
+        id: PeerId,
+        mid: str0m::media::Mid,
+        kind: MediaKind,
+        direction: Direction,
+    ) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        match &mut peer.kind {
+            PeerKind::Publisher(p) => {
+                if kind == MediaKind::Video {
+                    p.video_mid = Some(mid);
+                }
+            }
+            PeerKind::Viewer(_) => {
+                if !matches!(direction, Direction::SendOnly | Direction::SendRecv) {
+                    return;
+                }
+                let Some(media) = peer.rtc.media(mid) else {
+                    return;
+                };
+                let remote = media.remote_pts().to_vec();
+                let mut pts = [None; 3];
+                for p in peer.rtc.codec_config().params() {
+                    if let Some(c) = FwdCodec::from_str0m(p.spec().codec)
+                        && (remote.is_empty() || remote.contains(&p.pt()))
+                        && pts[c as usize].is_none()
+                    {
+                        pts[c as usize] = Some(p.pt());
+                    }
+                }
+                let Some(ssrc) = peer
+                    .rtc
+                    .direct_api()
+                    .stream_tx_by_mid(mid, None)
+                    .map(|s| s.ssrc())
+                else {
+                    peer.span
+                        .in_scope(|| warn!(%mid, "no send stream for viewer media"));
+                    return;
+                };
+                let (clock, waiting) = match kind {
+                    MediaKind::Audio => (48_000, false),
+                    MediaKind::Video => (90_000, true),
+                };
+                let binding = OutBinding {
+                    ssrc,
+                    pts,
+                    rewriter: Rewriter::new(clock),
+                    waiting_keyframe: waiting,
+                };
+                let v = peer.viewer().expect("viewer kind checked above");
+                match kind {
+                    MediaKind::Audio => v.audio = Some(binding),
+                    MediaKind::Video => v.video = Some(binding),
+                }
+            }
+        }
+    }
+
+    /// One publisher packet to every viewer of its session: the hot path.
+    fn forward(
+        &mut self,
+        from: PeerId,
+        pkt: str0m::rtp::RtpPacket,
+        now: Instant,
+        tx: &mut dyn Transmit,
+    ) {
+        let Some(publisher) = self.peers.get_mut(&from) else {
+            return;
+        };
+        let ssrc = pkt.header.ssrc;
+        if publisher.publisher().is_none() {
+            return; // a viewer sending media: ignored
+        }
+        let Some(codec) = publisher.codec_of(pkt.header.payload_type) else {
+            return;
+        };
+        let kind = codec.kind();
+        let media_kind = match kind {
+            Kind::Audio => MediaKind::Audio,
+            Kind::Video => MediaKind::Video,
+        };
+        let len = pkt.payload.len() as u64;
+        self.stats.rtp_in.record(kind, 1, len);
+        let session_id = publisher.session.clone();
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return;
+        };
+        if session.source() != Some(from) {
+            return;
+        }
+        let keyframe = codec
+            .video()
+            .is_some_and(|v| starts_keyframe(v, &pkt.payload));
+        let key = SourceKey {
+            peer: from.0,
+            ssrc: *ssrc,
+        };
+        let in_seq: u64 = *pkt.seq_no;
+        // Taken out so viewers can be polled (and borrow `self`) inside the loop; nothing
+        // adds viewers meanwhile, and removals wait in `dead`.
+        let viewers = std::mem::take(&mut session.viewers);
+        let mut written = 0u64;
+        let mut someone_waits = false;
+        for &vid in &viewers {
+            let Some(viewer) = self.peers.get_mut(&vid) else {
+                continue;
+            };
+            if !viewer.connected {
+                continue;
+            }
+            let PeerKind::Viewer(v) = &mut viewer.kind else {
+                continue;
+            };
+            let audio_only = v.video.is_none();
+            let Some(b) = v.binding(media_kind) else {
+                continue;
+            };
+            if b.waiting_keyframe {
+                if !keyframe {
+                    someone_waits = true;
+                    continue;
+                }
+                b.waiting_keyframe = false;
+            }
+            let Some(pt) = b.pts[codec as usize] else {
+                continue;
+            };
+            let Some((seq, ts)) = b.rewriter.rewrite(key, in_seq, pkt.header.timestamp, now)
+            else {
+                continue;
+            };
+            let out_ssrc = b.ssrc;
+            let first = !v.first_media_sent && (kind == Kind::Video || audio_only);
+            if first {
+                v.first_media_sent = true;
+                let join = now.saturating_duration_since(v.offered_at);
+                self.events.push_back(MediaEvent::FirstMedia {
+                    peer: vid,
+                    session: session_id.clone(),
+                    join,
+                });
+            }
+            if let Some(stream) = viewer.rtc.direct_api().stream_tx(&out_ssrc) {
+                stream.write_rtp(
+                    RtpWrite::new(pt, SeqNo::from(seq), ts, now, pkt.payload.clone())
+                        .marker(pkt.header.marker)
+                        .nackable(true),
+                );
+                written += 1;
+            }
+            self.poll_peer(vid, now, tx);
+        }
+        if let Some(session) = self.sessions.get_mut(&session_id) {
+            debug_assert!(session.viewers.is_empty());
+            session.viewers = viewers;
+        }
+        self.stats.rtp_out.record(kind, written, written * len);
+        if someone_waits {
+            self.request_keyframe(&session_id, now);
+        }
+    }
+
+    fn request_keyframe(&mut self, session: &SessionId, now: Instant) {
+        let Some(source) = self.sessions.get(session).and_then(|s| s.source()) else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&source) else {
+            return;
+        };
+        let Some(p) = peer.publisher() else {
+            return;
+        };
+        if p.keyframes.request(now) {
+            Self::send_keyframe_request(peer, &self.stats);
+        }
+        // Either way the publisher must be polled: to send the PLI now, or to be woken when a
+        // deferred one is due.
+        let at = peer
+            .publisher()
+            .and_then(|p| p.keyframes.poll_timeout())
+            .unwrap_or(now);
+        let at = peer.deadline.map_or(at, |d| d.min(at));
+        self.schedule(source, Some(at));
+    }
+
+    fn send_keyframe_request(peer: &mut Peer, stats: &MediaStats) {
+        let Some(mid) = peer.publisher().and_then(|p| p.video_mid) else {
+            return;
+        };
+        if let Some(rx) = peer.rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(KeyframeRequestKind::Pli);
+            stats.plis.add(1);
+        }
+    }
+
+    /// After a source change, every viewer's video waits for the new source's keyframe.
+    fn mark_viewers_waiting(&mut self, publisher: &PeerId) {
+        let Some(session) = self.peers.get(publisher).map(|p| p.session.clone()) else {
+            return;
+        };
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        if s.source() != Some(*publisher) {
+            return;
+        }
+        for vid in &s.viewers {
+            if let Some(b) = self
+                .peers
+                .get_mut(vid)
+                .and_then(|p| p.viewer())
+                .and_then(|v| v.video.as_mut())
+            {
+                b.waiting_keyframe = true;
+            }
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let limit = self.config.connect_timeout;
+        for peer in self.peers.values() {
+            if !peer.connected && now.saturating_duration_since(peer.created) > limit {
+                peer.span
+                    .in_scope(|| info!("no ICE/DTLS connection in time; dropping"));
+                self.dead.push(peer.id);
+            }
+        }
+    }
+
+    fn push_event(&mut self, e: MediaEvent) {
+        if self.events.len() < MAX_PENDING_EVENTS {
+            self.events.push_back(e);
+        }
+    }
+
+    /// Removes dead peers and everything that points at them.
+    fn reap(&mut self, _now: Instant) {
+        while let Some(id) = self.dead.pop() {
+            self.schedule(id, None);
+            let Some(mut peer) = self.peers.remove(&id) else {
+                continue;
+            };
+            peer.rtc.disconnect();
+            peer.span.in_scope(|| info!("peer closed"));
+            self.demux.remove(id);
+            self.stats.peer_removed(&peer.session, peer.role);
+            let mut source_left = false;
+            if let Some(s) = self.sessions.get_mut(&peer.session) {
+                let was_source = s.source() == Some(id);
+                if s.floor == Some(id) {
+                    s.floor = None;
+                }
+                if s.speaker == Some(id) {
+                    s.speaker = None;
+                }
+                s.viewers.retain(|v| *v != id);
+                source_left = was_source;
+                if s.is_empty() {
+                    self.sessions.remove(&peer.session);
+                }
+            }
+            if source_left {
+                // The floor feed takes over again (if any): start it on a keyframe.
+                if let Some(next) = self.sessions.get(&peer.session).and_then(|s| s.source()) {
+                    self.mark_viewers_waiting(&next);
+                } else if let Some(s) = self.sessions.get(&peer.session) {
+                    let viewers = s.viewers.clone();
+                    for vid in viewers {
+                        if let Some(b) = self
+                            .peers
+                            .get_mut(&vid)
+                            .and_then(|p| p.viewer())
+                            .and_then(|v| v.video.as_mut())
+                        {
+                            b.waiting_keyframe = true;
+                        }
+                    }
+                }
+            }
+            self.push_event(MediaEvent::Closed {
+                peer: id,
+                session: peer.session.clone(),
+                role: peer.role,
+            });
+        }
+    }
+}
