@@ -1,0 +1,149 @@
+//! `floorcast-load`: load scenarios against a running Floorcast server.
+//!
+//! ```text
+//! floorcast-load fanout --url http://127.0.0.1:8080 --session demo --viewers 50 \
+//!     --ramp-per-second 10 --duration 30 --secret "$SECRET" --server-pid $(pidof floorcast) \
+//!     --json fanout.json --max-loss 1
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use floorcast_load::scenarios::fanout::{self, FanoutOptions};
+use floorcast_load::token;
+
+#[derive(Parser)]
+#[command(
+    name = "floorcast-load",
+    about = "Floorcast load generator (webrtc-rs peers)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// One synthetic publisher, N WHEP viewers; prints throughput, loss, join time, server CPU.
+    Fanout(FanoutArgs),
+}
+
+#[derive(Args)]
+struct FanoutArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, default_value = "demo")]
+    session: String,
+    #[arg(long, default_value_t = 10)]
+    viewers: usize,
+    #[arg(long, default_value_t = 10.0)]
+    ramp_per_second: f64,
+    /// Measurement window in seconds (after the ramp).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Share of viewers (0..1) that offer audio only.
+    #[arg(long, default_value_t = 0.0)]
+    audio_only_share: f64,
+    /// JWT secret: tokens are minted here (venue to publish, viewer to watch).
+    #[arg(long, env = "FLOORCAST_JWT_SECRET", conflicts_with = "token")]
+    secret: Option<String>,
+    /// A ready-made viewer token (instead of --secret).
+    #[arg(long)]
+    token: Option<String>,
+    /// Token to publish with (default: --token); needs role venue.
+    #[arg(long)]
+    publish_token: Option<String>,
+    /// Create the session first (needs --secret; an existing session is fine).
+    #[arg(long)]
+    create_session: bool,
+    /// Server process id, for CPU and RSS from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Video bitrate of the synthetic publisher, bits/s.
+    #[arg(long, default_value_t = 1_000_000)]
+    video_bitrate: u32,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Exit with status 1 when window loss exceeds this percentage.
+    #[arg(long)]
+    max_loss: Option<f64>,
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+async fn fanout_main(a: FanoutArgs) -> anyhow::Result<ExitCode> {
+    let (viewer_token, publish_token) = match (&a.secret, &a.token) {
+        (Some(secret), _) => (
+            token::mint(secret, "viewer", &a.session, "load-viewer"),
+            a.publish_token
+                .clone()
+                .unwrap_or_else(|| token::mint(secret, "venue", &a.session, "load-publisher")),
+        ),
+        (None, Some(t)) => (
+            t.clone(),
+            a.publish_token.clone().unwrap_or_else(|| t.clone()),
+        ),
+        (None, None) => bail!("give --secret (or FLOORCAST_JWT_SECRET) or --token"),
+    };
+    if a.create_session {
+        let secret = a
+            .secret
+            .as_deref()
+            .context("--create-session needs --secret")?;
+        let resp = floorcast_load::whip::http_client()
+            .post(format!("{}/api/sessions", a.url.trim_end_matches('/')))
+            .bearer_auth(token::mint(secret, "operator", "*", "load-operator"))
+            .json(&serde_json::json!({"id": a.session, "title": "floorcast-load"}))
+            .send()
+            .await
+            .context("POST /api/sessions")?;
+        let s = resp.status();
+        if !s.is_success() && s.as_u16() != 409 {
+            bail!(
+                "creating session: {s} {}",
+                resp.text().await.unwrap_or_default()
+            );
+        }
+    }
+    let mut opts = FanoutOptions::new(&a.url, &a.session, &viewer_token, &publish_token);
+    opts.viewers = a.viewers;
+    opts.ramp_per_second = a.ramp_per_second;
+    opts.duration = Duration::from_secs_f64(a.duration.max(0.1));
+    opts.audio_only_share = a.audio_only_share.clamp(0.0, 1.0);
+    opts.server_pid = a.server_pid;
+    opts.video_bitrate_bps = a.video_bitrate;
+    opts.verbose = a.verbose;
+    let report = fanout::run(opts).await.context("fanout")?;
+    print!("{}", fanout::render_table(&report));
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if report.viewers_connected == 0 {
+        eprintln!("no viewer connected");
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Some(max) = a.max_loss
+        && report.loss_percent > max
+    {
+        eprintln!("loss {:.3} % above --max-loss {max} %", report.loss_percent);
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    match cli.scenario {
+        Scenario::Fanout(a) => rt.block_on(fanout_main(a)),
+    }
+}

@@ -1,0 +1,366 @@
+//! Fan-out: one synthetic floor publisher, N WHEP viewers joined at a fixed rate, then a
+//! measurement window. Reports what viewers received (packets/s, bits/s, loss, sequence
+//! discontinuities, jitter), how long joins took (POST → first keyframe; audio-only viewers:
+//! first audio packet), and — given the server's pid — its CPU per viewer and RSS.
+//!
+//! Counts in the window are differences of snapshots taken at its start and end, so joins
+//! and teardown never pollute the figures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::Client;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::peer::{Kinds, PeerError};
+use crate::process_usage::{self, cpu_rate};
+use crate::publisher::{Publisher, PublisherConfig};
+use crate::stats::{FanoutReport, ServerUsage, Summary};
+use crate::viewer::{Viewer, ViewerConfig, ViewerStats};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct FanoutOptions {
+    /// Server base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    pub session: String,
+    pub viewers: usize,
+    /// Joins started per second.
+    pub ramp_per_second: f64,
+    /// Measurement window after the ramp.
+    pub duration: Duration,
+    /// Share of viewers (0..=1) that offer audio only.
+    pub audio_only_share: f64,
+    pub viewer_token: String,
+    pub publish_token: String,
+    pub server_pid: Option<u32>,
+    pub video_bitrate_bps: u32,
+    /// Per-join limit: POST to first media.
+    pub join_timeout: Duration,
+    /// Print progress lines to stderr.
+    pub verbose: bool,
+}
+
+impl FanoutOptions {
+    pub fn new(url: &str, session: &str, viewer_token: &str, publish_token: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            session: session.to_owned(),
+            viewers: 10,
+            ramp_per_second: 10.0,
+            duration: Duration::from_secs(10),
+            audio_only_share: 0.0,
+            viewer_token: viewer_token.to_owned(),
+            publish_token: publish_token.to_owned(),
+            server_pid: None,
+            video_bitrate_bps: 1_000_000,
+            join_timeout: Duration::from_secs(15),
+            verbose: false,
+        }
+    }
+}
+
+struct Joined {
+    viewer: Viewer,
+    audio_only: bool,
+    join: Duration,
+}
+
+async fn join_one(
+    client: Client,
+    opts: Arc<FanoutOptions>,
+    audio_only: bool,
+) -> Result<Joined, String> {
+    let cfg = ViewerConfig {
+        kinds: if audio_only {
+            Kinds::AUDIO_ONLY
+        } else {
+            Kinds::BOTH
+        },
+        ..ViewerConfig::default()
+    };
+    let viewer = Viewer::whep(cfg, &client, &opts.url, &opts.session, &opts.viewer_token)
+        .await
+        .map_err(|e| format!("join: {e}"))?;
+    let got_media = viewer
+        .wait_until(opts.join_timeout, |s| {
+            if audio_only {
+                s.audio.first_packet_after.is_some()
+            } else {
+                s.first_keyframe_after.is_some()
+            }
+        })
+        .await;
+    let s = viewer.stats();
+    let join = if audio_only {
+        s.audio.first_packet_after
+    } else {
+        s.first_keyframe_after
+    };
+    match (got_media, join) {
+        (true, Some(join)) => Ok(Joined {
+            viewer,
+            audio_only,
+            join,
+        }),
+        _ => {
+            let detail = format!(
+                "no {} within {:?} (audio {} pkts, video {} pkts, state {})",
+                if audio_only { "audio" } else { "keyframe" },
+                opts.join_timeout,
+                s.audio.packets,
+                s.video.packets,
+                s.state
+            );
+            viewer.close().await;
+            Err(detail)
+        }
+    }
+}
+
+/// Window loss of one viewer: (lost, expected) over both kinds.
+fn window_loss(a: &ViewerStats, b: &ViewerStats) -> (u64, u64) {
+    let mut lost = 0;
+    let mut expected = 0;
+    for (x, y) in [(&a.audio, &b.audio), (&a.video, &b.video)] {
+        lost += y.seq.lost.saturating_sub(x.seq.lost);
+        expected += y.seq.expected.saturating_sub(x.seq.expected);
+    }
+    (lost, expected)
+}
+
+/// Runs the scenario; `Err` only when the publisher cannot start.
+pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
+    let opts = Arc::new(opts);
+    let client = crate::whip::http_client();
+    let mut report = FanoutReport {
+        url: opts.url.clone(),
+        session: opts.session.clone(),
+        viewers_requested: opts.viewers,
+        duration_s: opts.duration.as_secs_f64(),
+        ..Default::default()
+    };
+    let publisher = Publisher::whip(
+        PublisherConfig {
+            video_bitrate_bps: opts.video_bitrate_bps,
+            ..PublisherConfig::default()
+        },
+        &client,
+        &opts.url,
+        &opts.session,
+        &opts.publish_token,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Ramp: start joins at the given rate, at most 64 handshakes in flight.
+    let gate = Arc::new(Semaphore::new(64));
+    let mut joins = JoinSet::new();
+    let step = Duration::from_secs_f64(1.0 / opts.ramp_per_second.max(0.01));
+    let audio_only_every = if opts.audio_only_share > 0.0 {
+        (1.0 / opts.audio_only_share.min(1.0)).round().max(1.0) as usize
+    } else {
+        0
+    };
+    let ramp_start = Instant::now();
+    for i in 0..opts.viewers {
+        let due = ramp_start + step.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let audio_only = audio_only_every > 0 && i % audio_only_every == audio_only_every - 1;
+        let (client, opts, gate) = (client.clone(), Arc::clone(&opts), Arc::clone(&gate));
+        joins.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            join_one(client, opts, audio_only).await
+        });
+    }
+    let mut viewers = Vec::new();
+    let mut join_ms = Vec::new();
+    while let Some(r) = joins.join_next().await {
+        match r {
+            Ok(Ok(j)) => {
+                join_ms.push(j.join.as_secs_f64() * 1000.0);
+                viewers.push(j);
+            }
+            Ok(Err(e)) => report.errors.push(e),
+            Err(e) => report.errors.push(format!("join task: {e}")),
+        }
+    }
+    report.viewers_connected = viewers.len();
+    report.viewers_failed = opts.viewers - viewers.len();
+    report.audio_only_viewers = viewers.iter().filter(|v| v.audio_only).count();
+    report.join_ms = Summary::of(&join_ms);
+    if opts.verbose {
+        eprintln!(
+            "ramp done in {:.1}s: {} connected, {} failed",
+            ramp_start.elapsed().as_secs_f64(),
+            report.viewers_connected,
+            report.viewers_failed
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Measurement window.
+    let pid = opts.server_pid.map(|p| p.to_string());
+    let server_a = pid.as_deref().and_then(process_usage::sample);
+    let self_a = process_usage::sample("self");
+    let pub_a = publisher.stats();
+    let view_a: Vec<ViewerStats> = viewers.iter().map(|j| j.viewer.stats()).collect();
+    let t_a = Instant::now();
+    let end = t_a + opts.duration;
+    while Instant::now() < end {
+        let left = end.saturating_duration_since(Instant::now());
+        tokio::time::sleep(left.min(Duration::from_secs(5))).await;
+        if opts.verbose {
+            let pkts: u64 = viewers.iter().map(|j| j.viewer.stats().packets()).sum();
+            eprintln!(
+                "t+{:.0}s: {pkts} packets received in total",
+                t_a.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let wall = t_a.elapsed().as_secs_f64();
+    let view_b: Vec<ViewerStats> = viewers.iter().map(|j| j.viewer.stats()).collect();
+    let pub_b = publisher.stats();
+    let server_b = pid.as_deref().and_then(process_usage::sample);
+    let self_b = process_usage::sample("self");
+
+    let mut pkts = 0u64;
+    let mut bytes = 0u64;
+    let (mut lost, mut expected) = (0u64, 0u64);
+    let mut per_viewer_loss = Vec::new();
+    let mut jitter = Vec::new();
+    for ((a, b), j) in view_a.iter().zip(&view_b).zip(&viewers) {
+        pkts += b.packets() - a.packets();
+        bytes += (b.audio.bytes + b.video.bytes) - (a.audio.bytes + a.video.bytes);
+        let (l, e) = window_loss(a, b);
+        lost += l;
+        expected += e;
+        per_viewer_loss.push(if e == 0 {
+            100.0
+        } else {
+            l as f64 * 100.0 / e as f64
+        });
+        report.discontinuities += b.audio.seq.discontinuities + b.video.seq.discontinuities;
+        if !j.audio_only {
+            jitter.push(b.video.jitter_ms);
+        }
+    }
+    report.packets_per_second_out = pkts as f64 / wall;
+    report.bits_per_second_out = bytes as f64 * 8.0 / wall;
+    report.publisher_packets_per_second = (pub_b.packets() - pub_a.packets()) as f64 / wall;
+    report.loss_percent = if expected == 0 {
+        if viewers.is_empty() { 100.0 } else { 0.0 }
+    } else {
+        lost as f64 * 100.0 / expected as f64
+    };
+    report.viewer_loss_percent = Summary::of(&per_viewer_loss);
+    report.video_jitter_ms = Summary::of(&jitter);
+    report.publisher_keyframe_requests = pub_b.keyframe_requests();
+    if let (Some(a), Some(b)) = (server_a, server_b) {
+        let cpu = cpu_rate(&a, &b);
+        report.server = Some(ServerUsage {
+            cpu_seconds_per_second: cpu,
+            cpu_per_viewer: if viewers.is_empty() {
+                0.0
+            } else {
+                cpu / viewers.len() as f64
+            },
+            rss_bytes: b.rss_bytes,
+        });
+    }
+    if let (Some(a), Some(b)) = (self_a, self_b) {
+        report.generator_cpu_seconds_per_second = cpu_rate(&a, &b);
+    }
+
+    // Teardown: DELETE everything, a few at a time, bounded.
+    let mut closes = JoinSet::new();
+    for j in viewers {
+        let gate = Arc::clone(&gate);
+        closes.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            j.viewer.close().await
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while closes.join_next().await.is_some() {}
+    })
+    .await;
+    publisher.close().await;
+    Ok(report)
+}
+
+/// The human table printed by the binary.
+pub fn render_table(r: &FanoutReport) -> String {
+    let mut out = String::new();
+    let mut row = |k: &str, v: String| out.push_str(&format!("{k:<28} {v}\n"));
+    row(
+        "viewers",
+        format!(
+            "{} connected / {} requested ({} audio-only, {} failed)",
+            r.viewers_connected, r.viewers_requested, r.audio_only_viewers, r.viewers_failed
+        ),
+    );
+    row(
+        "publisher packets/s",
+        format!("{:.0}", r.publisher_packets_per_second),
+    );
+    row(
+        "packets/s out (received)",
+        format!(
+            "{:.0}  ({:.1} Mbit/s)",
+            r.packets_per_second_out,
+            r.bits_per_second_out / 1e6
+        ),
+    );
+    match &r.server {
+        Some(s) => {
+            row("server CPU s/s", format!("{:.3}", s.cpu_seconds_per_second));
+            row(
+                "server CPU per viewer",
+                format!("{:.5} s/s", s.cpu_per_viewer),
+            );
+            row(
+                "server RSS",
+                format!("{:.1} MiB", s.rss_bytes as f64 / 1_048_576.0),
+            );
+        }
+        None => row("server CPU", "n/a (no --server-pid)".into()),
+    }
+    row(
+        "generator CPU s/s",
+        format!("{:.3}", r.generator_cpu_seconds_per_second),
+    );
+    row(
+        "loss",
+        format!(
+            "{:.3} %  (worst viewer {:.3} %, discontinuities {})",
+            r.loss_percent, r.viewer_loss_percent.max, r.discontinuities
+        ),
+    );
+    row(
+        "join p50 / p95 / max",
+        format!(
+            "{:.0} / {:.0} / {:.0} ms",
+            r.join_ms.p50, r.join_ms.p95, r.join_ms.max
+        ),
+    );
+    row(
+        "video jitter p50 / p95",
+        format!(
+            "{:.2} / {:.2} ms",
+            r.video_jitter_ms.p50, r.video_jitter_ms.p95
+        ),
+    );
+    row(
+        "keyframe requests at pub",
+        r.publisher_keyframe_requests.to_string(),
+    );
+    if !r.errors.is_empty() {
+        row(
+            "errors",
+            format!("{} (first: {})", r.errors.len(), r.errors[0]),
+        );
+    }
+    out
+}

@@ -1,0 +1,2 @@
+//! Load scenarios run by the `floorcast-load` binary.
+pub mod fanout;
