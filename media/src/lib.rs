@@ -26,6 +26,8 @@ mod ids;
 mod peer;
 pub mod sdp_check;
 mod sfu;
+#[cfg(test)]
+mod sfu_tests;
 pub mod stats;
 pub mod stun;
 

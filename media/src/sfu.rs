@@ -183,6 +183,11 @@ impl Sfu {
         self.reap(now);
     }
 
+    /// The peer whose media a session's viewers receive now.
+    pub fn source_of(&self, session: &SessionId) -> Option<PeerId> {
+        self.sessions.get(session).and_then(|s| s.source())
+    }
+
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
         self.events.pop_front()
     }
