@@ -105,7 +105,10 @@ mod tests {
         d.insert(PeerId(1), "aaaa".into());
         d.insert(PeerId(2), "bbbb".into());
         assert_eq!(d.route(addr(5000), b"\x80\x60rtp"), None);
-        assert_eq!(d.route(addr(5000), &stun_with_user("bbbb:x")), Some(PeerId(2)));
+        assert_eq!(
+            d.route(addr(5000), &stun_with_user("bbbb:x")),
+            Some(PeerId(2))
+        );
         assert_eq!(d.route(addr(5000), b"\x80\x60rtp"), Some(PeerId(2)));
         assert_eq!(d.route(addr(5001), &stun_with_user("zzzz:x")), None);
     }

@@ -142,10 +142,7 @@ mod tests {
             check_offer("hello"),
             Err(MediaError::InvalidSdp(_))
         ));
-        assert!(matches!(
-            check_offer(HEAD),
-            Err(MediaError::InvalidSdp(_))
-        ));
+        assert!(matches!(check_offer(HEAD), Err(MediaError::InvalidSdp(_))));
         assert!(matches!(check_offer(""), Err(MediaError::InvalidSdp(_))));
     }
 }

@@ -184,6 +184,7 @@ impl Sfu {
     }
 
     /// The peer whose media a session's viewers receive now.
+    #[cfg(test)]
     pub fn source_of(&self, session: &SessionId) -> Option<PeerId> {
         self.sessions.get(session).and_then(|s| s.source())
     }
@@ -582,8 +583,7 @@ impl Sfu {
             let Some(pt) = b.pts[codec as usize] else {
                 continue;
             };
-            let Some((seq, ts)) = b.rewriter.rewrite(key, in_seq, pkt.header.timestamp, now)
-            else {
+            let Some((seq, ts)) = b.rewriter.rewrite(key, in_seq, pkt.header.timestamp, now) else {
                 continue;
             };
             let out_ssrc = b.ssrc;

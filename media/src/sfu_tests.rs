@@ -207,7 +207,13 @@ impl World {
         );
         let answer = self
             .sfu
-            .publish(self.now, session.clone(), Role::Floor, &offer, Takeover::Refuse)
+            .publish(
+                self.now,
+                session.clone(),
+                Role::Floor,
+                &offer,
+                Takeover::Refuse,
+            )
             .unwrap();
         c.accept(&answer.sdp);
         self.clients.push(c);
@@ -237,9 +243,9 @@ impl World {
             &[0xfc; 80],
             now,
         );
-        if tick % 2 == 0 {
+        if tick.is_multiple_of(2) {
             let frame = tick / 2;
-            let key = frame % gop == 0 || c.keyframe_requests > 0;
+            let key = frame.is_multiple_of(gop) || c.keyframe_requests > 0;
             c.keyframe_requests = 0;
             for k in 0..3u64 {
                 let descriptor = if k == 0 { 0x10 } else { 0x00 };
@@ -303,7 +309,11 @@ fn forwards_to_viewers_and_survives_publisher_restart() {
     );
     for v in [early, late] {
         let video = seqs(&w.clients[v], MediaKind::Video);
-        assert!(video.len() > 30, "viewer {v} got {} video packets", video.len());
+        assert!(
+            video.len() > 30,
+            "viewer {v} got {} video packets",
+            video.len()
+        );
         assert_continuous(&video);
         assert_continuous(&seqs(&w.clients[v], MediaKind::Audio));
     }
@@ -327,7 +337,10 @@ fn forwards_to_viewers_and_survives_publisher_restart() {
     }
     for v in [early, late] {
         let c = &w.clients[v];
-        assert!(c.received.len() > before[v] + 50, "viewer {v} kept receiving");
+        assert!(
+            c.received.len() > before[v] + 50,
+            "viewer {v} kept receiving"
+        );
         assert_continuous(&seqs(c, MediaKind::Video));
         assert_continuous(&seqs(c, MediaKind::Audio));
     }
@@ -357,7 +370,13 @@ fn second_floor_publisher_is_refused() {
     );
     let err = w
         .sfu
-        .publish(w.now, session.clone(), Role::Floor, &offer, Takeover::Refuse)
+        .publish(
+            w.now,
+            session.clone(),
+            Role::Floor,
+            &offer,
+            Takeover::Refuse,
+        )
         .unwrap_err();
     assert!(matches!(err, crate::MediaError::PublisherExists(_)));
     assert!(

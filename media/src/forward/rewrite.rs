@@ -125,13 +125,11 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Rewriter::new(90_000);
         r.rewrite(A, 100, 9_000, t0).unwrap();
-        r.rewrite(A, 101, 12_000, t0 + Duration::from_millis(33)).unwrap();
+        r.rewrite(A, 101, 12_000, t0 + Duration::from_millis(33))
+            .unwrap();
         // The new publisher starts with unrelated bases, 2 s later.
         let t1 = t0 + Duration::from_millis(2_033);
-        assert_eq!(
-            r.rewrite(B, 40_000, 77, t1),
-            Some((102, 12_000 + 180_000))
-        );
+        assert_eq!(r.rewrite(B, 40_000, 77, t1), Some((102, 12_000 + 180_000)));
         assert_eq!(
             r.rewrite(B, 40_001, 77 + 3000, t1),
             Some((103, 12_000 + 183_000))
@@ -164,9 +162,7 @@ mod tests {
         let now = Instant::now();
         let mut r = Rewriter::new(90_000);
         r.rewrite(A, 1, u32::MAX - 10, now).unwrap();
-        let (_, ts) = r
-            .rewrite(B, 7, 5, now + Duration::from_millis(1))
-            .unwrap();
+        let (_, ts) = r.rewrite(B, 7, 5, now + Duration::from_millis(1)).unwrap();
         assert_eq!(ts, (u32::MAX - 10).wrapping_add(90));
     }
 
