@@ -1,1 +1,188 @@
-//! (in progress)
+//! The `floorcast` server: HTTP API, WHIP/WHEP signalling, auth, metrics and the embedded
+//! web pages, in front of the media engine (`media`).
+//!
+//! How it fits together:
+//! - [`Config`] is loaded once (`config`), then everything receives values, never env/files.
+//! - [`AppState`] holds small cloneable handles (sessions, media, store, metrics, keys);
+//!   handlers extract only what they use, and auth is the [`auth::Grant`] extractor.
+//! - Every error a client sees is an [`api::error::ApiError`] rendered as JSON; that module
+//!   alone chooses HTTP statuses.
+//! - [`run`] takes an already bound listener, so tests bind port 0, and the binary prints the
+//!   real address. [`app`] builds the router alone, for `oneshot` tests without a socket.
+//! - The media engine is started in [`Server::new`]. If it fails for any reason other than
+//!   its socket, the HTTP side still serves: `/readyz` answers 503 with the reason and
+//!   WHIP/WHEP answer 503, so an operator sees why instead of a dead port.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod dev;
+mod layers;
+pub mod media_engine;
+pub mod media_events;
+pub mod metrics;
+pub mod secret;
+pub mod session;
+pub mod signal;
+pub mod state;
+pub mod store;
+pub mod web;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use state::AppState;
+
+use media_engine::Media;
+use session::SessionId;
+use store::Store;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("HTTP listener: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Secret(#[from] secret::SecretError),
+    #[error("database {path}: {source}")]
+    Store {
+        path: std::path::PathBuf,
+        source: store::StoreError,
+    },
+    #[error("media engine: {0}")]
+    Media(#[from] media::MediaError),
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Session(#[from] session::SessionError),
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+}
+
+/// The router with every route and layer, for a given state. No socket, no background task.
+pub fn app(state: AppState) -> Router {
+    let routes = Router::new()
+        .merge(api::routes())
+        .merge(signal::routes())
+        .merge(web::routes());
+    layers::wrap(routes, &state).with_state(state)
+}
+
+/// Starts a node on `listener` and serves until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    Server::new(config, listener).await?.serve(shutdown).await
+}
+
+/// A node that has bound its sockets and opened its database but does not serve yet, so the
+/// caller can print the real addresses first.
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+    http_addr: SocketAddr,
+}
+
+impl Server {
+    /// Resolves the JWT secret, opens the store, starts the media engine, loads sessions
+    /// (and creates `demo` in dev mode).
+    pub async fn new(mut config: Config, listener: TcpListener) -> Result<Server, ServerError> {
+        let http_addr = listener.local_addr()?;
+        config.jwt_secret = Some(secret::resolve(&config, config.dev)?);
+        let db = config.database_file();
+        let store = Store::open(&db).map_err(|source| ServerError::Store { path: db, source })?;
+        let media = start_media(&config)?;
+        let state = AppState::new(config, store, media).await?;
+        if state.config.dev {
+            let demo = SessionId::parse(dev::DEMO_SESSION).expect("the demo session id is valid");
+            state.sessions.ensure(demo, "Demo session").await?;
+        }
+        Ok(Server {
+            state,
+            listener,
+            http_addr,
+        })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The media engine's UDP address, if it is running.
+    pub fn media_addr(&self) -> Option<SocketAddr> {
+        self.state.media.udp_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The URL browsers use for this node.
+    pub fn public_base(&self) -> String {
+        self.state.config.public_base(self.http_addr)
+    }
+
+    /// In dev mode: the links and tokens to print (see [`dev::banner`]).
+    pub fn dev_banner(&self) -> Result<Option<String>, ServerError> {
+        if !self.state.config.dev {
+            return Ok(None);
+        }
+        Ok(Some(dev::banner(
+            &self.public_base(),
+            &self.state.auth,
+            SystemTime::now(),
+        )?))
+    }
+
+    /// Serves until `shutdown` resolves, then stops the media engine.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let state = self.state;
+        let events = state.media.engine().map(|engine| {
+            media_events::spawn(engine, state.resources.clone(), state.metrics.clone())
+        });
+        let engine = state.media.engine().cloned();
+        let result = axum::serve(self.listener, app(state))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        if let Some(engine) = engine {
+            engine.shutdown();
+        }
+        if let Some(events) = events {
+            events.abort();
+        }
+        tracing::info!("stopped");
+        result.map_err(ServerError::Io)
+    }
+}
+
+/// Starts the engine. A bind failure is fatal (wrong address or port taken: the operator must
+/// fix the config); any other failure leaves the node up but not ready (see crate doc).
+fn start_media(config: &Config) -> Result<Media, ServerError> {
+    let media_config = media::MediaConfig {
+        udp_addr: config.media_udp_addr,
+        public_ips: config.media_public_ips.clone(),
+        ..media::MediaConfig::default()
+    };
+    match media::start(media_config) {
+        Ok(handle) => {
+            tracing::info!(udp = %handle.udp_addr(), "media engine started");
+            Ok(Media::running(Arc::new(handle)))
+        }
+        Err(e @ media::MediaError::Bind { .. }) => Err(e.into()),
+        Err(e) => {
+            tracing::error!(error = %e, "the media engine did not start; WHIP/WHEP will answer 503");
+            Ok(Media::unavailable(e.to_string()))
+        }
+    }
+}

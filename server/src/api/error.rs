@@ -1,0 +1,262 @@
+//! [`ApiError`]: the one error type handlers return, and the only place in the server that
+//! chooses an HTTP status. Every domain error (`AuthError`, `SessionError`, `MediaError`,
+//! extractor rejections) converts into it here, and it renders as
+//! `{"error": "<code>", "message": "<what is wrong and what to do>"}`.
+//!
+//! Details of 5xx errors are not sent to the client: they ride in a response extension
+//! ([`ErrorDetail`]) and the logging middleware in `layers` writes them to the log.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use media::MediaError;
+use serde::Serialize;
+
+use crate::auth::AuthError;
+use crate::session::{InvalidSessionId, SessionError};
+use crate::store::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: Cow<'static, str>,
+    /// Sent as `Retry-After` (503, 429).
+    pub retry_after: Option<Duration>,
+    /// Logged, never sent (5xx only).
+    pub detail: Option<String>,
+}
+
+/// The hidden cause of a 5xx response, for the logging middleware.
+#[derive(Clone, Debug)]
+pub struct ErrorDetail(pub String);
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            detail: None,
+        }
+    }
+
+    /// A 500 whose cause is logged but not shown.
+    pub fn internal(detail: impl ToString) -> Self {
+        ApiError {
+            detail: Some(detail.to_string()),
+            ..ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the server failed; the cause is in its log",
+            )
+        }
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unsupported_media_type(expected: &str) -> Self {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send the body with Content-Type: {expected}"),
+        )
+    }
+
+    pub fn payload_too_large(limit: usize) -> Self {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    pub fn unavailable(
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+        retry: Duration,
+    ) -> Self {
+        ApiError {
+            retry_after: Some(retry),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+
+    pub fn session_not_found(id: impl std::fmt::Display) -> Self {
+        ApiError::not_found(
+            "session_not_found",
+            format!("there is no session {id}; check the link or create it first"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&Body {
+            error: self.code,
+            message: &self.message,
+        })
+        .unwrap_or_default();
+        let mut response = (
+            self.status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        let headers = response.headers_mut();
+        if let Some(retry) = self.retry_after {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry.as_secs().max(1)),
+            );
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: tell the client which scheme to use.
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(detail) = self.detail {
+            response.extensions_mut().insert(ErrorDetail(detail));
+        }
+        response
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let message = e.to_string();
+        match e {
+            AuthError::Missing => ApiError::new(StatusCode::UNAUTHORIZED, "missing_token", message),
+            AuthError::Invalid(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", message)
+            }
+            AuthError::Expired => ApiError::new(StatusCode::UNAUTHORIZED, "expired_token", message),
+            AuthError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+            AuthError::Mint(_) => ApiError::internal(message),
+        }
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(e: MediaError) -> Self {
+        let message = e.to_string();
+        match e {
+            MediaError::InvalidSdp(_) => ApiError::bad_request("invalid_sdp", message),
+            MediaError::NoSupportedCodec => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_supported_codec",
+                message,
+            ),
+            MediaError::PublisherExists(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "publisher_exists",
+                format!(
+                    "{message}; stop it first (DELETE its resource), or run the server with \
+                     allow_takeover so a new publisher replaces it"
+                ),
+            ),
+            MediaError::PeerNotFound(_) => ApiError::not_found(
+                "resource_not_found",
+                "this WHIP/WHEP resource does not exist (it ended or was never created)",
+            ),
+            MediaError::InvalidCandidate(_) => ApiError::bad_request("invalid_candidate", message),
+            MediaError::TooManyPeers(_) => {
+                ApiError::unavailable("too_many_peers", message, Duration::from_secs(10))
+            }
+            MediaError::Overloaded => {
+                ApiError::unavailable("overloaded", message, Duration::from_secs(1))
+            }
+            MediaError::Stopped => ApiError::unavailable(
+                "media_unavailable",
+                "the media engine is not running; the operator must check the server log",
+                Duration::from_secs(5),
+            ),
+            MediaError::Bind { .. } => ApiError::internal(message),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Exists(id) => ApiError::new(
+                StatusCode::CONFLICT,
+                "session_exists",
+                format!("session {id} already exists; pick another id"),
+            ),
+            SessionError::NotFound(id) => ApiError::session_not_found(id),
+            SessionError::InvalidTitle => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_title",
+                SessionError::InvalidTitle.to_string(),
+            ),
+            SessionError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
+impl From<InvalidSessionId> for ApiError {
+    fn from(e: InvalidSessionId) -> Self {
+        ApiError::bad_request("invalid_session_id", e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let message = rejection.body_text();
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ApiError::unsupported_media_type("application/json")
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_json", message)
+            }
+            status if status.is_client_error() => ApiError::bad_request("invalid_json", message),
+            _ => ApiError::internal(message),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let message = rejection.body_text();
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            }
+            status if status.is_client_error() => ApiError::bad_request("invalid_body", message),
+            _ => ApiError::internal(message),
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! The JSON HTTP API. Handlers return `Result<_, ApiError>` ([`error`]), read JSON through
+//! [`json::ApiJson`] and path segments through [`path::ApiPath`], so every failure a client
+//! sees has the same `{"error","message"}` shape. One file per resource.
+
+pub mod error;
+pub mod json;
+pub mod ops;
+pub mod path;
+pub mod sessions;
+
+use axum::Router;
+
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().merge(sessions::routes()).merge(ops::routes())
+}

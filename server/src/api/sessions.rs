@@ -1,0 +1,122 @@
+//! `/api/sessions`: list, create, read and delete sessions (operator tokens).
+//! An operator token for `*` manages every session; one for a single session may read and
+//! delete that session, and create it under that id.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::error::ApiError;
+use super::json::ApiJson;
+use super::path::ApiPath;
+use crate::auth::{AuthError, Grant, Permission, SessionScope};
+use crate::media_engine::{Media, reply_raw};
+use crate::session::{SessionId, SessionInfo, SessionRegistry};
+use crate::signal::resources::Resources;
+use crate::state::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/sessions", get(list).post(create))
+        .route("/api/sessions/{id}", get(read).delete(delete))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSession {
+    /// Picked by the server when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub title: String,
+}
+
+async fn list(
+    State(sessions): State<SessionRegistry>,
+    grant: Grant,
+) -> Result<ApiJson<Vec<SessionInfo>>, ApiError> {
+    grant.require_role(Permission::ManageSessions)?;
+    let list = match &grant.claims.session {
+        SessionScope::Any => sessions.list(),
+        SessionScope::One(id) => sessions.get(id).into_iter().collect(),
+    };
+    Ok(ApiJson(list))
+}
+
+async fn create(
+    State(sessions): State<SessionRegistry>,
+    grant: Grant,
+    ApiJson(body): ApiJson<CreateSession>,
+) -> Result<Response, ApiError> {
+    grant.require_role(Permission::ManageSessions)?;
+    let id = body.id.as_deref().map(SessionId::parse).transpose()?;
+    match (&grant.claims.session, &id) {
+        (SessionScope::Any, _) => {}
+        (SessionScope::One(own), Some(id)) if own == id => {}
+        (SessionScope::One(own), _) => {
+            return Err(AuthError::Forbidden(format!(
+                "this token may only create session {own}; creating others needs a token for `*`"
+            ))
+            .into());
+        }
+    }
+    let info = sessions.create(id, body.title).await?;
+    tracing::info!(session = %info.id, "session created");
+    let location = format!("/api/sessions/{}", info.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        ApiJson(info),
+    )
+        .into_response())
+}
+
+/// Parses the path id and checks the token; an id that cannot exist is a 404.
+fn authorize(grant: &Grant, id: &str) -> Result<SessionId, ApiError> {
+    grant.require_role(Permission::ManageSessions)?;
+    let id = SessionId::parse(id).map_err(|_| ApiError::session_not_found("with this id"))?;
+    grant.require(Permission::ManageSessions, &id)?;
+    Ok(id)
+}
+
+async fn read(
+    State(sessions): State<SessionRegistry>,
+    ApiPath(id): ApiPath<String>,
+    grant: Grant,
+) -> Result<ApiJson<SessionInfo>, ApiError> {
+    let id = authorize(&grant, &id)?;
+    sessions
+        .get(&id)
+        .map(ApiJson)
+        .ok_or_else(|| ApiError::session_not_found(&id))
+}
+
+/// Deletes the session, then ends its peers: once it is gone from the registry no new peer
+/// can join, so closing afterwards leaves nobody behind.
+async fn delete(
+    State(sessions): State<SessionRegistry>,
+    State(media): State<Media>,
+    State(resources): State<Resources>,
+    ApiPath(id): ApiPath<String>,
+    grant: Grant,
+) -> Result<Response, ApiError> {
+    let id = authorize(&grant, &id)?;
+    sessions.delete(&id).await?;
+    resources.remove_session(&id);
+    if let Some(engine) = media.engine() {
+        match reply_raw(engine.close_session(id.to_media())).await {
+            Ok(Ok(())) => {}
+            // The session is deleted either way; its peers then end by ICE timeout.
+            Ok(Err(e)) => {
+                tracing::warn!(session = %id, error = %e, "closing the session's peers failed")
+            }
+            Err(e) => {
+                tracing::warn!(session = %id, error = %e.message, "closing the session's peers timed out")
+            }
+        }
+    }
+    tracing::info!(session = %id, "session deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,417 @@
+//! The one typed [`Config`] of a node, loaded once at startup from layers, lowest first:
+//! built-in defaults < TOML file < `FLOORCAST_*` environment < command-line flags.
+//!
+//! Nothing else in the server reads the environment or config files: everything below
+//! `main` receives a validated `Config` value, so tests can build one in code.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::session::SessionId;
+
+/// The file read when `--config` is not given, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "floorcast.toml";
+
+/// HS256 keys shorter than the hash output (32 bytes) are refused (RFC 7518 §3.2).
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+
+/// Keys read from `FLOORCAST_<KEY>` variables. Listed so that unrelated `FLOORCAST_*`
+/// variables (such as `FLOORCAST_CONFIG`, read by the CLI) never trip the unknown-key check.
+const ENV_KEYS: &[&str] = &[
+    "http_addr",
+    "public_url",
+    "media_udp_addr",
+    "media_public_ips",
+    "data_dir",
+    "jwt_secret",
+    "allow_takeover",
+    "max_body_bytes",
+    "dev",
+];
+
+/// A session declared in the config file (`[[session]]`); it exists after every start.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionDecl {
+    pub id: String,
+    /// Defaults to the id.
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the HTTP API, WHIP/WHEP and pages listen.
+    pub http_addr: SocketAddr,
+    /// The base URL browsers and encoders use to reach `http_addr` (behind a proxy, the
+    /// proxy's URL). Derived from the bound address when absent.
+    pub public_url: Option<String>,
+    /// The one UDP address every WebRTC peer uses.
+    pub media_udp_addr: SocketAddr,
+    /// Addresses announced as ICE host candidates (e.g. the public IP behind 1:1 NAT).
+    #[serde(deserialize_with = "ip_list")]
+    pub media_public_ips: Vec<IpAddr>,
+    /// SQLite database and the generated dev secret live here.
+    pub data_dir: PathBuf,
+    /// The HS256 key for tokens. When absent, `data_dir/jwt_secret` is used (created by `--dev`).
+    #[serde(deserialize_with = "lenient_string")]
+    pub jwt_secret: Option<String>,
+    /// A second floor publisher replaces the first instead of getting 409.
+    pub allow_takeover: bool,
+    /// Largest request body accepted on any route.
+    pub max_body_bytes: usize,
+    /// Development mode: generate a secret, create session `demo`, print links and tokens.
+    pub dev: bool,
+    #[serde(rename = "session")]
+    pub sessions: Vec<SessionDecl>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            media_udp_addr: SocketAddr::from(([0, 0, 0, 0], 40000)),
+            media_public_ips: Vec::new(),
+            data_dir: PathBuf::from("./data"),
+            jwt_secret: None,
+            allow_takeover: false,
+            max_body_bytes: 64 * 1024,
+            dev: false,
+            sessions: Vec::new(),
+        }
+    }
+}
+
+/// Values given as command-line flags; `None` leaves the lower layers in force.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_udp_addr: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_public_ips: Option<Vec<IpAddr>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_takeover: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dev: Option<bool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Parse(Box<figment::Error>),
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &'static str, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the layers and validates the result. `file`: the `--config` path; when `None`,
+    /// `./floorcast.toml` is read if it exists. An explicitly named file must exist.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => figment = figment.merge(Toml::file_exact(path)),
+            None => {
+                let default = Path::new(DEFAULT_CONFIG_FILE);
+                if default.exists() {
+                    figment = figment.merge(Toml::file_exact(default));
+                }
+            }
+        }
+        let config: Config = figment
+            .merge(Env::prefixed("FLOORCAST_").only(ENV_KEYS))
+            .merge(Serialized::defaults(overrides))
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: value ranges, ids, the secret's strength.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::invalid(
+                "public_url",
+                format!("{url:?} must start with http:// or https://"),
+            ));
+        }
+        if let Some(secret) = &self.jwt_secret
+            && secret.len() < MIN_JWT_SECRET_LEN
+        {
+            return Err(ConfigError::invalid(
+                "jwt_secret",
+                format!(
+                    "must be at least {MIN_JWT_SECRET_LEN} bytes (it is {}); \
+                     generate one with `head -c 32 /dev/urandom | xxd -p -c 64`",
+                    secret.len()
+                ),
+            ));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(ConfigError::invalid(
+                "max_body_bytes",
+                format!("{} is outside 1024..=16777216", self.max_body_bytes),
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("data_dir", "must not be empty"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for decl in &self.sessions {
+            SessionId::parse(&decl.id)
+                .map_err(|e| ConfigError::invalid("session.id", e.to_string()))?;
+            if !seen.insert(decl.id.as_str()) {
+                return Err(ConfigError::invalid(
+                    "session.id",
+                    format!("session {:?} is declared twice", decl.id),
+                ));
+            }
+            if let Some(title) = &decl.title
+                && title.len() > crate::session::MAX_TITLE_LEN
+            {
+                return Err(ConfigError::invalid(
+                    "session.title",
+                    format!("title of {:?} is too long", decl.id),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The public base URL without a trailing slash: the configured one, or one built from
+    /// the address actually bound (so `127.0.0.1:0` yields the real port).
+    pub fn public_base(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let ip = if bound.ip().is_unspecified() {
+                    IpAddr::from([127, 0, 0, 1])
+                } else {
+                    bound.ip()
+                };
+                format!("http://{}", SocketAddr::new(ip, bound.port()))
+            }
+        }
+    }
+
+    /// Where the generated (dev) secret is kept.
+    pub fn secret_file(&self) -> PathBuf {
+        self.data_dir.join("jwt_secret")
+    }
+
+    pub fn database_file(&self) -> PathBuf {
+        self.data_dir.join("floorcast.db")
+    }
+}
+
+/// Environment values are parsed by figment, so an all-digit secret arrives as a number.
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        U(u64),
+        I(i64),
+        F(f64),
+    }
+    Ok(Option::<Raw>::deserialize(d)?.map(|raw| match raw {
+        Raw::S(s) => s,
+        Raw::U(n) => n.to_string(),
+        Raw::I(n) => n.to_string(),
+        Raw::F(n) => n.to_string(),
+    }))
+}
+
+/// A TOML list, or (handy in the environment) one comma-separated string.
+fn ip_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        One(String),
+    }
+    let items = match Raw::deserialize(d)? {
+        Raw::List(list) => list,
+        Raw::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    items
+        .iter()
+        .map(|s| {
+            s.parse::<IpAddr>()
+                .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IP address")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+// Jail's closures must return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in(jail: &Jail, file: Option<&str>, overrides: &Overrides) -> Result<Config, String> {
+        let _ = jail;
+        Config::load(file.map(Path::new), overrides).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_without_any_layer() {
+        Jail::expect_with(|jail| {
+            let c = load_in(jail, None, &Overrides::default())?;
+            assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
+            assert_eq!(c.media_udp_addr.port(), 40000);
+            assert_eq!(c.data_dir, PathBuf::from("./data"));
+            assert_eq!(c.max_body_bytes, 65536);
+            assert!(!c.allow_takeover);
+            assert!(c.jwt_secret.is_none());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "floorcast.toml",
+                r#"
+                http_addr = "127.0.0.1:9000"
+                media_udp_addr = "127.0.0.1:41000"
+                data_dir = "/var/lib/fc"
+                media_public_ips = ["192.0.2.1"]
+                [[session]]
+                id = "plenary"
+                title = "Plenary"
+                [[session]]
+                id = "ws-1"
+                "#,
+            )?;
+            jail.set_env("FLOORCAST_MEDIA_UDP_ADDR", "127.0.0.1:42000");
+            jail.set_env("FLOORCAST_DATA_DIR", "/env/dir");
+            jail.set_env("FLOORCAST_ALLOW_TAKEOVER", "true");
+            jail.set_env("FLOORCAST_CONFIG", "ignored-by-config");
+            let flags = Overrides {
+                data_dir: Some("/flag/dir".into()),
+                ..Overrides::default()
+            };
+            let c = load_in(jail, None, &flags)?;
+            assert_eq!(c.http_addr.port(), 9000, "file beats default");
+            assert_eq!(c.media_udp_addr.port(), 42000, "env beats file");
+            assert_eq!(c.data_dir, PathBuf::from("/flag/dir"), "flag beats env");
+            assert!(c.allow_takeover);
+            assert_eq!(
+                c.media_public_ips,
+                vec!["192.0.2.1".parse::<IpAddr>().unwrap()]
+            );
+            assert_eq!(c.sessions.len(), 2);
+            assert_eq!(c.sessions[0].title.as_deref(), Some("Plenary"));
+            assert_eq!(c.sessions[1].title, None);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn env_ip_list_and_numeric_secret() {
+        Jail::expect_with(|jail| {
+            jail.set_env("FLOORCAST_MEDIA_PUBLIC_IPS", "192.0.2.1, 2001:db8::1");
+            jail.set_env(
+                "FLOORCAST_JWT_SECRET",
+                "12345678901234567890123456789012345678",
+            );
+            let c = load_in(jail, None, &Overrides::default())?;
+            assert_eq!(c.media_public_ips.len(), 2);
+            assert_eq!(c.jwt_secret.as_deref().map(str::len), Some(38));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn explicit_file_must_exist() {
+        Jail::expect_with(|jail| {
+            let err = load_in(jail, Some("nope.toml"), &Overrides::default()).unwrap_err();
+            assert!(err.contains("nope.toml"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn clear_errors_for_bad_values() {
+        Jail::expect_with(|jail| {
+            jail.create_file("a.toml", "http_adr = \"127.0.0.1:1\"")?;
+            let err = load_in(jail, Some("a.toml"), &Overrides::default()).unwrap_err();
+            assert!(err.contains("http_adr"), "unknown key named: {err}");
+
+            jail.create_file("b.toml", "http_addr = \"nonsense\"")?;
+            let err = load_in(jail, Some("b.toml"), &Overrides::default()).unwrap_err();
+            assert!(err.contains("http_addr"), "bad key named: {err}");
+
+            jail.create_file("c.toml", "jwt_secret = \"short\"")?;
+            let err = load_in(jail, Some("c.toml"), &Overrides::default()).unwrap_err();
+            assert!(err.contains("jwt_secret") && err.contains("32"), "{err}");
+
+            jail.create_file("d.toml", "[[session]]\nid = \"bad id!\"")?;
+            let err = load_in(jail, Some("d.toml"), &Overrides::default()).unwrap_err();
+            assert!(err.contains("session.id"), "{err}");
+
+            jail.create_file("e.toml", "[[session]]\nid = \"a\"\n[[session]]\nid = \"a\"")?;
+            let err = load_in(jail, Some("e.toml"), &Overrides::default()).unwrap_err();
+            assert!(err.contains("twice"), "{err}");
+
+            jail.create_file("f.toml", "public_url = \"example.org\"")?;
+            let err = load_in(jail, Some("f.toml"), &Overrides::default()).unwrap_err();
+            assert!(err.contains("public_url"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn public_base_from_bound_address() {
+        let c = Config::default();
+        assert_eq!(
+            c.public_base("0.0.0.0:8080".parse().unwrap()),
+            "http://127.0.0.1:8080"
+        );
+        let c = Config {
+            public_url: Some("https://fc.example.org/".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            c.public_base("0.0.0.0:8080".parse().unwrap()),
+            "https://fc.example.org"
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! The middleware every route gets, in one place: request tracing (route template, never
+//! the raw URI, which may carry `?token=`), per-route HTTP metrics, logging of hidden 5xx
+//! causes, the body limit, and JSON answers for unknown routes and methods.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::HttpBody;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::trace::TraceLayer;
+
+use crate::api::error::{ApiError, ErrorDetail};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::state::AppState;
+
+/// Adds fallbacks and layers to a router whose routes are all registered (axum applies
+/// `layer` only to routes that exist when it is called).
+pub fn wrap(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Innermost: extractors stop reading a chunked body past the limit.
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.config.clone(),
+            limit_declared_body,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            observe,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("unmatched");
+            tracing::info_span!("http", method = %req.method(), route)
+        }))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "there is nothing at this URL")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this URL does not accept this method",
+    )
+}
+
+/// Refuses a body whose declared length is over the limit before anything reads it (and
+/// before authentication, so a large unauthenticated upload costs nothing).
+async fn limit_declared_body(
+    State(config): State<Arc<Config>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    // The header, or what the body itself knows (hyper's incoming body reports its
+    // Content-Length; an in-process body its exact size).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .or_else(|| Some(req.body().size_hint().lower()));
+    match declared {
+        Some(len) if len > config.max_body_bytes as u64 => {
+            ApiError::payload_too_large(config.max_body_bytes).into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
+/// Counts the response under its route template and logs what a 5xx hid from the client.
+async fn observe(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let status = response.status();
+    metrics.record_http(route.as_deref().unwrap_or("unmatched"), status.as_u16());
+    if status.is_server_error() {
+        match response.extensions().get::<ErrorDetail>() {
+            Some(ErrorDetail(detail)) => tracing::error!(%status, %detail, "request failed"),
+            None => tracing::warn!(%status, "request failed"),
+        }
+    }
+    response
+}

@@ -1,0 +1,189 @@
+//! What can be done to an existing WHIP/WHEP resource: trickle ICE candidates (PATCH) and
+//! end it (DELETE). Both first find the resource in the table under the exact URL kind and
+//! session it was created with, so `/whep/s/{id}` never reaches a WHIP publisher.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use media::{MediaError, PeerId};
+
+use super::SignalDeps;
+use super::resources::{Resource, ResourceKind};
+use super::sdp::{SdpFragment, TrickleFragment};
+use crate::api::error::ApiError;
+use crate::api::path::ApiPath;
+use crate::auth::{AuthError, Grant, Role};
+use crate::media_engine::reply_raw;
+use crate::session::SessionId;
+
+type ResourcePath = ApiPath<(String, String)>;
+
+pub async fn patch_whip(
+    State(deps): State<SignalDeps>,
+    ApiPath((session, peer)): ResourcePath,
+    grant: Grant,
+    headers: HeaderMap,
+    frag: Result<SdpFragment, ApiError>,
+) -> Result<Response, ApiError> {
+    patch(
+        &deps,
+        ResourceKind::Whip,
+        &session,
+        &peer,
+        &grant,
+        &headers,
+        frag,
+    )
+    .await
+}
+
+pub async fn patch_whep(
+    State(deps): State<SignalDeps>,
+    ApiPath((session, peer)): ResourcePath,
+    grant: Grant,
+    headers: HeaderMap,
+    frag: Result<SdpFragment, ApiError>,
+) -> Result<Response, ApiError> {
+    patch(
+        &deps,
+        ResourceKind::Whep,
+        &session,
+        &peer,
+        &grant,
+        &headers,
+        frag,
+    )
+    .await
+}
+
+pub async fn delete_whip(
+    State(deps): State<SignalDeps>,
+    ApiPath((session, peer)): ResourcePath,
+    grant: Grant,
+) -> Result<Response, ApiError> {
+    delete(&deps, ResourceKind::Whip, &session, &peer, &grant).await
+}
+
+pub async fn delete_whep(
+    State(deps): State<SignalDeps>,
+    ApiPath((session, peer)): ResourcePath,
+    grant: Grant,
+) -> Result<Response, ApiError> {
+    delete(&deps, ResourceKind::Whep, &session, &peer, &grant).await
+}
+
+fn resource_not_found() -> ApiError {
+    ApiError::not_found(
+        "resource_not_found",
+        "this WHIP/WHEP resource does not exist (it ended or was never created)",
+    )
+}
+
+fn ice_restart_unsupported() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "ice_restart_unsupported",
+        "ICE restart is not supported yet; DELETE this resource and POST a new offer",
+    )
+}
+
+/// The resource at this URL, if the token may act on it.
+fn find(
+    deps: &SignalDeps,
+    kind: ResourceKind,
+    session: &str,
+    peer: &str,
+    grant: &Grant,
+) -> Result<(PeerId, Resource), ApiError> {
+    let session = SessionId::parse(session).map_err(|_| resource_not_found())?;
+    // A token for another session learns nothing about this session's resources.
+    if !grant.claims.session.covers(&session) {
+        return Err(AuthError::Forbidden(format!(
+            "this token is for session {}, not {session}",
+            grant.claims.session
+        ))
+        .into());
+    }
+    let peer: PeerId = peer.parse().map_err(|_| resource_not_found())?;
+    let resource = deps
+        .resources
+        .get(peer)
+        .filter(|r| r.kind == kind && r.session == session)
+        .ok_or_else(resource_not_found)?;
+    // Peer ids are not secret, so a URL alone must not let one viewer end another's stream
+    // (or the floor feed): only the creating token's holder or an operator may.
+    if resource.owner != grant.claims.sub && grant.claims.role != Role::Operator {
+        return Err(AuthError::Forbidden(
+            "only the token that created this resource (or an operator) may change it".into(),
+        )
+        .into());
+    }
+    Ok((peer, resource))
+}
+
+async fn patch(
+    deps: &SignalDeps,
+    kind: ResourceKind,
+    session: &str,
+    peer: &str,
+    grant: &Grant,
+    headers: &HeaderMap,
+    frag: Result<SdpFragment, ApiError>,
+) -> Result<Response, ApiError> {
+    let (peer, resource) = find(deps, kind, session, peer, grant)?;
+    // RFC 9725 §4.3: `If-Match: *` announces an ICE restart; any other value must be the
+    // current entity tag.
+    if let Some(tag) = headers.get(header::IF_MATCH) {
+        let tag = tag.to_str().unwrap_or_default().trim();
+        if tag == "*" {
+            return Err(ice_restart_unsupported());
+        }
+        if tag != Resource::etag(peer) {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "If-Match does not name this resource's current ETag",
+            ));
+        }
+    }
+    let SdpFragment(frag) = frag?;
+    let frag = TrickleFragment::parse(&frag)?;
+    if frag.is_ice_restart(resource.remote_ufrag.as_deref()) {
+        return Err(ice_restart_unsupported());
+    }
+    if !frag.candidates.is_empty() {
+        let engine = deps.media.get()?;
+        for candidate in frag.candidates {
+            match reply_raw(engine.add_candidate(peer, candidate)).await? {
+                Ok(()) => {}
+                Err(MediaError::PeerNotFound(_)) => {
+                    // The engine dropped the peer and we missed its Closed event.
+                    deps.resources.remove(peer);
+                    return Err(resource_not_found());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete(
+    deps: &SignalDeps,
+    kind: ResourceKind,
+    session: &str,
+    peer: &str,
+    grant: &Grant,
+) -> Result<Response, ApiError> {
+    let (peer, resource) = find(deps, kind, session, peer, grant)?;
+    if let Some(engine) = deps.media.engine() {
+        match reply_raw(engine.close_peer(peer)).await? {
+            // Already gone is what the client wanted.
+            Ok(()) | Err(MediaError::PeerNotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    deps.resources.remove(peer);
+    tracing::info!(session = %resource.session, %peer, %kind, "resource deleted");
+    Ok(StatusCode::OK.into_response())
+}

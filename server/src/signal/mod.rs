@@ -1,0 +1,151 @@
+//! WHIP and WHEP signalling: an HTTP POST with an SDP offer creates a peer in the media
+//! engine and a resource URL (`Location`) through which the client trickles candidates
+//! (PATCH) and ends the peer (DELETE).
+//!
+//! The checks before the engine is asked, in order: token (401), role (403), session id and
+//! token scope (404/403), session exists (404), body type and content (415/400). Body size is
+//! limited for every route by the layers in `layers` (413).
+
+mod lifecycle;
+pub mod resources;
+pub mod sdp;
+mod whep;
+mod whip;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{patch, post};
+use media::{Answer, MediaError};
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::api::error::ApiError;
+use crate::auth::{Grant, Permission};
+use crate::media_engine::{BoxFuture, Media, MediaEngine, reply};
+use crate::session::{SessionId, SessionRegistry};
+use crate::state::AppState;
+use resources::{Resource, ResourceKind, Resources};
+use sdp::SdpOffer;
+
+/// What the signalling handlers need from the app state.
+#[derive(Clone)]
+pub struct SignalDeps {
+    pub sessions: SessionRegistry,
+    pub media: Media,
+    pub resources: Resources,
+}
+
+impl FromRef<AppState> for SignalDeps {
+    fn from_ref(state: &AppState) -> Self {
+        SignalDeps {
+            sessions: state.sessions.clone(),
+            media: state.media.clone(),
+            resources: state.resources.clone(),
+        }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    // Publishing and watching pages may be served from another origin (an event website);
+    // tokens travel in the Authorization header, not cookies, so any origin is safe.
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::IF_MATCH,
+        ])
+        .expose_headers([header::LOCATION, header::ETAG, header::LINK])
+        .max_age(Duration::from_secs(600));
+    Router::new()
+        .route("/whip/{session}", post(whip::create).options(options))
+        .route(
+            "/whip/{session}/{peer}",
+            patch(lifecycle::patch_whip)
+                .delete(lifecycle::delete_whip)
+                .options(options),
+        )
+        .route("/whep/{session}", post(whep::create).options(options))
+        .route(
+            "/whep/{session}/{peer}",
+            patch(lifecycle::patch_whep)
+                .delete(lifecycle::delete_whep)
+                .options(options),
+        )
+        // Every route has an explicit OPTIONS handler: the CORS layer wraps handlers, and
+        // the app-wide 405 fallback (set later, in `layers`) would otherwise answer preflights.
+        .layer(cors)
+}
+
+/// Only routes OPTIONS to the CORS layer: tower-http's `CorsLayer` answers every OPTIONS
+/// request itself (preflight or not, with the allowed methods and headers), so this body is
+/// not reached while the layer is in place.
+async fn options() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// The shared body of WHIP and WHEP POST: checks, engine call, resource bookkeeping, 201.
+async fn create_peer<F>(
+    deps: &SignalDeps,
+    kind: ResourceKind,
+    permission: Permission,
+    session: &str,
+    grant: &Grant,
+    offer: Result<SdpOffer, ApiError>,
+    call: F,
+) -> Result<Response, ApiError>
+where
+    F: for<'a> FnOnce(
+        &'a dyn MediaEngine,
+        media::SessionId,
+        String,
+    ) -> BoxFuture<'a, Result<Answer, MediaError>>,
+{
+    grant.require_role(permission)?;
+    let id = SessionId::parse(session).map_err(|_| unknown_session_id())?;
+    grant.require(permission, &id)?;
+    if !deps.sessions.contains(&id) {
+        return Err(ApiError::session_not_found(&id));
+    }
+    let SdpOffer(offer) = offer?;
+    let engine = deps.media.get()?;
+    let remote_ufrag = sdp::ice_ufrag(&offer);
+    let answer = reply(call(engine.as_ref(), id.to_media(), offer)).await?;
+
+    let resource = Resource {
+        session: id,
+        kind,
+        owner: grant.claims.sub.clone(),
+        remote_ufrag,
+    };
+    let location = resource.location(answer.peer);
+    tracing::info!(
+        session = %resource.session,
+        peer = %answer.peer,
+        %kind,
+        role = %grant.claims.role,
+        "resource created"
+    );
+    deps.resources.insert(answer.peer, resource);
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, location),
+            (header::ETAG, Resource::etag(answer.peer)),
+            (header::CONTENT_TYPE, sdp::SDP.to_owned()),
+        ],
+        answer.sdp,
+    )
+        .into_response())
+}
+
+fn unknown_session_id() -> ApiError {
+    ApiError::not_found(
+        "session_not_found",
+        "there is no such session (session ids are 1 to 64 letters, digits, '_' or '-')",
+    )
+}

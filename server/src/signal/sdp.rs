@@ -1,0 +1,232 @@
+//! The little SDP reading the signalling layer needs before handing an offer to the media
+//! engine (which does the real parsing): body checks, the offer's ICE ufrag, and trickle ICE
+//! fragments (RFC 8840) in PATCH bodies. Everything here reads untrusted input and never
+//! panics.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, header};
+
+use crate::api::error::ApiError;
+
+pub const SDP: &str = "application/sdp";
+pub const TRICKLE_ICE_SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+
+/// Candidates accepted in one PATCH; a browser sends a handful per gathering round.
+pub const MAX_CANDIDATES_PER_PATCH: usize = 64;
+
+/// `Ok` when the Content-Type's media type is `expected` (parameters such as charset and
+/// letter case ignored), else 415.
+pub fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+    let matches = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case(expected));
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type(expected))
+    }
+}
+
+/// The body as non-empty UTF-8 text.
+pub fn text_body(body: Result<Bytes, BytesRejection>, what: &str) -> Result<String, ApiError> {
+    let bytes = body?;
+    let text = String::from_utf8(bytes.to_vec()).map_err(|_| {
+        ApiError::bad_request("invalid_body", format!("the {what} is not UTF-8 text"))
+    })?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_body",
+            format!("the request body must contain the {what}"),
+        ));
+    }
+    Ok(text)
+}
+
+/// A WHIP/WHEP POST body: `application/sdp` (else 415), non-empty UTF-8 (else 400).
+/// Handlers take `Result<SdpOffer, ApiError>` so they can check the token and the session
+/// first: a caller without rights learns nothing from body errors.
+#[derive(Debug)]
+pub struct SdpOffer(pub String);
+
+/// A PATCH body: `application/trickle-ice-sdpfrag`, UTF-8 (may be empty of candidates).
+#[derive(Debug)]
+pub struct SdpFragment(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for SdpOffer {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        require_content_type(req.headers(), SDP)?;
+        let body = Bytes::from_request(req, state).await;
+        text_body(body, "SDP offer").map(SdpOffer)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for SdpFragment {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        require_content_type(req.headers(), TRICKLE_ICE_SDPFRAG)?;
+        let bytes = Bytes::from_request(req, state).await?;
+        String::from_utf8(bytes.to_vec())
+            .map(SdpFragment)
+            .map_err(|_| {
+                ApiError::bad_request("invalid_body", "the SDP fragment is not UTF-8 text")
+            })
+    }
+}
+
+fn attribute<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.strip_prefix("a=")?
+        .strip_prefix(name)?
+        .strip_prefix(':')
+        .map(str::trim)
+}
+
+fn lines(sdp: &str) -> impl Iterator<Item = &str> {
+    sdp.lines().map(|l| l.trim_end_matches('\r').trim())
+}
+
+/// The first `a=ice-ufrag:` of an offer (session or media level; with BUNDLE they agree).
+pub fn ice_ufrag(sdp: &str) -> Option<String> {
+    lines(sdp)
+        .find_map(|l| attribute(l, "ice-ufrag"))
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+}
+
+/// What a trickle ICE PATCH body carries.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TrickleFragment {
+    pub ufrag: Option<String>,
+    pub pwd: Option<String>,
+    /// Whole `a=candidate:…` lines.
+    pub candidates: Vec<String>,
+    pub end_of_candidates: bool,
+}
+
+impl TrickleFragment {
+    pub fn parse(frag: &str) -> Result<Self, ApiError> {
+        let mut out = TrickleFragment::default();
+        for line in lines(frag) {
+            if let Some(u) = attribute(line, "ice-ufrag") {
+                out.ufrag.get_or_insert_with(|| u.to_owned());
+            } else if let Some(p) = attribute(line, "ice-pwd") {
+                out.pwd.get_or_insert_with(|| p.to_owned());
+            } else if attribute(line, "candidate").is_some() {
+                if out.candidates.len() == MAX_CANDIDATES_PER_PATCH {
+                    return Err(ApiError::bad_request(
+                        "too_many_candidates",
+                        format!("send at most {MAX_CANDIDATES_PER_PATCH} candidates per PATCH"),
+                    ));
+                }
+                out.candidates.push(line.to_owned());
+            } else if line == "a=end-of-candidates" {
+                out.end_of_candidates = true;
+            }
+            // m=, a=mid:, a=group:, a=ice-options: only frame the candidates; with BUNDLE
+            // every candidate belongs to the one transport.
+        }
+        Ok(out)
+    }
+
+    /// New ICE credentials (different from the offer's) mean an ICE restart.
+    pub fn is_ice_restart(&self, offer_ufrag: Option<&str>) -> bool {
+        match (&self.ufrag, offer_ufrag) {
+            (Some(new), Some(old)) => new != old,
+            // Credentials in a PATCH for a peer whose offer had none: cannot be a continuation.
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn content_types() {
+        let mut h = HeaderMap::new();
+        assert!(require_content_type(&h, SDP).is_err());
+        for ok in [
+            "application/sdp",
+            "Application/SDP",
+            "application/sdp; charset=utf-8",
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ok));
+            assert!(require_content_type(&h, SDP).is_ok(), "{ok}");
+        }
+        for bad in ["text/plain", "application/sdpx", "application/json"] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(bad));
+            assert!(require_content_type(&h, SDP).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bodies() {
+        assert!(text_body(Ok(Bytes::from_static(b"v=0\r\n")), "offer").is_ok());
+        let empty = text_body(Ok(Bytes::from_static(b" \r\n")), "offer").unwrap_err();
+        assert_eq!(empty.code, "empty_body");
+        let binary = text_body(Ok(Bytes::from_static(&[0xff, 0xfe])), "offer").unwrap_err();
+        assert_eq!(binary.code, "invalid_body");
+    }
+
+    #[test]
+    fn trickle_fragment_and_restart() {
+        let frag = "a=ice-ufrag:EsAw\r\na=ice-pwd:bP+XJMM09aR8AiX1jdukzR6Y\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n\
+                    a=candidate:1387637174 1 udp 2122260223 192.0.2.1 61764 typ host generation 0\r\n\
+                    a=candidate:3471623853 1 udp 2122194687 198.51.100.2 61765 typ host generation 0\r\n\
+                    a=end-of-candidates\r\n";
+        let f = TrickleFragment::parse(frag).unwrap();
+        assert_eq!(f.ufrag.as_deref(), Some("EsAw"));
+        assert_eq!(f.candidates.len(), 2);
+        assert!(f.candidates[0].starts_with("a=candidate:1387637174"));
+        assert!(f.end_of_candidates);
+        assert!(!f.is_ice_restart(Some("EsAw")));
+        assert!(f.is_ice_restart(Some("other")));
+        assert!(
+            !TrickleFragment::parse("a=candidate:1 1 udp 1 192.0.2.1 1 typ host")
+                .unwrap()
+                .is_ice_restart(Some("x"))
+        );
+    }
+
+    #[test]
+    fn offer_ufrag() {
+        let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\na=ice-pwd:x\r\n";
+        assert_eq!(ice_ufrag(offer).as_deref(), Some("abcd"));
+        assert_eq!(ice_ufrag("v=0\r\n"), None);
+    }
+
+    #[test]
+    fn too_many_candidates() {
+        let frag =
+            "a=candidate:1 1 udp 1 192.0.2.1 1 typ host\n".repeat(MAX_CANDIDATES_PER_PATCH + 1);
+        assert_eq!(
+            TrickleFragment::parse(&frag).unwrap_err().code,
+            "too_many_candidates"
+        );
+    }
+
+    #[test]
+    fn never_panics_on_junk() {
+        for junk in [
+            "",
+            "a=",
+            "a=candidate",
+            "a=ice-ufrag",
+            "a=ice-ufrag:",
+            "\u{0}\r\r\n",
+            "a=candidate:\u{fffd}",
+        ] {
+            let _ = TrickleFragment::parse(junk);
+            let _ = ice_ufrag(junk);
+        }
+    }
+}

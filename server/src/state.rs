@@ -1,0 +1,57 @@
+//! [`AppState`]: the handles every request may need, each a cheap clone of a narrow
+//! structure (an `Arc` or a channel), never one lock around everything. Handlers extract
+//! only the parts they use (`State<SessionRegistry>`, `Grant` reads `AuthKeys`).
+
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+
+use crate::auth::AuthKeys;
+use crate::config::Config;
+use crate::media_engine::Media;
+use crate::metrics::{Metrics, MetricsError};
+use crate::session::{SessionError, SessionRegistry};
+use crate::signal::resources::Resources;
+use crate::store::Store;
+
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub auth: AuthKeys,
+    pub sessions: SessionRegistry,
+    pub media: Media,
+    pub store: Store,
+    pub metrics: Metrics,
+    pub resources: Resources,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(
+        "no JWT secret: set jwt_secret (floorcast.toml, FLOORCAST_JWT_SECRET or --jwt-secret), or run once with --dev to generate one"
+    )]
+    NoSecret,
+    #[error(transparent)]
+    Sessions(#[from] SessionError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+}
+
+impl AppState {
+    /// Builds the state from a config whose `jwt_secret` is set (see `secret::resolve`),
+    /// an open store and a media slot; loads the sessions (declared ones are upserted).
+    pub async fn new(config: Config, store: Store, media: Media) -> Result<Self, StateError> {
+        let secret = config.jwt_secret.as_deref().ok_or(StateError::NoSecret)?;
+        let auth = AuthKeys::from_secret(secret.as_bytes());
+        let sessions = SessionRegistry::load(store.clone(), &config.sessions).await?;
+        Ok(AppState {
+            config: Arc::new(config),
+            auth,
+            sessions,
+            media,
+            store,
+            metrics: Metrics::new()?,
+            resources: Resources::default(),
+        })
+    }
+}
