@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, error, info};
 
-use crate::handle::{MediaCmd, MediaHandle};
+use crate::handle::{MediaCmd, MediaEvent, MediaHandle};
+use crate::send_batch::SendBatch;
 use crate::sfu::{Sfu, Transmit};
 use crate::stats::MediaStats;
 use crate::{MediaConfig, MediaError};
@@ -112,16 +114,14 @@ fn candidate_addrs(local: SocketAddr, public: &[IpAddr]) -> Vec<SocketAddr> {
 }
 
 struct SocketTx<'a> {
-    socket: &'a UdpSocket,
+    fd: RawFd,
+    batch: &'a mut SendBatch,
     stats: &'a MediaStats,
 }
 
 impl Transmit for SocketTx<'_> {
-    fn send(&mut self, to: SocketAddr, datagram: &[u8]) {
-        if self.socket.try_send_to(datagram, to).is_err() {
-            // A full send buffer loses this datagram; RTP/RTCP recover (NACK, next report).
-            self.stats.send_drops.add(1);
-        }
+    fn send(&mut self, to: SocketAddr, datagram: Vec<u8>) {
+        self.batch.push(self.fd, to, datagram, self.stats);
     }
 }
 
@@ -132,7 +132,9 @@ async fn run(
     mut cmds: mpsc::Receiver<MediaCmd>,
     events: broadcast::Sender<MediaEvent>,
 ) {
-    let stats = sfu_stats(&sfu);
+    let stats = sfu.stats();
+    let fd = socket.as_raw_fd();
+    let mut batch = SendBatch::new();
     let mut buf = vec![0u8; 2048];
     loop {
         let now = Instant::now();
@@ -148,7 +150,7 @@ async fn run(
                 }
             }
             r = socket.recv_from(&mut buf) => {
-                let mut tx = SocketTx { socket: &socket, stats: &stats };
+                let mut tx = SocketTx { fd, batch: &mut batch, stats: &stats };
                 match r {
                     Ok((n, from)) => sfu.handle_datagram(Instant::now(), from, local, &buf[..n], &mut tx),
                     Err(e) => debug!(error = %e, "recv failed"),
@@ -164,22 +166,18 @@ async fn run(
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
         let mut tx = SocketTx {
-            socket: &socket,
+            fd,
+            batch: &mut batch,
             stats: &stats,
         };
         sfu.handle_timeout(Instant::now(), &mut tx);
+        batch.flush(fd, &stats);
         while let Some(e) = sfu.poll_event() {
             // No receiver is fine: nobody listens yet.
             let _ = events.send(e);
         }
     }
     info!("media loop stopped");
-}
-
-use crate::handle::MediaEvent;
-
-fn sfu_stats(sfu: &Sfu) -> Arc<MediaStats> {
-    sfu.stats()
 }
 
 /// Applies one command; false means stop.

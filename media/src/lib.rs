@@ -25,6 +25,7 @@ mod handle;
 mod ids;
 mod peer;
 pub mod sdp_check;
+mod send_batch;
 mod sfu;
 #[cfg(test)]
 mod sfu_tests;

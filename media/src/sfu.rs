@@ -29,7 +29,8 @@ use crate::stats::{Kind, MediaStats};
 /// Where the core's outgoing datagrams go. The driver implements it on the socket; tests
 /// collect into memory.
 pub(crate) trait Transmit {
-    fn send(&mut self, to: SocketAddr, datagram: &[u8]);
+    /// Takes the datagram by value: str0m allocated it, the sender frees it after the send.
+    fn send(&mut self, to: SocketAddr, datagram: Vec<u8>);
 }
 
 /// Events kept for the server; beyond this they are dropped (the server lags, media does not).
@@ -401,7 +402,7 @@ impl Sfu {
                 Output::Transmit(t) => {
                     self.stats.udp_tx_datagrams.add(1);
                     self.stats.udp_tx_bytes.add(t.contents.len() as u64);
-                    tx.send(t.destination, &t.contents);
+                    tx.send(t.destination, t.contents.into());
                 }
                 Output::Event(e) => self.on_event(id, e, now, tx),
             }

@@ -27,8 +27,8 @@ const SFU_ADDR: &str = "127.0.0.1:40000";
 struct Wire(VecDeque<(SocketAddr, Vec<u8>)>);
 
 impl Transmit for Wire {
-    fn send(&mut self, to: SocketAddr, datagram: &[u8]) {
-        self.0.push_back((to, datagram.to_vec()));
+    fn send(&mut self, to: SocketAddr, datagram: Vec<u8>) {
+        self.0.push_back((to, datagram));
     }
 }
 
