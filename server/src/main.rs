@@ -2,7 +2,7 @@
 //! token. The library does the work; this file only wires it to the process (stdout lines,
 //! signals, exit code).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::SystemTime;
 
@@ -22,6 +22,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not for journald or a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match cli.into_command() {
         Command::Serve(args) => tokio::runtime::Runtime::new()
