@@ -37,13 +37,23 @@ pub fn check_offer(sdp: &str) -> Result<OfferMedia, MediaError> {
             close(section.take(), section_ok, &mut found);
             any_media = true;
             section_ok = false;
-            let mut parts = m.split_whitespace();
-            let kind = match parts.next() {
-                Some("audio") => Section::Audio,
-                Some("video") => Section::Video,
+            let parts: Vec<&str> = m.split_whitespace().collect();
+            let [media, port, _proto, _fmt, ..] = parts[..] else {
+                return Err(MediaError::InvalidSdp(format!(
+                    "malformed media line \"m={m}\": expected \"m=<media> <port> <proto> <fmt> ...\""
+                )));
+            };
+            let Ok(port) = port.split('/').next().unwrap_or("").parse::<u16>() else {
+                return Err(MediaError::InvalidSdp(format!(
+                    "malformed media line \"m={m}\": the port is not a number"
+                )));
+            };
+            let kind = match media {
+                "audio" => Section::Audio,
+                "video" => Section::Video,
                 _ => Section::Other,
             };
-            let port_active = parts.next().is_some_and(|p| p != "0");
+            let port_active = port != 0;
             section = Some((kind, port_active));
         } else if let Some(rtpmap) = line.strip_prefix("a=rtpmap:") {
             let codec = rtpmap
@@ -144,5 +154,13 @@ mod tests {
         ));
         assert!(matches!(check_offer(HEAD), Err(MediaError::InvalidSdp(_))));
         assert!(matches!(check_offer(""), Err(MediaError::InvalidSdp(_))));
+        let banana = format!("{HEAD}m=video banana\r\n");
+        assert!(matches!(
+            check_offer(&banana),
+            Err(MediaError::InvalidSdp(_))
+        ));
+        let port =
+            format!("{HEAD}m=audio x UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n");
+        assert!(matches!(check_offer(&port), Err(MediaError::InvalidSdp(_))));
     }
 }
