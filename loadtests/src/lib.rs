@@ -11,8 +11,10 @@
 //! - [`vp8`], [`synthetic`]: the payloads (RFC 7741 descriptor, keyframe bit).
 //! - [`sequence`], [`jitter`], [`stats`]: pure measurement code with unit tests.
 //! - [`server_process`], [`token`], [`process_usage`]: running and measuring the real binary.
+//! - [`hostile`]: garbage and forged datagrams for the media port.
 //! - [`scenarios`]: what the `floorcast-load` binary runs.
 
+pub mod hostile;
 pub mod jitter;
 pub mod peer;
 pub mod process_usage;

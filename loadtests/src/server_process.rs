@@ -124,10 +124,23 @@ impl ServerProcess {
                     .prefix("floorcast-test-")
                     .tempdir()
                     .map_err(ServerError::TempDir)?;
-                (t.path().to_path_buf(), Some(t))
+                (t.path().join("data"), Some(t))
             }
         };
         let mut cmd = Command::new(&opts.bin);
+        // Run beside the data dir so a developer's ./floorcast.toml is not read, and keep
+        // their FLOORCAST_* variables out: the test decides the configuration.
+        if let Some(parent) = data_dir.parent().filter(|p| p.is_dir()) {
+            cmd.current_dir(parent);
+        }
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("FLOORCAST_") {
+                cmd.env_remove(key);
+            }
+        }
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "warn");
+        }
         cmd.arg("serve")
             .args(["--http-addr", "127.0.0.1:0"])
             .args(["--media-udp-addr", "127.0.0.1:0"])
