@@ -59,15 +59,16 @@ export class WhepClient extends EventTarget {
     return stream;
   }
 
+  /** DELETEs the resource first (so the server ends it as asked), then closes the peer. */
   async stop({ keepalive = false } = {}) {
     const url = this.resourceUrl;
+    const pc = this.pc;
     this.resourceUrl = null;
-    if (this.pc) {
-      this.pc.close();
-      this.pc = null;
-    }
+    this.pc = null;
     this.#setState("closed");
-    await deleteResource(url, this.token, { keepalive });
+    const deleted = deleteResource(url, this.token, { keepalive });
+    if (!keepalive) await deleted;
+    if (pc) pc.close();
   }
 
   #setState(state) {

@@ -8,15 +8,18 @@
 
 const ICE_GATHERING_TIMEOUT_MS = 2000;
 const REQUEST_TIMEOUT_MS = 15000;
+const DELETE_TIMEOUT_MS = 5000;
 
 /** An error a page can show as it is: `message` is meant for people, `code` for code. */
 export class SignalError extends Error {
-  constructor(message, { status = 0, code = "network_error", retryable = false } = {}) {
+  constructor(message, { status = 0, code = "network_error", retryable = false, hint = "" } = {}) {
     super(message);
     this.name = "SignalError";
     this.status = status;
     this.code = code;
     this.retryable = retryable;
+    /** What a person can do about it, when the status says so; may be empty. */
+    this.hint = hint;
   }
 }
 
@@ -53,6 +56,20 @@ const FALLBACK_MESSAGES = {
   504: "The server took too long to answer. Try again shortly.",
 };
 
+// What a person can do about an auth failure, added under the server's own message (which
+// says what is wrong with the token, not where to get a new one).
+const HINTS = {
+  401: "Ask the organiser for a new link with a valid token.",
+  403: "Ask the organiser for a link for this session and role.",
+};
+
+const sentence = (text) => {
+  const t = text.trim();
+  if (!t) return t;
+  const capital = t[0].toUpperCase() + t.slice(1);
+  return /[.!?]$/.test(capital) ? capital : `${capital}.`;
+};
+
 async function errorFromResponse(res) {
   let code = `http_${res.status}`;
   let message = "";
@@ -72,21 +89,25 @@ async function errorFromResponse(res) {
   } catch {
     // Body unreadable: fall through.
   }
-  if (!message) {
+  let hint = "";
+  if (message) {
+    message = sentence(message);
+    hint = HINTS[res.status] || "";
+  } else {
     message =
       FALLBACK_MESSAGES[res.status] ||
       `The server answered with an unexpected status (${res.status} ${res.statusText}).`;
   }
   const retryable = res.status === 429 || res.status >= 500;
-  return new SignalError(message, { status: res.status, code, retryable });
+  return new SignalError(message, { status: res.status, code, retryable, hint });
 }
 
-async function send(url, { method, token, headers = {}, body, keepalive = false }) {
+async function send(url, { method, token, headers = {}, body, keepalive = false, timeoutMs = REQUEST_TIMEOUT_MS }) {
   const all = { ...headers };
   if (token) all.Authorization = `Bearer ${token}`;
   const init = { method, headers: all, body, keepalive, cache: "no-store" };
   if (typeof AbortSignal !== "undefined" && AbortSignal.timeout && !keepalive) {
-    init.signal = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+    init.signal = AbortSignal.timeout(timeoutMs);
   }
   try {
     return await fetch(url, init);
@@ -95,7 +116,7 @@ async function send(url, { method, token, headers = {}, body, keepalive = false 
     const origin = new URL(url, location.href).origin;
     throw new SignalError(
       timedOut
-        ? `The server at ${origin} did not answer within ${REQUEST_TIMEOUT_MS / 1000} seconds.`
+        ? `The server at ${origin} did not answer within ${timeoutMs / 1000} seconds.`
         : `Could not reach the server at ${origin}. Check the network connection and try again.`,
       { code: timedOut ? "timeout" : "network_error", retryable: true },
     );
@@ -149,7 +170,7 @@ export async function negotiate(pc, endpoint, token) {
 export async function deleteResource(resourceUrl, token, { keepalive = false } = {}) {
   if (!resourceUrl) return;
   try {
-    const res = await send(resourceUrl, { method: "DELETE", token, keepalive });
+    const res = await send(resourceUrl, { method: "DELETE", token, keepalive, timeoutMs: DELETE_TIMEOUT_MS });
     if (!res.ok && res.status !== 404) {
       console.warn(`DELETE ${resourceUrl} answered ${res.status}`);
     }
@@ -235,16 +256,17 @@ export class WhipClient extends EventTarget {
     if (sender) await sender.replaceTrack(track);
   }
 
+  /** DELETEs the resource first (so the server ends it as asked), then closes the peer. */
   async stop({ keepalive = false } = {}) {
     const url = this.resourceUrl;
+    const pc = this.pc;
     this.resourceUrl = null;
-    if (this.pc) {
-      this.pc.close();
-      this.pc = null;
-    }
+    this.pc = null;
     this.senders = {};
     this.#setState("closed");
-    await deleteResource(url, this.token, { keepalive });
+    const deleted = deleteResource(url, this.token, { keepalive });
+    if (!keepalive) await deleted;
+    if (pc) pc.close();
   }
 
   #setState(state) {

@@ -298,6 +298,23 @@ describe("floorcast in a real browser", { timeout: WHOLE_RUN_TIMEOUT_MS - 10_000
   });
 
   let publisher = null;
+  let earlyViewer = null;
+
+  it("a viewer who opens /watch/{id} before the floor feed starts is told to wait", async () => {
+    earlyViewer = await context.newPage();
+    recordConsole(earlyViewer, "watch-early", consoleLines);
+    await earlyViewer.goto(`${server.base}/watch/${encodeURIComponent(sessionId)}?token=${tokens.viewer}`);
+    await until("the early viewer to connect", PUBLISH_TIMEOUT_MS, async () => {
+      const s = await earlyViewer.evaluate(() => (window.floorcast ? window.floorcast.state : "no page script"));
+      return { ok: s === "connected", state: s };
+    });
+    const overlay = await until("the waiting notice", 3000, async () => {
+      const text = (await earlyViewer.locator("#overlay").textContent()) || "";
+      return { ok: /Waiting/.test(text), text };
+    });
+    assert.match(overlay.text, /Waiting/);
+    await screenshots(earlyViewer, "watch-waiting");
+  });
 
   it("publishes camera and microphone from /publish/{id} over WHIP", async () => {
     publisher = await context.newPage();
@@ -317,6 +334,24 @@ describe("floorcast in a real browser", { timeout: WHOLE_RUN_TIMEOUT_MS - 10_000
       assert.ok(sent.ok);
     } finally {
       await screenshots(publisher, "publish");
+    }
+  });
+
+  it("the early viewer plays the feed once it starts", async () => {
+    assert.ok(earlyViewer, "early viewer page must be up");
+    try {
+      const stats = await until("early viewer: framesDecoded > 30 and audio packetsReceived > 50", MEDIA_TIMEOUT_MS, async () => {
+        const s = await inboundStats(earlyViewer);
+        return { ...s, ok: s.framesDecoded > 30 && s.audioPackets > 50 };
+      }, 500);
+      assert.ok(stats.ok);
+      await until("the early viewer's notice to clear", 5000, async () => {
+        const hidden = await earlyViewer.locator("#overlay").isHidden();
+        return { ok: hidden };
+      });
+    } catch (err) {
+      await screenshots(earlyViewer, "watch-early");
+      throw err;
     }
   });
 
@@ -344,8 +379,16 @@ describe("floorcast in a real browser", { timeout: WHOLE_RUN_TIMEOUT_MS - 10_000
       });
     } finally {
       await screenshots(viewer, "watch");
-      await viewer.close();
     }
+    // Leaving ends the WHEP resource on the server.
+    const deleted = viewer.waitForResponse(
+      (res) => res.request().method() === "DELETE" && /\/whep\//.test(res.url()),
+      { timeout: 10_000 },
+    );
+    await viewer.getByRole("button", { name: "Stop watching" }).click();
+    const res = await deleted;
+    assert.ok(res.status() >= 200 && res.status() < 300, `DELETE answered ${res.status()}`);
+    await viewer.close();
   });
 
   it("plays audio only with ?video=0", async () => {
@@ -382,6 +425,29 @@ describe("floorcast in a real browser", { timeout: WHOLE_RUN_TIMEOUT_MS - 10_000
     }
   });
 
+  it("tells a second floor publisher in words that the floor feed is taken", async () => {
+    const second = await context.newPage();
+    recordConsole(second, "publish-second", consoleLines);
+    try {
+      await second.goto(`${server.base}/publish/${encodeURIComponent(sessionId)}?token=${tokens.venue}`);
+      const answered = second.waitForResponse(
+        (res) => res.request().method() === "POST" && /\/whip\//.test(res.url()),
+        { timeout: 10_000 },
+      );
+      await second.getByRole("button", { name: "Start publishing" }).click();
+      assert.equal((await answered).status(), 409);
+      const alert = second.locator("#error");
+      await alert.waitFor({ state: "visible", timeout: 5000 });
+      const text = (await alert.textContent()) || "";
+      assert.ok(text.trim().length > 10 && !/[{}]/.test(text), `error text: ${JSON.stringify(text)}`);
+      // The first publisher is still live.
+      assert.equal(await publisher.evaluate(() => window.floorcast.state), "connected");
+    } finally {
+      await screenshots(second, "publish-conflict");
+      await second.close();
+    }
+  });
+
   it("stops publishing with the Stop button (DELETE on the WHIP resource)", async () => {
     assert.ok(publisher, "publisher page must be up");
     const deleted = publisher.waitForResponse(
@@ -394,5 +460,16 @@ describe("floorcast in a real browser", { timeout: WHOLE_RUN_TIMEOUT_MS - 10_000
     const state = await publisher.evaluate(() => window.floorcast.state);
     assert.equal(state, "idle");
     await publisher.close();
+    // A viewer still on the page is told the feed is gone, and stays ready for the next one.
+    if (earlyViewer) {
+      const overlay = await until("the early viewer to show the waiting notice again", 8000, async () => {
+        const text = (await earlyViewer.locator("#overlay").textContent()) || "";
+        const visible = await earlyViewer.locator("#overlay").isVisible();
+        return { ok: visible && /Waiting/.test(text), text };
+      });
+      assert.match(overlay.text, /Waiting/);
+      await screenshots(earlyViewer, "watch-after-stop");
+      await earlyViewer.close();
+    }
   });
 });
