@@ -62,10 +62,13 @@ run: deps-run
 .PHONY: deps-test
 deps-test:
 	$(call ensure_debs,$(RUN_DEBS) $(TEST_DEBS))
-	@if [ ! -d $(BROWSER_DIR)/node_modules/playwright-core ]; then \
-	  echo "==> npm ci in $(BROWSER_DIR)"; \
-	  cd $(BROWSER_DIR) && $(NPM) ci --no-audit --no-fund; \
-	fi
+
+deps-test: $(BROWSER_DIR)/node_modules/.package-lock.json
+
+# npm writes this file on install; it is older than the lock file when the lock changed.
+$(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package-lock.json $(BROWSER_DIR)/package.json
+	cd $(BROWSER_DIR) && $(NPM) ci --no-audit --no-fund
+	touch $@
 
 .PHONY: fmt
 fmt:
