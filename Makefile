@@ -21,6 +21,8 @@ TEST_DEBS := chromium
 
 BROWSER_DIR := tests/browser
 FLOORCAST_BIN := $(CURDIR)/target/debug/floorcast
+# Extra flags for `make run`, e.g. RUN_ARGS="--http-addr 0.0.0.0:8080".
+RUN_ARGS ?=
 ARTIFACTS_DIR := $(CURDIR)/test-artifacts
 
 # Installs the Debian packages in $(1) that are not installed yet; `apt-get update` only
@@ -54,7 +56,7 @@ deps-run:
 
 .PHONY: run
 run: deps-run
-	$(CARGO) run --release -p floorcast-server --bin floorcast -- --dev
+	$(CARGO) run --release -p floorcast-server --bin floorcast -- --dev $(RUN_ARGS)
 
 # ---------------------------------------------------------------------------------------
 # Test
