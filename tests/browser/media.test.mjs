@@ -221,13 +221,19 @@ async function outboundStats(page) {
   });
 }
 
+// Screenshots at desktop and phone width. Never fatal: a failing screenshot (of a crashed
+// page, say) must not hide the assertion that failed before it.
 async function screenshots(page, name) {
-  for (const width of [1280, 360]) {
-    await page.setViewportSize({ width, height: width === 360 ? 780 : 800 });
-    await sleep(150);
-    await page.screenshot({ path: join(ARTIFACTS, `${name}-${width}.png`), fullPage: true, timeout: 10_000 });
+  try {
+    for (const width of [1280, 360]) {
+      await page.setViewportSize({ width, height: width === 360 ? 780 : 800 });
+      await sleep(150);
+      await page.screenshot({ path: join(ARTIFACTS, `${name}-${width}.png`), fullPage: true, timeout: 10_000 });
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
+  } catch (err) {
+    console.error(`# screenshot ${name} failed: ${err.message}`);
   }
-  await page.setViewportSize({ width: 1280, height: 800 });
 }
 
 function recordConsole(page, name, lines) {
