@@ -88,6 +88,10 @@ pub struct FanoutReport {
     pub discontinuities: u64,
     /// POST → first video keyframe (audio-only viewers: first audio packet), milliseconds.
     pub join_ms: Summary,
+    /// POST → answer received, milliseconds.
+    pub answer_ms: Summary,
+    /// POST → ICE+DTLS connected, milliseconds.
+    pub connected_ms: Summary,
     /// Per-viewer RFC 3550 jitter of video at the end, milliseconds.
     pub video_jitter_ms: Summary,
     /// PLI/FIR the publisher received during the whole run.

@@ -78,6 +78,10 @@ pub struct ViewerStats {
     pub video: KindStats,
     /// First VP8 keyframe after the offer was posted (the join time a user sees).
     pub first_keyframe_after: Option<Duration>,
+    /// The WHEP answer arrived (HTTP + SFU offer/answer time), after the offer was posted.
+    pub answer_after: Option<Duration>,
+    /// ICE + DTLS completed, after the offer was posted.
+    pub connected_after: Option<Duration>,
     pub state: String,
 }
 
@@ -117,6 +121,8 @@ struct Shared {
     audio: Mutex<KindState>,
     video: Mutex<KindState>,
     first_keyframe: Mutex<Option<Duration>>,
+    /// (answer, connected) after `t0`.
+    milestones: Mutex<(Option<Duration>, Option<Duration>)>,
     /// The latest video track, to send PLI on.
     video_track: Mutex<Option<Arc<dyn TrackRemote>>>,
 }
@@ -152,6 +158,7 @@ impl Viewer {
             audio: Mutex::new(KindState::new(OPUS_CLOCK)),
             video: Mutex::new(KindState::new(VP8_CLOCK)),
             first_keyframe: Mutex::new(None),
+            milestones: Mutex::new((None, None)),
             video_track: Mutex::new(None),
         });
         let on_track = {
@@ -234,9 +241,14 @@ impl Viewer {
         };
         let answer = resource.answer.clone();
         v.resource = Some(resource);
+        let answered = v.since_start();
+        lock(&v.shared.milestones).0 = Some(answered);
         let connected = async {
             v.accept_answer(answer).await?;
-            v.wait_connected().await
+            v.wait_connected().await?;
+            let connected = v.since_start();
+            lock(&v.shared.milestones).1 = Some(connected);
+            Ok(())
         }
         .await;
         if let Err(e) = connected {
@@ -250,6 +262,10 @@ impl Viewer {
     pub async fn offer(&mut self) -> Result<String, PeerError> {
         let timeout = self.cfg.connect_timeout;
         self.conn.offer_complete(timeout).await
+    }
+
+    fn since_start(&self) -> Duration {
+        lock(&self.shared.t0).elapsed()
     }
 
     /// Restarts the join clock (call right before sending the offer).
@@ -267,10 +283,17 @@ impl Viewer {
     }
 
     pub fn stats(&self) -> ViewerStats {
+        // One guard per statement: two temporaries of the same mutex would deadlock.
+        let (answer_after, connected_after) = *lock(&self.shared.milestones);
+        let audio = lock(&self.shared.audio).snapshot();
+        let video = lock(&self.shared.video).snapshot();
+        let first_keyframe_after = *lock(&self.shared.first_keyframe);
         ViewerStats {
-            audio: lock(&self.shared.audio).snapshot(),
-            video: lock(&self.shared.video).snapshot(),
-            first_keyframe_after: *lock(&self.shared.first_keyframe),
+            audio,
+            video,
+            first_keyframe_after,
+            answer_after,
+            connected_after,
             state: self.state().to_string(),
         }
     }

@@ -201,9 +201,14 @@ async fn fifty_viewers_body() {
         server.log_tail()
     );
     assert!(got_key, "first viewer got a keyframe: {:?}", first.stats());
+    let fs = first.stats();
     println!(
-        "first viewer: keyframe {:?} after POST; publisher PLI {} FIR {}",
-        first.stats().first_keyframe_after,
+        "first viewer after POST: answer {:?}, connected {:?}, first audio {:?}, first video {:?}, keyframe {:?}; publisher PLI {} FIR {}",
+        fs.answer_after,
+        fs.connected_after,
+        fs.audio.first_packet_after,
+        fs.video.first_packet_after,
+        fs.first_keyframe_after,
         p1.stats().pli,
         p1.stats().fir
     );

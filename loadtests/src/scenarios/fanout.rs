@@ -190,6 +190,17 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     report.viewers_failed = opts.viewers - viewers.len();
     report.audio_only_viewers = viewers.iter().filter(|v| v.audio_only).count();
     report.join_ms = Summary::of(&join_ms);
+    let ms = |d: Option<Duration>| d.map(|d| d.as_secs_f64() * 1000.0);
+    let answer: Vec<f64> = viewers
+        .iter()
+        .filter_map(|j| ms(j.viewer.stats().answer_after))
+        .collect();
+    let connected: Vec<f64> = viewers
+        .iter()
+        .filter_map(|j| ms(j.viewer.stats().connected_after))
+        .collect();
+    report.answer_ms = Summary::of(&answer);
+    report.connected_ms = Summary::of(&connected);
     if opts.verbose {
         eprintln!(
             "ramp done in {:.1}s: {} connected, {} failed",
@@ -344,6 +355,10 @@ pub fn render_table(r: &FanoutReport) -> String {
             "{:.0} / {:.0} / {:.0} ms",
             r.join_ms.p50, r.join_ms.p95, r.join_ms.max
         ),
+    );
+    row(
+        "  of which answer / connected",
+        format!("p50 {:.0} / {:.0} ms", r.answer_ms.p50, r.connected_ms.p50),
     );
     row(
         "video jitter p50 / p95",
