@@ -80,6 +80,11 @@ pub struct FanoutReport {
     /// Sum over viewers of packets received per second during the window.
     pub packets_per_second_out: f64,
     pub bits_per_second_out: f64,
+    /// Packets viewers received during the window (counted after the publisher paused and
+    /// queues drained) over packets due to them (publisher's sent × viewers, per kind).
+    pub delivered_percent: f64,
+    /// How long viewers kept receiving after the publisher paused: the queueing backlog.
+    pub drain_ms: f64,
     /// Lost / expected over all viewers and kinds during the window, percent.
     pub loss_percent: f64,
     /// Per-viewer loss percent.

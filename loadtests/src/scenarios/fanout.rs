@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 
 use crate::peer::{Kinds, PeerError};
 use crate::process_usage::{self, cpu_rate};
-use crate::publisher::{Publisher, PublisherConfig};
+use crate::publisher::{Publisher, PublisherConfig, PublisherStats};
 use crate::stats::{FanoutReport, ServerUsage, Summary};
 use crate::viewer::{Viewer, ViewerConfig, ViewerStats};
 
@@ -130,6 +130,39 @@ fn window_loss(a: &ViewerStats, b: &ViewerStats) -> (u64, u64) {
     (lost, expected)
 }
 
+/// Pauses the publisher, waits until no viewer's count moves for 300 ms (at most 5 s),
+/// reads every counter, resumes. Returns the time the backlog took to drain.
+async fn quiet_snapshot(
+    publisher: &Publisher,
+    viewers: &[Joined],
+) -> (PublisherStats, Vec<ViewerStats>, Duration) {
+    publisher.set_paused(true);
+    let paused_at = Instant::now();
+    let total = || {
+        viewers
+            .iter()
+            .map(|j| j.viewer.stats().packets())
+            .sum::<u64>()
+    };
+    let mut last = total();
+    let mut last_change = Instant::now();
+    while paused_at.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = total();
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= Duration::from_millis(300) {
+            break;
+        }
+    }
+    let drained = last_change.saturating_duration_since(paused_at);
+    let p = publisher.stats();
+    let v = viewers.iter().map(|j| j.viewer.stats()).collect();
+    publisher.set_paused(false);
+    (p, v, drained)
+}
+
 /// Runs the scenario; `Err` only when the publisher cannot start.
 pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     let opts = Arc::new(opts);
@@ -215,8 +248,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     let pid = opts.server_pid.map(|p| p.to_string());
     let server_a = pid.as_deref().and_then(process_usage::sample);
     let self_a = process_usage::sample("self");
-    let pub_a = publisher.stats();
-    let view_a: Vec<ViewerStats> = viewers.iter().map(|j| j.viewer.stats()).collect();
+    let (pub_a, view_a, _) = quiet_snapshot(&publisher, &viewers).await;
     let t_a = Instant::now();
     let end = t_a + opts.duration;
     while Instant::now() < end {
@@ -235,16 +267,35 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     let pub_b = publisher.stats();
     let server_b = pid.as_deref().and_then(process_usage::sample);
     let self_b = process_usage::sample("self");
+    // Then stop sending and let queues drain: the exact delivered share, and how long the
+    // backlog took to clear (a server or generator that falls behind shows up here, while
+    // sequence numbers alone would call late packets "not yet expected").
+    let (pub_c, view_c, drain) = quiet_snapshot(&publisher, &viewers).await;
+    report.drain_ms = drain.as_secs_f64() * 1000.0;
+    let (mut delivered, mut due) = (0u64, 0u64);
+    for ((a, c), j) in view_a.iter().zip(&view_c).zip(&viewers) {
+        delivered += c.audio.packets - a.audio.packets;
+        due += pub_c.audio_packets - pub_a.audio_packets;
+        if !j.audio_only {
+            delivered += c.video.packets - a.video.packets;
+            due += pub_c.video_packets - pub_a.video_packets;
+        }
+    }
+    report.delivered_percent = if due == 0 {
+        0.0
+    } else {
+        delivered as f64 * 100.0 / due as f64
+    };
 
     let mut pkts = 0u64;
     let mut bytes = 0u64;
     let (mut lost, mut expected) = (0u64, 0u64);
     let mut per_viewer_loss = Vec::new();
     let mut jitter = Vec::new();
-    for ((a, b), j) in view_a.iter().zip(&view_b).zip(&viewers) {
+    for (((a, b), c), j) in view_a.iter().zip(&view_b).zip(&view_c).zip(&viewers) {
         pkts += b.packets() - a.packets();
         bytes += (b.audio.bytes + b.video.bytes) - (a.audio.bytes + a.video.bytes);
-        let (l, e) = window_loss(a, b);
+        let (l, e) = window_loss(a, c);
         lost += l;
         expected += e;
         per_viewer_loss.push(if e == 0 {
@@ -252,7 +303,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
         } else {
             l as f64 * 100.0 / e as f64
         });
-        report.discontinuities += b.audio.seq.discontinuities + b.video.seq.discontinuities;
+        report.discontinuities += c.audio.seq.discontinuities + c.video.seq.discontinuities;
         if !j.audio_only {
             jitter.push(b.video.jitter_ms);
         }
@@ -341,6 +392,13 @@ pub fn render_table(r: &FanoutReport) -> String {
     row(
         "generator CPU s/s",
         format!("{:.3}", r.generator_cpu_seconds_per_second),
+    );
+    row(
+        "delivered (after drain)",
+        format!(
+            "{:.2} %  (backlog drained in {:.0} ms)",
+            r.delivered_percent, r.drain_ms
+        ),
     );
     row(
         "loss",
