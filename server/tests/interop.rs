@@ -74,10 +74,23 @@ async fn view(
     Viewer::whep(cfg, client, &server.base_url, session, &token).await
 }
 
-/// Pause the publisher, let in-flight packets land, read every counter, resume.
+/// Pause the publisher, wait until no viewer's count has moved for 300 ms (queues drained;
+/// at most 5 s), read every counter, resume.
 async fn quiet_snapshot(p: &Publisher, viewers: &[Viewer]) -> (PublisherStats, Vec<ViewerStats>) {
     p.set_paused(true);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let paused_at = Instant::now();
+    let total = || viewers.iter().map(|v| v.stats().packets()).sum::<u64>();
+    let mut last = total();
+    let mut last_change = Instant::now();
+    while paused_at.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = total();
+        if now != last {
+            (last, last_change) = (now, Instant::now());
+        } else if last_change.elapsed() >= Duration::from_millis(300) {
+            break;
+        }
+    }
     let ps = p.stats();
     let vs = viewers.iter().map(Viewer::stats).collect();
     p.set_paused(false);
