@@ -3,7 +3,7 @@
 # through sudo otherwise), so a fresh Debian machine with Rust, gcc and Node is enough.
 #
 # One debug build serves everything in `make test`: the test binaries, the `floorcast`
-# binary the browser test starts, and the load generator all use the dev profile.
+# binary the browser test starts, and the load generator come from one `cargo test` build.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -84,10 +84,15 @@ clippy:
 unit:
 	$(CARGO) test --workspace
 
-# The debug binary the browser test and the bench start; after `cargo test` this is cheap.
+# The debug binaries the browser test and the bench start (target/debug/floorcast and
+# target/debug/floorcast-load) come out of the same build as the test binaries: the
+# integration tests need them, so `cargo test --workspace` builds them with the features
+# unified across the workspace and its dev-dependencies. After `make unit` this is a no-op.
+# (A separate `cargo build -p floorcast-server` resolves other features and compiles most
+# of the dependency tree a second time: about 5 minutes on 2 cores.)
 .PHONY: build
 build:
-	$(CARGO) build -p floorcast-server --bin floorcast
+	$(CARGO) test --workspace --no-run
 
 .PHONY: browser-test
 browser-test: deps-test build
@@ -100,7 +105,6 @@ BENCH_SECONDS ?= 10
 
 .PHONY: bench
 bench: build
-	$(CARGO) build -p floorcast-load --bin floorcast-load
 	FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR) .ci/fanout-bench $(BENCH_VIEWERS) $(BENCH_SECONDS)
 
 .PHONY: test

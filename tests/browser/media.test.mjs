@@ -119,7 +119,7 @@ class Server {
 
   async start(dataDir) {
     if (!existsSync(BIN)) {
-      throw new Error(`floorcast binary not found at ${BIN}: run \`cargo build -p floorcast-server\` or set FLOORCAST_BIN`);
+      throw new Error(`floorcast binary not found at ${BIN}: run \`make build\` (cargo test --workspace --no-run) or set FLOORCAST_BIN`);
     }
     const args = [
       "serve",
