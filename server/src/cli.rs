@@ -78,6 +78,9 @@ pub struct ServeArgs {
     /// Largest request body accepted [default: 65536].
     #[arg(long, value_name = "BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Raise/withdraw requests per participant per minute [default: 20].
+    #[arg(long, value_name = "N")]
+    pub floor_actions_per_minute: Option<u32>,
 }
 
 impl ServeArgs {
@@ -92,6 +95,7 @@ impl ServeArgs {
             // A boolean flag can only switch on; absent leaves file/env in force.
             allow_takeover: self.allow_takeover.then_some(true),
             max_body_bytes: self.max_body_bytes,
+            floor_actions_per_minute: self.floor_actions_per_minute,
             dev: self.dev.then_some(true),
         }
     }

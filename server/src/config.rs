@@ -30,6 +30,7 @@ const ENV_KEYS: &[&str] = &[
     "jwt_secret",
     "allow_takeover",
     "max_body_bytes",
+    "floor_actions_per_minute",
     "dev",
 ];
 
@@ -65,6 +66,8 @@ pub struct Config {
     pub allow_takeover: bool,
     /// Largest request body accepted on any route.
     pub max_body_bytes: usize,
+    /// Raise and withdraw requests one participant may make per minute (abuse limit).
+    pub floor_actions_per_minute: u32,
     /// Development mode: generate a secret, create session `demo`, print links and tokens.
     pub dev: bool,
     #[serde(rename = "session")]
@@ -82,6 +85,7 @@ impl Default for Config {
             jwt_secret: None,
             allow_takeover: false,
             max_body_bytes: 64 * 1024,
+            floor_actions_per_minute: 20,
             dev: false,
             sessions: Vec::new(),
         }
@@ -107,6 +111,8 @@ pub struct Overrides {
     pub allow_takeover: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floor_actions_per_minute: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dev: Option<bool>,
 }
@@ -174,6 +180,12 @@ impl Config {
                      generate one with `head -c 32 /dev/urandom | xxd -p -c 64`",
                     secret.len()
                 ),
+            ));
+        }
+        if !(1..=10_000).contains(&self.floor_actions_per_minute) {
+            return Err(ConfigError::invalid(
+                "floor_actions_per_minute",
+                format!("{} is outside 1..=10000", self.floor_actions_per_minute),
             ));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod floor;
 mod layers;
 pub mod media_engine;
 pub mod media_events;

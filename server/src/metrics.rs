@@ -38,6 +38,9 @@ struct Inner {
     plis: IntCounter,
     join_duration: Histogram,
     http_requests: IntCounterVec,
+    floor_queue_length: IntGaugeVec,
+    floor_wait: Histogram,
+    floor_grants: IntCounterVec,
     /// Held while copying media counters and encoding (see module doc).
     scrape: Mutex<()>,
 }
@@ -95,6 +98,32 @@ impl Metrics {
             ),
             &["route", "status"],
         )?;
+        let floor_queue_length = IntGaugeVec::new(
+            Opts::new(
+                "floorcast_floor_queue_length",
+                "Raised hands waiting for the floor, per session.",
+            ),
+            &["session"],
+        )?;
+        let floor_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "floorcast_floor_wait_seconds",
+                "Time from raising a hand to being granted the floor.",
+            )
+            .buckets(vec![
+                5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+            ]),
+        )?;
+        let floor_grants = IntCounterVec::new(
+            Opts::new(
+                "floorcast_floor_grants_total",
+                "Floor turns that ended, by how they ended (revoked, timeout, done).",
+            ),
+            &["end"],
+        )?;
+        for end in ["revoked", "timeout", "done"] {
+            floor_grants.with_label_values(&[end]);
+        }
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "floorcast_build_info",
@@ -122,6 +151,9 @@ impl Metrics {
         registry.register(Box::new(plis.clone()))?;
         registry.register(Box::new(join_duration.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(floor_queue_length.clone()))?;
+        registry.register(Box::new(floor_wait.clone()))?;
+        registry.register(Box::new(floor_grants.clone()))?;
         registry.register(Box::new(build_info))?;
 
         Ok(Metrics {
@@ -136,6 +168,9 @@ impl Metrics {
                 plis,
                 join_duration,
                 http_requests,
+                floor_queue_length,
+                floor_wait,
+                floor_grants,
                 scrape: Mutex::new(()),
             }),
         })
@@ -144,6 +179,33 @@ impl Metrics {
     /// A viewer got its first media `join` after its offer.
     pub fn observe_join(&self, join: Duration) {
         self.inner.join_duration.observe(join.as_secs_f64());
+    }
+
+    /// The queue of `session` now holds `len` hands. Sessions are a bounded, operator-made
+    /// list, so the label is bounded.
+    pub fn set_floor_queue_length(&self, session: &SessionId, len: usize) {
+        self.inner
+            .floor_queue_length
+            .with_label_values(&[session.as_str()])
+            .set(len as i64);
+    }
+
+    /// A deleted session's series go away.
+    pub fn forget_floor_session(&self, session: &SessionId) {
+        let _ = self
+            .inner
+            .floor_queue_length
+            .remove_label_values(&[session.as_str()]);
+    }
+
+    /// A hand waited `wait` before its grant.
+    pub fn observe_floor_wait(&self, wait: Duration) {
+        self.inner.floor_wait.observe(wait.as_secs_f64());
+    }
+
+    /// A turn ended; `end` is `revoked`, `timeout` or `done`.
+    pub fn count_floor_end(&self, end: &'static str) {
+        self.inner.floor_grants.with_label_values(&[end]).inc();
     }
 
     /// `route` must be a route template (bounded), never a raw path.

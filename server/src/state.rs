@@ -8,6 +8,8 @@ use axum::extract::FromRef;
 
 use crate::auth::AuthKeys;
 use crate::config::Config;
+use crate::floor::rate_limit::RateLimiter;
+use crate::floor::runtime::Floors;
 use crate::media_engine::Media;
 use crate::metrics::{Metrics, MetricsError};
 use crate::session::{SessionError, SessionRegistry};
@@ -23,6 +25,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Metrics,
     pub resources: Resources,
+    pub floors: Floors,
+    pub floor_limiter: RateLimiter,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +39,8 @@ pub enum StateError {
     Sessions(#[from] SessionError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error("loading the floor queues: {0}")]
+    Floors(#[from] crate::store::StoreError),
 }
 
 impl AppState {
@@ -44,14 +50,28 @@ impl AppState {
         let secret = config.jwt_secret.as_deref().ok_or(StateError::NoSecret)?;
         let auth = AuthKeys::from_secret(secret.as_bytes());
         let sessions = SessionRegistry::load(store.clone(), &config.sessions).await?;
+        let metrics = Metrics::new()?;
+        let resources = Resources::default();
+        // Every session's floor starts now, so turns granted before a restart keep their
+        // clock (warnings, timeouts) without waiting for a request.
+        let floors = Floors::start(
+            &sessions.ids(),
+            store.clone(),
+            media.clone(),
+            resources.clone(),
+            metrics.clone(),
+        )
+        .await?;
         Ok(AppState {
+            floor_limiter: RateLimiter::new(config.floor_actions_per_minute),
             config: Arc::new(config),
             auth,
             sessions,
             media,
             store,
-            metrics: Metrics::new()?,
-            resources: Resources::default(),
+            metrics,
+            resources,
+            floors,
         })
     }
 }

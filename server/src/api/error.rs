@@ -16,6 +16,8 @@ use media::MediaError;
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::floor::model::FloorError;
+use crate::floor::runtime::RuntimeError;
 use crate::session::{InvalidSessionId, SessionError};
 use crate::store::StoreError;
 
@@ -213,6 +215,38 @@ impl From<SessionError> for ApiError {
                 SessionError::InvalidTitle.to_string(),
             ),
             SessionError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<FloorError> for ApiError {
+    fn from(e: FloorError) -> Self {
+        let (status, code) = match &e {
+            FloorError::HandNotFound(_) => (StatusCode::NOT_FOUND, "hand_not_found"),
+            FloorError::HandAlreadyOpen(..) => (StatusCode::CONFLICT, "hand_already_open"),
+            FloorError::QueueFull => (StatusCode::SERVICE_UNAVAILABLE, "queue_full"),
+            FloorError::QueueEmpty => (StatusCode::CONFLICT, "queue_empty"),
+            FloorError::FloorBusy(..) => (StatusCode::CONFLICT, "floor_busy"),
+            FloorError::AlreadyGranted(_) => (StatusCode::CONFLICT, "already_granted"),
+            FloorError::NotHolding(_) => (StatusCode::CONFLICT, "not_holding"),
+            FloorError::NoHolder => (StatusCode::CONFLICT, "no_holder"),
+            FloorError::AmbiguousHolder(_) => (StatusCode::BAD_REQUEST, "hand_required"),
+            FloorError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Floor(e) => e.into(),
+            RuntimeError::Store(e) => e.into(),
+            RuntimeError::Stopped => ApiError::unavailable(
+                "floor_stopped",
+                "the floor of this session is not running (the session may have been deleted)",
+                Duration::from_secs(5),
+            ),
         }
     }
 }

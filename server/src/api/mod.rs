@@ -13,5 +13,8 @@ use axum::Router;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(sessions::routes()).merge(ops::routes())
+    Router::new()
+        .merge(sessions::routes())
+        .merge(ops::routes())
+        .merge(crate::floor::api::routes())
 }

@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::path::ApiPath;
 use crate::auth::{AuthError, Grant, Permission, SessionScope};
+use crate::floor::runtime::Floors;
 use crate::media_engine::{Media, reply_raw};
 use crate::session::{SessionId, SessionInfo, SessionRegistry};
 use crate::signal::resources::Resources;
@@ -99,11 +100,13 @@ async fn delete(
     State(sessions): State<SessionRegistry>,
     State(media): State<Media>,
     State(resources): State<Resources>,
+    State(floors): State<Floors>,
     ApiPath(id): ApiPath<String>,
     grant: Grant,
 ) -> Result<Response, ApiError> {
     let id = authorize(&grant, &id)?;
     sessions.delete(&id).await?;
+    floors.remove(&id);
     resources.remove_session(&id);
     if let Some(engine) = media.engine() {
         match reply_raw(engine.close_session(id.to_media())).await {

@@ -49,6 +49,10 @@ impl Role {
             Permission::Subscribe => true,
             Permission::PublishFloor => self == Role::Venue,
             Permission::ManageSessions => self == Role::Operator,
+            // People and hubs in the audience ask to speak; staff roles do not.
+            Permission::RaiseHand => matches!(self, Role::Viewer | Role::Hub | Role::Speaker),
+            Permission::ModerateFloor => self == Role::Moderator,
+            Permission::ReadFloorLog => matches!(self, Role::Moderator | Role::Operator),
         }
     }
 }
@@ -68,6 +72,12 @@ pub enum Permission {
     PublishFloor,
     /// Create, list, delete sessions.
     ManageSessions,
+    /// Raise and withdraw one's own hand.
+    RaiseHand,
+    /// Order the queue, grant, extend and revoke the floor, withdraw any hand.
+    ModerateFloor,
+    /// Read the floor log and the post-session report.
+    ReadFloorLog,
 }
 
 impl Permission {
@@ -76,6 +86,11 @@ impl Permission {
             Permission::Subscribe => "watch a session",
             Permission::PublishFloor => "publish the floor feed (needs a venue token)",
             Permission::ManageSessions => "manage sessions (needs an operator token)",
+            Permission::RaiseHand => "raise a hand (needs a viewer, hub or speaker token)",
+            Permission::ModerateFloor => "moderate the floor (needs a moderator token)",
+            Permission::ReadFloorLog => {
+                "read the floor log or report (needs a moderator or operator token)"
+            }
         }
     }
 }
@@ -215,6 +230,15 @@ mod tests {
             assert!(role.allows(Subscribe));
             assert_eq!(role.allows(PublishFloor), role == Role::Venue);
             assert_eq!(role.allows(ManageSessions), role == Role::Operator);
+            assert_eq!(
+                role.allows(RaiseHand),
+                matches!(role, Role::Viewer | Role::Hub | Role::Speaker)
+            );
+            assert_eq!(role.allows(ModerateFloor), role == Role::Moderator);
+            assert_eq!(
+                role.allows(ReadFloorLog),
+                matches!(role, Role::Moderator | Role::Operator)
+            );
         }
     }
 

@@ -24,9 +24,11 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::error::ApiError;
 use crate::auth::{Grant, Permission};
+use crate::floor::runtime::Floors;
 use crate::media_engine::{BoxFuture, Media, MediaEngine, reply};
 use crate::session::{SessionId, SessionRegistry};
 use crate::state::AppState;
+use crate::store::Store;
 use resources::{Resource, ResourceKind, Resources};
 use sdp::SdpOffer;
 
@@ -36,6 +38,8 @@ pub struct SignalDeps {
     pub sessions: SessionRegistry,
     pub media: Media,
     pub resources: Resources,
+    pub floors: Floors,
+    pub store: Store,
 }
 
 impl FromRef<AppState> for SignalDeps {
@@ -44,6 +48,8 @@ impl FromRef<AppState> for SignalDeps {
             sessions: state.sessions.clone(),
             media: state.media.clone(),
             resources: state.resources.clone(),
+            floors: state.floors.clone(),
+            store: state.store.clone(),
         }
     }
 }
@@ -88,6 +94,13 @@ async fn options() -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+/// A peer the engine accepted, with the 201 response to send.
+struct Created {
+    peer: media::PeerId,
+    session: SessionId,
+    response: Response,
+}
+
 /// The shared body of WHIP and WHEP POST: checks, engine call, resource bookkeeping, 201.
 async fn create_peer<F>(
     deps: &SignalDeps,
@@ -97,7 +110,7 @@ async fn create_peer<F>(
     grant: &Grant,
     offer: Result<SdpOffer, ApiError>,
     call: F,
-) -> Result<Response, ApiError>
+) -> Result<Created, ApiError>
 where
     F: for<'a> FnOnce(
         &'a dyn MediaEngine,
@@ -130,8 +143,9 @@ where
         role = %grant.claims.role,
         "resource created"
     );
+    let session = resource.session.clone();
     deps.resources.insert(answer.peer, resource);
-    Ok((
+    let response = (
         StatusCode::CREATED,
         [
             (header::LOCATION, location),
@@ -140,7 +154,12 @@ where
         ],
         answer.sdp,
     )
-        .into_response())
+        .into_response();
+    Ok(Created {
+        peer: answer.peer,
+        session,
+        response,
+    })
 }
 
 fn unknown_session_id() -> ApiError {

@@ -10,6 +10,7 @@ use super::{SignalDeps, create_peer};
 use crate::api::error::ApiError;
 use crate::api::path::ApiPath;
 use crate::auth::{Grant, Permission};
+use crate::floor::api::record_viewer;
 
 pub async fn create(
     State(deps): State<SignalDeps>,
@@ -17,7 +18,7 @@ pub async fn create(
     grant: Grant,
     offer: Result<SdpOffer, ApiError>,
 ) -> Result<Response, ApiError> {
-    create_peer(
+    let created = create_peer(
         &deps,
         ResourceKind::Whep,
         Permission::Subscribe,
@@ -26,5 +27,8 @@ pub async fn create(
         offer,
         |engine, session, offer| engine.subscribe(session, offer),
     )
-    .await
+    .await?;
+    // Who watched goes into the post-session report (hubs, remote participants).
+    record_viewer(&deps.store, &created.session, &grant);
+    Ok(created.response)
 }

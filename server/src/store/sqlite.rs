@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Applied in order; never edit one that has shipped, add a new one.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_sessions.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_sessions.sql"),
+    include_str!("migrations/0002_floor.sql"),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

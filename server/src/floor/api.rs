@@ -1,0 +1,733 @@
+//! The floor's HTTP routes (contract: docs/CONTRACT.md, "Floor queue"). Handlers check the
+//! token and the input, hand a [`Command`] to the session's task and render its outcome;
+//! they never touch the machine themselves.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRef, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use super::log::{self, LogRow};
+use super::machine::FloorMachine;
+use super::model::{Actor, Command, Hand, HandId, Millis, Participant, Policy, Turn};
+use super::rate_limit::RateLimiter;
+use super::report;
+use super::runtime::{Floors, SessionFloor, now_ms};
+use super::store::{self, ParticipantRow, StoredEvent};
+use crate::api::error::ApiError;
+use crate::api::json::ApiJson;
+use crate::api::path::ApiPath;
+use crate::auth::{Grant, Permission, Role};
+use crate::session::{SessionId, SessionRegistry};
+use crate::state::AppState;
+use crate::store::Store;
+
+/// Events read from the database per query while an SSE client catches up.
+const CATCH_UP_PAGE: usize = 500;
+
+/// What the floor handlers need from the app state.
+#[derive(Clone)]
+pub struct FloorDeps {
+    pub sessions: SessionRegistry,
+    pub floors: Floors,
+    pub store: Store,
+    pub limiter: RateLimiter,
+}
+
+impl FromRef<AppState> for FloorDeps {
+    fn from_ref(state: &AppState) -> Self {
+        FloorDeps {
+            sessions: state.sessions.clone(),
+            floors: state.floors.clone(),
+            store: state.store.clone(),
+            limiter: state.floor_limiter.clone(),
+        }
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/sessions/{id}/hands", post(raise))
+        .route("/api/sessions/{id}/hands/{hand}", delete(withdraw))
+        .route("/api/sessions/{id}/queue", get(queue).patch(reorder))
+        .route(
+            "/api/sessions/{id}/floor",
+            post(grant_floor).patch(extend).delete(end_floor),
+        )
+        .route("/api/sessions/{id}/events", get(events))
+        .route("/api/sessions/{id}/floor-log", get(floor_log))
+        .route("/api/sessions/{id}/report", get(session_report))
+}
+
+impl FloorDeps {
+    /// Checks the token for `permission` on the session and finds its floor.
+    async fn open(
+        &self,
+        grant: &Grant,
+        permission: Permission,
+        id: &str,
+    ) -> Result<(SessionId, SessionFloor), ApiError> {
+        grant.require_role(permission)?;
+        let id = SessionId::parse(id).map_err(|_| ApiError::session_not_found("with this id"))?;
+        grant.require(permission, &id)?;
+        if !self.sessions.contains(&id) {
+            return Err(ApiError::session_not_found(&id));
+        }
+        let floor = self.floors.session(&id).await?;
+        Ok((id, floor))
+    }
+
+    fn rate_limit(&self, session: &SessionId, grant: &Grant) -> Result<(), ApiError> {
+        let key = format!("{session}/{}", grant.claims.sub);
+        self.limiter
+            .check(&key, now_ms())
+            .map_err(|retry| ApiError {
+                retry_after: Some(retry),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "too many raise/withdraw requests; try again in {} s",
+                        retry.as_secs().max(1)
+                    ),
+                )
+            })
+    }
+}
+
+/// A query string that does not parse is a JSON 400 like every other bad input.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+// ------------------------------------------------------------------ views
+
+#[derive(Serialize)]
+pub struct QueuedHand {
+    pub position: usize,
+    pub pinned: bool,
+    #[serde(flatten)]
+    pub hand: Hand,
+}
+
+#[derive(Serialize)]
+pub struct TurnView {
+    pub hand: Hand,
+    pub granted_at_ms: Millis,
+    pub ends_at_ms: Millis,
+    pub remaining_ms: Millis,
+    pub warned: bool,
+}
+
+impl TurnView {
+    fn new(t: &Turn, now: Millis) -> Self {
+        TurnView {
+            hand: t.hand.clone(),
+            granted_at_ms: t.granted_at_ms,
+            ends_at_ms: t.ends_at_ms,
+            remaining_ms: t.ends_at_ms.saturating_sub(now),
+            warned: t.warned,
+        }
+    }
+}
+
+/// The whole queue, as `GET …/queue` and the SSE `snapshot` event show it.
+#[derive(Serialize)]
+pub struct QueueView {
+    pub policy: Policy,
+    pub panel_size: u32,
+    pub default_limit_ms: Millis,
+    pub pinned: Vec<HandId>,
+    pub hands: Vec<QueuedHand>,
+    pub floor: Vec<TurnView>,
+    pub server_time_ms: Millis,
+    /// The id of the last event this view reflects (SSE clients resume after it).
+    pub last_event_id: i64,
+}
+
+impl QueueView {
+    fn of(m: &FloorMachine, last_event_id: i64) -> Self {
+        let now = now_ms();
+        let pinned = m.pinned().to_vec();
+        QueueView {
+            policy: m.policy(),
+            panel_size: m.panel_size(),
+            default_limit_ms: m.default_limit_ms(),
+            hands: m
+                .queue()
+                .into_iter()
+                .enumerate()
+                .map(|(position, h)| QueuedHand {
+                    position,
+                    pinned: pinned.contains(&h.id),
+                    hand: h.clone(),
+                })
+                .collect(),
+            pinned,
+            floor: m.holders().iter().map(|t| TurnView::new(t, now)).collect(),
+            server_time_ms: now,
+            last_event_id,
+        }
+    }
+}
+
+// ------------------------------------------------------------------ hands
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RaiseBody {
+    #[serde(default)]
+    pub topic: String,
+    #[serde(default)]
+    pub language: Option<String>,
+    #[serde(default)]
+    pub head_count: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct Raised {
+    hand: Hand,
+    position: Option<usize>,
+}
+
+/// The participant a token stands for. A hub token speaks for its hub (its `hub` claim, or
+/// its name when the claim is absent).
+fn participant(grant: &Grant) -> Participant {
+    let c = &grant.claims;
+    let name = if c.name.trim().is_empty() {
+        c.sub.clone()
+    } else {
+        c.name.clone()
+    };
+    let is_hub = c.role == Role::Hub;
+    let hub = match (&c.hub, is_hub) {
+        (Some(h), _) => Some(h.clone()),
+        (None, true) => Some(name.clone()),
+        (None, false) => None,
+    };
+    Participant {
+        sub: c.sub.clone(),
+        name,
+        hub,
+        is_hub,
+    }
+}
+
+async fn raise(
+    State(deps): State<FloorDeps>,
+    ApiPath(id): ApiPath<String>,
+    grant: Grant,
+    body: Result<ApiJson<RaiseBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    let (session, floor) = deps.open(&grant, Permission::RaiseHand, &id).await?;
+    let ApiJson(body) = body?;
+    if body.head_count.is_some() && grant.claims.role != Role::Hub {
+        return Err(ApiError::bad_request(
+            "invalid",
+            "head_count is reported by hub tokens only",
+        ));
+    }
+    deps.rate_limit(&session, &grant)?;
+    let who = participant(&grant);
+    let outcome = floor
+        .command(Command::Raise {
+            who: who.clone(),
+            topic: body.topic,
+            language: body.language,
+            head_count: body.head_count,
+        })
+        .await?;
+    record_participant(&deps.store, &session, &grant, &who);
+    let hand = outcome
+        .events
+        .iter()
+        .find_map(|e| match &e.event {
+            super::model::FloorEvent::HandRaised { hand } => Some(hand.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::internal("a raise produced no hand_raised event"))?;
+    let location = format!("/api/sessions/{session}/hands/{}", hand.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        ApiJson(Raised {
+            hand,
+            position: outcome.position,
+        }),
+    )
+        .into_response())
+}
+
+/// Remembers who took part, for the report. Off the request path: losing one sighting on a
+/// database error costs a count, not the raise.
+pub fn record_participant(store: &Store, session: &SessionId, grant: &Grant, who: &Participant) {
+    let now = now_ms();
+    let row = ParticipantRow {
+        sub: who.sub.clone(),
+        name: who.name.clone(),
+        role: grant.claims.role.as_str().to_owned(),
+        hub: who.hub.clone(),
+        first_seen_ms: now,
+        last_seen_ms: now,
+    };
+    let store = store.clone();
+    let session = session.as_str().to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = store
+            .blocking(move |c| store::touch_participant(c, &session, &row))
+            .await
+        {
+            tracing::warn!(error = %e, "recording a participant failed");
+        }
+    });
+}
+
+/// Records a watcher (WHEP) for the report.
+pub fn record_viewer(store: &Store, session: &SessionId, grant: &Grant) {
+    record_participant(store, session, grant, &participant(grant));
+}
+
+#[derive(Serialize)]
+struct Withdrawn {
+    hand: HandId,
+    ended_turn: bool,
+}
+
+async fn withdraw(
+    State(deps): State<FloorDeps>,
+    ApiPath((id, hand)): ApiPath<(String, HandId)>,
+    grant: Grant,
+) -> Result<ApiJson<Withdrawn>, ApiError> {
+    let moderator = grant.claims.role.allows(Permission::ModerateFloor);
+    let permission = if moderator {
+        Permission::ModerateFloor
+    } else {
+        Permission::RaiseHand
+    };
+    let (session, floor) = deps.open(&grant, permission, &id).await?;
+    let owner = floor
+        .inspect(move |m, _| m.hand(hand).map(|h| h.who.sub.clone()))
+        .await?
+        .ok_or(super::model::FloorError::HandNotFound(hand))?;
+    let by = if moderator {
+        Actor::Moderator
+    } else if owner == grant.claims.sub {
+        deps.rate_limit(&session, &grant)?;
+        Actor::Owner
+    } else {
+        return Err(crate::auth::AuthError::Forbidden(
+            "only the hand's owner or a moderator may withdraw it".into(),
+        )
+        .into());
+    };
+    let outcome = floor.command(Command::Withdraw { hand, by }).await?;
+    let ended_turn = outcome
+        .events
+        .iter()
+        .any(|e| matches!(e.event, super::model::FloorEvent::FloorEnded { .. }));
+    Ok(ApiJson(Withdrawn { hand, ended_turn }))
+}
+
+// ------------------------------------------------------------------ queue
+
+async fn queue(
+    State(deps): State<FloorDeps>,
+    ApiPath(id): ApiPath<String>,
+    grant: Grant,
+) -> Result<ApiJson<QueueView>, ApiError> {
+    let (_, floor) = deps.open(&grant, Permission::Subscribe, &id).await?;
+    Ok(ApiJson(floor.inspect(QueueView::of).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveTo {
+    pub hand: HandId,
+    pub position: usize,
+}
+
+/// Applied in this order; the first refused change stops the rest (earlier ones stay).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueuePatch {
+    pub policy: Option<Policy>,
+    pub panel_size: Option<u32>,
+    pub default_limit_s: Option<u64>,
+    pub unpin: Option<HandId>,
+    pub pin: Option<HandId>,
+    #[serde(rename = "move")]
+    pub move_to: Option<MoveTo>,
+}
+
+async fn reorder(
+    State(deps): State<FloorDeps>,
+    ApiPath(id): ApiPath<String>,
+    grant: Grant,
+    body: Result<ApiJson<QueuePatch>, ApiError>,
+) -> Result<ApiJson<QueueView>, ApiError> {
+    let (_, floor) = deps.open(&grant, Permission::ModerateFloor, &id).await?;
+    let ApiJson(p) = body?;
+    let mut commands = Vec::new();
+    if let Some(policy) = p.policy {
+        commands.push(Command::SetPolicy { policy });
+    }
+    if let Some(size) = p.panel_size {
+        commands.push(Command::SetPanelSize { size });
+    }
+    if let Some(s) = p.default_limit_s {
+        commands.push(Command::SetDefaultLimit {
+            limit_ms: s.saturating_mul(1000),
+        });
+    }
+    if let Some(hand) = p.unpin {
+        commands.push(Command::Unpin { hand });
+    }
+    if let Some(hand) = p.pin {
+        commands.push(Command::Pin { hand });
+    }
+    if let Some(m) = p.move_to {
+        commands.push(Command::Move {
+            hand: m.hand,
+            position: m.position,
+        });
+    }
+    if commands.is_empty() {
+        return Err(ApiError::bad_request(
+            "nothing_to_change",
+            "send at least one of policy, panel_size, default_limit_s, pin, unpin, move",
+        ));
+    }
+    for cmd in commands {
+        floor.command(cmd).await?;
+    }
+    Ok(ApiJson(floor.inspect(QueueView::of).await?))
+}
+
+// ------------------------------------------------------------------ floor
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    pub hand: Option<HandId>,
+    pub limit_s: Option<u64>,
+}
+
+async fn grant_floor(
+    State(deps): State<FloorDeps>,
+    ApiPath(id): ApiPath<String>,
+    grant: Grant,
+    body: Result<ApiJson<GrantBody>, ApiError>,
+) -> Result<Response, ApiError> {
+    let (_, floor) = deps.open(&grant, Permission::ModerateFloor, &id).await?;
+    let ApiJson(body) = body?;
+    let outcome = floor
+        .command(Command::Grant {
+            hand: body.hand,
+            limit_ms: body.limit_s.map(|s| s.saturating_mul(1000)),
+        })
+        .await?;
+    let turn = outcome
+        .turn
+        .ok_or_else(|| ApiError::internal("a grant produced no turn"))?;
+    Ok((StatusCode::CREATED, ApiJson(TurnView::new(&turn, now_ms()))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtendBody {
+    pub hand: Option<HandId>,
+    pub extend_s: u64,
+}
+
+async fn extend(
+    State(deps): State<FloorDeps>,
+    ApiPath(id): ApiPath<String>,
+    grant: Grant,
+    body: Result<ApiJson<ExtendBody>, ApiError>,
+) -> Result<ApiJson<TurnView>, ApiError> {
+    let (_, floor) = deps.open(&grant, Permission::ModerateFloor, &id).await?;
+    let ApiJson(body) = body?;
+    let outcome = floor
+        .command(Command::Extend {
+            hand: body.hand,
+            by_ms: body.extend_s.saturating_mul(1000),
+        })
+        .await?;
+    let turn = outcome
+        .turn
+        .ok_or_else(|| ApiError::internal("an extension produced no turn"))?;
+    Ok(ApiJson(TurnView::new(&turn, now_ms())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndQuery {
+    pub hand: Option<HandId>,
+    /// Accepted so pages can pass their token in the URL.
+    #[allow(dead_code)]
+    pub token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Ended {
+    hand: HandId,
+    reason: &'static str,
+}
+
+/// A moderator revokes; the holder ends their own turn (`done`).
+async fn end_floor(
+    State(deps): State<FloorDeps>,
+    ApiPath(id): ApiPath<String>,
+    grant: Grant,
+    q: Result<Query<EndQuery>, QueryRejection>,
+) -> Result<ApiJson<Ended>, ApiError> {
+    let q = query(q)?;
+    let moderator = grant.claims.role.allows(Permission::ModerateFloor);
+    let permission = if moderator {
+        Permission::ModerateFloor
+    } else {
+        Permission::Subscribe
+    };
+    let (_, floor) = deps.open(&grant, permission, &id).await?;
+    let (cmd, reason) = if moderator {
+        (Command::Revoke { hand: q.hand }, "revoked")
+    } else {
+        let mine = floor.holder_hand(&grant.claims.sub).await?;
+        match (mine, q.hand) {
+            (Some(h), None) => (Command::Done { hand: h }, "done"),
+            (Some(h), Some(asked)) if h == asked => (Command::Done { hand: h }, "done"),
+            _ => {
+                return Err(crate::auth::AuthError::Forbidden(
+                    "you do not hold the floor; only a moderator may end someone else's turn"
+                        .into(),
+                )
+                .into());
+            }
+        }
+    };
+    let outcome = floor.command(cmd).await?;
+    let hand = outcome
+        .events
+        .iter()
+        .find_map(|e| match e.event {
+            super::model::FloorEvent::FloorEnded { hand, .. } => Some(hand),
+            _ => None,
+        })
+        .ok_or_else(|| ApiError::internal("ending the floor produced no floor_ended event"))?;
+    Ok(ApiJson(Ended { hand, reason }))
+}
+
+// ------------------------------------------------------------------ events (SSE)
+
+#[derive(Debug, Deserialize)]
+pub struct EventsQuery {
+    pub last_event_id: Option<i64>,
+    #[allow(dead_code)]
+    pub token: Option<String>,
+}
+
+/// `snapshot` (no id) first, then every event after `Last-Event-ID` (header, or
+/// `?last_event_id=`) or after the snapshot, each once, in id order.
+async fn events(
+    State(deps): State<FloorDeps>,
+    ApiPath(id): ApiPath<String>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+    headers: HeaderMap,
+    grant: Grant,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let q = query(q)?;
+    let (session, floor) = deps.open(&grant, Permission::Subscribe, &id).await?;
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_last_event_id", "Last-Event-ID must be a number")
+                })?,
+        ),
+        None => q.last_event_id,
+    };
+    // Subscribe before the snapshot: every event stored after it is then either reflected
+    // in the snapshot or delivered live (duplicates are dropped by id).
+    let rx = floor.subscribe();
+    let view = floor.inspect(QueueView::of).await?;
+    let snapshot = Event::default()
+        .event("snapshot")
+        .json_data(&view)
+        .map_err(ApiError::internal)?;
+    let state = EventStream {
+        snapshot: Some(snapshot),
+        backlog: VecDeque::new(),
+        catch_up: resume.is_some(),
+        last_sent: resume.unwrap_or(view.last_event_id),
+        rx,
+        store: deps.store.clone(),
+        session: session.as_str().to_owned(),
+    };
+    let stream = futures_util::stream::unfold(state, |mut s| async move {
+        s.next().await.map(|event| (Ok(event), s))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+struct EventStream {
+    snapshot: Option<Event>,
+    backlog: VecDeque<StoredEvent>,
+    /// Events may be in the database that were not sent (a resume, or a lagged receiver).
+    catch_up: bool,
+    last_sent: i64,
+    rx: broadcast::Receiver<Arc<StoredEvent>>,
+    store: Store,
+    session: String,
+}
+
+impl EventStream {
+    /// The next event to send; `None` ends the stream (the session is gone, or the database
+    /// failed: the client reconnects with its Last-Event-ID and loses nothing).
+    async fn next(&mut self) -> Option<Event> {
+        if let Some(s) = self.snapshot.take() {
+            return Some(s);
+        }
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                if e.id > self.last_sent {
+                    self.last_sent = e.id;
+                    return Some(sse_event(&e));
+                }
+                continue;
+            }
+            if self.catch_up {
+                let (session, after) = (self.session.clone(), self.last_sent);
+                let page = self
+                    .store
+                    .blocking(move |c| store::since(c, &session, after, CATCH_UP_PAGE))
+                    .await;
+                match page {
+                    Ok(rows) => {
+                        self.catch_up = rows.len() == CATCH_UP_PAGE;
+                        self.backlog = rows.into();
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(session = %self.session, error = %e, "SSE catch-up failed");
+                        return None;
+                    }
+                }
+            }
+            match self.rx.recv().await {
+                Ok(e) if e.id > self.last_sent => {
+                    self.last_sent = e.id;
+                    return Some(sse_event(&e));
+                }
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up = true,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+fn sse_event(e: &StoredEvent) -> Event {
+    let data = serde_json::to_string(e).unwrap_or_else(|_| "{}".into());
+    Event::default()
+        .event(e.event.kind())
+        .id(e.id.to_string())
+        .data(data)
+}
+
+// ------------------------------------------------------------------ log and report
+
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    pub format: Option<String>,
+    #[allow(dead_code)]
+    pub token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct LogBody<'a> {
+    session: &'a str,
+    entries: Vec<LogRow<'a>>,
+}
+
+async fn floor_log(
+    State(deps): State<FloorDeps>,
+    ApiPath(id): ApiPath<String>,
+    q: Result<Query<LogQuery>, QueryRejection>,
+    grant: Grant,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    let (session, _) = deps.open(&grant, Permission::ReadFloorLog, &id).await?;
+    let key = session.as_str().to_owned();
+    let events = deps.store.blocking(move |c| store::all(c, &key)).await?;
+    let entries = log::entries(&events);
+    match q.format.as_deref() {
+        None | Some("json") => Ok(ApiJson(LogBody {
+            session: session.as_str(),
+            entries: entries.iter().map(LogRow::from).collect(),
+        })
+        .into_response()),
+        Some("csv") => Ok((
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"floor-log-{session}.csv\""),
+                ),
+            ],
+            log::to_csv(&entries),
+        )
+            .into_response()),
+        Some(other) => Err(ApiError::bad_request(
+            "invalid_format",
+            format!("format {other:?} is not json or csv"),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct ReportBody {
+    session: SessionId,
+    title: String,
+    generated_at: String,
+    #[serde(flatten)]
+    report: report::Report,
+}
+
+async fn session_report(
+    State(deps): State<FloorDeps>,
+    ApiPath(id): ApiPath<String>,
+    grant: Grant,
+) -> Result<ApiJson<ReportBody>, ApiError> {
+    let (session, _) = deps.open(&grant, Permission::ReadFloorLog, &id).await?;
+    let key = session.as_str().to_owned();
+    let (events, participants) = deps
+        .store
+        .blocking(move |c| Ok((store::all(c, &key)?, store::participants(c, &key)?)))
+        .await?;
+    let now = now_ms();
+    let title = deps
+        .sessions
+        .get(&session)
+        .map(|s| s.title)
+        .unwrap_or_default();
+    Ok(ApiJson(ReportBody {
+        session,
+        title,
+        generated_at: log::rfc3339(now),
+        report: report::build(&events, &participants, now),
+    }))
+}

@@ -1,0 +1,517 @@
+//! The live floor of every session: one task per session owns its [`FloorMachine`], runs its
+//! clock (warnings, timeouts), stores every event before anyone hears of it, then broadcasts
+//! it and acts on the media engine (a turn that ends closes the speaker's WHIP peer).
+//!
+//! Why one task per session: the machine needs no lock, commands of one session are applied
+//! in one order, and requests that arrive together are stored in one SQLite transaction
+//! (group commit), which is what lets a node take a storm of raised hands.
+//!
+//! Restart: [`Floors::start`] replays every session's stored events into a fresh machine, so
+//! the queue order, the current grants (with their absolute end times) and the history come
+//! back as they were; the clock then fires whatever fell due while the node was down.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use media::PeerId;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::machine::FloorMachine;
+use super::model::{Command, EndReason, FloorError, FloorEvent, HandId, Millis, Turn};
+use super::store::{self, StoredEvent};
+use crate::media_engine::Media;
+use crate::metrics::Metrics;
+use crate::session::SessionId;
+use crate::signal::resources::Resources;
+use crate::store::{Store, StoreError};
+
+/// Requests waiting for a session task; beyond this, callers wait (backpressure).
+const REQUEST_QUEUE: usize = 4096;
+/// Most requests applied and stored in one transaction.
+const MAX_BATCH: usize = 512;
+/// Events kept for slow SSE readers; a reader that falls further behind reads the rest from
+/// the database (see `api::events`).
+pub const BROADCAST_CAPACITY: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Floor(#[from] FloorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the floor of this session has stopped (was the session deleted?)")]
+    Stopped,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// What a command did, as seen right after it was applied.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub events: Vec<Arc<StoredEvent>>,
+    /// For a raise: the new hand's 0-based queue position.
+    pub position: Option<usize>,
+    /// For a grant or an extension: the turn as it is now.
+    pub turn: Option<Turn>,
+}
+
+type Inspect = Box<dyn FnOnce(&FloorMachine, i64) + Send>;
+
+enum Request {
+    Command {
+        cmd: Command,
+        reply: oneshot::Sender<Result<Outcome, RuntimeError>>,
+    },
+    /// Runs a read-only closure on the machine (and the last stored event id) in the task.
+    Inspect(Inspect),
+    /// Links a speaker's WHIP peer to the hand of `sub` if `sub` holds the floor now.
+    AttachSpeaker {
+        sub: String,
+        peer: PeerId,
+        reply: oneshot::Sender<Option<HandId>>,
+    },
+}
+
+/// A session's floor, as handlers see it. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionFloor {
+    requests: mpsc::Sender<Request>,
+    events: broadcast::Sender<Arc<StoredEvent>>,
+}
+
+impl SessionFloor {
+    pub async fn command(&self, cmd: Command) -> Result<Outcome, RuntimeError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(Request::Command { cmd, reply })
+            .await
+            .map_err(|_| RuntimeError::Stopped)?;
+        rx.await.map_err(|_| RuntimeError::Stopped)?
+    }
+
+    /// Reads the machine in its task: `f` gets the machine and the id of the last stored
+    /// event it reflects.
+    pub async fn inspect<T, F>(&self, f: F) -> Result<T, RuntimeError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&FloorMachine, i64) -> T + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Inspect = Box::new(move |m, last| {
+            let _ = tx.send(f(m, last));
+        });
+        self.requests
+            .send(Request::Inspect(job))
+            .await
+            .map_err(|_| RuntimeError::Stopped)?;
+        rx.await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// The hand through which `sub` holds the floor now, if any.
+    pub async fn holder_hand(&self, sub: &str) -> Result<Option<HandId>, RuntimeError> {
+        let sub = sub.to_owned();
+        self.inspect(move |m, _| m.holder_by_sub(&sub).map(|t| t.hand.id))
+            .await
+    }
+
+    /// Links `peer` (a WHIP speaker peer) to `sub`'s turn, so the turn's end closes it.
+    /// `None` when `sub` does not hold the floor (any more): the caller closes the peer.
+    pub async fn attach_speaker(
+        &self,
+        sub: &str,
+        peer: PeerId,
+    ) -> Result<Option<HandId>, RuntimeError> {
+        let (reply, rx) = oneshot::channel();
+        self.requests
+            .send(Request::AttachSpeaker {
+                sub: sub.to_owned(),
+                peer,
+                reply,
+            })
+            .await
+            .map_err(|_| RuntimeError::Stopped)?;
+        rx.await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Live events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+        self.events.subscribe()
+    }
+}
+
+/// What a session task needs besides its machine.
+#[derive(Clone)]
+struct Deps {
+    store: Store,
+    media: Media,
+    resources: Resources,
+    metrics: Metrics,
+}
+
+/// Every session's floor. Cheap to clone.
+#[derive(Clone)]
+pub struct Floors {
+    deps: Deps,
+    sessions: Arc<RwLock<HashMap<SessionId, SessionFloor>>>,
+    /// Serializes starting tasks, so a session never gets two.
+    starting: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Floors {
+    /// Starts a task for each of `sessions`, each from its stored events.
+    pub async fn start(
+        sessions: &[SessionId],
+        store: Store,
+        media: Media,
+        resources: Resources,
+        metrics: Metrics,
+    ) -> Result<Floors, StoreError> {
+        let floors = Floors {
+            deps: Deps {
+                store,
+                media,
+                resources,
+                metrics,
+            },
+            sessions: Arc::default(),
+            starting: Arc::default(),
+        };
+        for id in sessions {
+            floors.session(id).await?;
+        }
+        Ok(floors)
+    }
+
+    /// The floor of `session`, starting its task if needed. The caller has checked that the
+    /// session exists.
+    pub async fn session(&self, session: &SessionId) -> Result<SessionFloor, StoreError> {
+        if let Some(f) = self.read().get(session) {
+            return Ok(f.clone());
+        }
+        let _starting = self.starting.lock().await;
+        if let Some(f) = self.read().get(session) {
+            return Ok(f.clone());
+        }
+        let key = session.as_str().to_owned();
+        let stored = self
+            .deps
+            .store
+            .blocking(move |conn| store::all(conn, &key))
+            .await?;
+        let floor = spawn(session.clone(), stored, self.deps.clone());
+        self.write().insert(session.clone(), floor.clone());
+        Ok(floor)
+    }
+
+    /// Stops the session's task (its log was deleted with the session). Open SSE streams end.
+    pub fn remove(&self, session: &SessionId) {
+        self.write().remove(session);
+        self.deps.metrics.forget_floor_session(session);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<SessionId, SessionFloor>> {
+        // Single inserts and removes: a poisoned map is still consistent.
+        self.sessions.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SessionId, SessionFloor>> {
+        self.sessions.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn spawn(session: SessionId, stored: Vec<StoredEvent>, deps: Deps) -> SessionFloor {
+    let mut machine = FloorMachine::new();
+    let mut last_id = 0;
+    for e in &stored {
+        machine.apply(&e.event);
+        last_id = e.id;
+    }
+    tracing::info!(
+        %session,
+        events = stored.len(),
+        queued = machine.queue().len(),
+        holders = machine.holders().len(),
+        "floor loaded"
+    );
+    let (requests, rx) = mpsc::channel(REQUEST_QUEUE);
+    let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+    let task = SessionTask {
+        session,
+        machine,
+        last_id,
+        speakers: HashMap::new(),
+        events: events.clone(),
+        deps,
+    };
+    tokio::spawn(task.run(rx));
+    SessionFloor { requests, events }
+}
+
+struct SessionTask {
+    session: SessionId,
+    machine: FloorMachine,
+    /// The id of the last stored event the machine reflects.
+    last_id: i64,
+    /// WHIP speaker peers by the hand whose turn they belong to.
+    speakers: HashMap<HandId, PeerId>,
+    events: broadcast::Sender<Arc<StoredEvent>>,
+    deps: Deps,
+}
+
+/// A command applied to the machine whose events are not stored yet.
+struct Pending {
+    reply: Option<oneshot::Sender<Result<Outcome, RuntimeError>>>,
+    result: Result<(Vec<FloorEvent>, Option<usize>, Option<Turn>), FloorError>,
+}
+
+impl SessionTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        self.publish_gauges();
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let deadline = self.machine.next_deadline();
+            let sleep = deadline.map(|d| Duration::from_millis(d.saturating_sub(now_ms())));
+            tokio::select! {
+                n = rx.recv_many(&mut batch, MAX_BATCH) => {
+                    if n == 0 {
+                        break; // every handle dropped: the session is gone
+                    }
+                    self.handle_batch(&mut batch).await;
+                }
+                _ = tokio::time::sleep(sleep.unwrap_or(Duration::MAX)), if sleep.is_some() => {
+                    self.handle_clock().await;
+                }
+            }
+        }
+        tracing::info!(session = %self.session, "floor stopped");
+    }
+
+    /// Applies every command of the batch in order, stores all their events in one
+    /// transaction, then replies, broadcasts and acts on media.
+    async fn handle_batch(&mut self, batch: &mut Vec<Request>) {
+        let now = now_ms();
+        let mut pending = Vec::new();
+        let mut after: Vec<Request> = Vec::new();
+        // The clock first: a command at `now` must see turns that ended before `now`.
+        let due = self.machine.tick(now);
+        if !due.is_empty() {
+            for e in &due {
+                self.machine.apply(e);
+            }
+            pending.push(Pending {
+                reply: None,
+                result: Ok((due, None, None)),
+            });
+        }
+        for request in batch.drain(..) {
+            match request {
+                Request::Command { cmd, reply } => {
+                    let result = self.machine.handle(&cmd, now).map(|events| {
+                        let position = events.iter().find_map(|e| match e {
+                            FloorEvent::HandRaised { hand } => self.machine.position(hand.id),
+                            _ => None,
+                        });
+                        let turn = events.iter().find_map(|e| match e {
+                            FloorEvent::FloorGranted { hand, .. }
+                            | FloorEvent::FloorExtended { hand, .. } => self
+                                .machine
+                                .holders()
+                                .iter()
+                                .find(|t| t.hand.id == *hand)
+                                .cloned(),
+                            _ => None,
+                        });
+                        (events, position, turn)
+                    });
+                    pending.push(Pending {
+                        reply: Some(reply),
+                        result,
+                    });
+                }
+                // Reads and speaker links wait until this batch is stored, so they never
+                // see state that could still be rolled back.
+                other => after.push(other),
+            }
+        }
+        self.commit(now, pending).await;
+        for request in after {
+            match request {
+                Request::Inspect(f) => f(&self.machine, self.last_id),
+                Request::AttachSpeaker { sub, peer, reply } => {
+                    let hand = self.machine.holder_by_sub(&sub).map(|t| t.hand.id);
+                    if let Some(hand) = hand
+                        && let Some(old) = self.speakers.insert(hand, peer)
+                        && old != peer
+                    {
+                        self.close_peer(old);
+                    }
+                    let _ = reply.send(hand);
+                }
+                Request::Command { .. } => unreachable!("commands are handled above"),
+            }
+        }
+    }
+
+    async fn handle_clock(&mut self) {
+        let now = now_ms();
+        let due = self.machine.tick(now);
+        if due.is_empty() {
+            return;
+        }
+        for e in &due {
+            self.machine.apply(e);
+        }
+        self.commit(
+            now,
+            vec![Pending {
+                reply: None,
+                result: Ok((due, None, None)),
+            }],
+        )
+        .await;
+    }
+
+    /// Stores the events of `pending`; on success announces them, on failure rebuilds the
+    /// machine from the database (the applied events never happened) and says so.
+    async fn commit(&mut self, now: Millis, pending: Vec<Pending>) {
+        let events: Vec<FloorEvent> = pending
+            .iter()
+            .filter_map(|p| p.result.as_ref().ok())
+            .flat_map(|(events, _, _)| events.iter().cloned())
+            .collect();
+        let stored = if events.is_empty() {
+            Ok(Vec::new())
+        } else {
+            let key = self.session.as_str().to_owned();
+            self.deps
+                .store
+                .blocking(move |conn| store::append(conn, &key, now, events))
+                .await
+        };
+        let stored = match stored {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(session = %self.session, error = %e, "storing floor events failed; reloading");
+                self.reload().await;
+                for p in pending {
+                    if let Some(reply) = p.reply {
+                        let _ =
+                            reply.send(Err(RuntimeError::Store(StoreError::Task(e.to_string()))));
+                    }
+                }
+                return;
+            }
+        };
+        let mut stored = stored.into_iter().map(Arc::new);
+        for p in pending {
+            let result = match p.result {
+                Ok((events, position, turn)) => {
+                    let mine: Vec<_> = stored.by_ref().take(events.len()).collect();
+                    for e in &mine {
+                        self.last_id = self.last_id.max(e.id);
+                        self.on_stored(e);
+                        // No receivers is normal (nobody listens to the stream).
+                        let _ = self.events.send(e.clone());
+                    }
+                    Ok(Outcome {
+                        events: mine,
+                        position,
+                        turn,
+                    })
+                }
+                Err(e) => Err(RuntimeError::Floor(e)),
+            };
+            if let Some(reply) = p.reply {
+                let _ = reply.send(result);
+            }
+        }
+        self.publish_gauges();
+    }
+
+    /// Side effects of a stored event: media and metrics.
+    fn on_stored(&mut self, e: &StoredEvent) {
+        match &e.event {
+            FloorEvent::FloorEnded { hand, reason, .. } => {
+                self.deps.metrics.count_floor_end(end_label(*reason));
+                if let Some(peer) = self.speakers.remove(hand) {
+                    self.close_peer(peer);
+                }
+            }
+            FloorEvent::FloorGranted {
+                hand,
+                granted_at_ms,
+                ..
+            } => {
+                if let Some(h) = self.machine_hand_raised_at(*hand) {
+                    self.deps
+                        .metrics
+                        .observe_floor_wait(Duration::from_millis(granted_at_ms.saturating_sub(h)));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn machine_hand_raised_at(&self, hand: HandId) -> Option<Millis> {
+        self.machine.hand(hand).map(|h| h.raised_at_ms)
+    }
+
+    /// Ends a speaker's media: the engine stops forwarding it at once (the driver drops the
+    /// peer on its next turn) and its WHIP resource goes away.
+    fn close_peer(&self, peer: PeerId) {
+        self.deps.resources.remove(peer);
+        let Some(engine) = self.deps.media.engine().cloned() else {
+            return;
+        };
+        let session = self.session.clone();
+        tokio::spawn(async move {
+            match engine.close_peer(peer).await {
+                Ok(()) => tracing::info!(%session, %peer, "speaker media closed: the turn ended"),
+                // Already gone: the speaker hung up first.
+                Err(media::MediaError::PeerNotFound(_)) => {}
+                Err(e) => {
+                    tracing::warn!(%session, %peer, error = %e, "closing speaker media failed")
+                }
+            }
+        });
+    }
+
+    async fn reload(&mut self) {
+        let key = self.session.as_str().to_owned();
+        match self
+            .deps
+            .store
+            .blocking(move |conn| store::all(conn, &key))
+            .await
+        {
+            Ok(stored) => {
+                let mut machine = FloorMachine::new();
+                for e in &stored {
+                    machine.apply(&e.event);
+                }
+                self.machine = machine;
+                self.last_id = stored.last().map_or(0, |e| e.id);
+            }
+            Err(e) => {
+                tracing::error!(session = %self.session, error = %e, "reloading the floor failed; keeping memory state")
+            }
+        }
+    }
+
+    fn publish_gauges(&self) {
+        self.deps
+            .metrics
+            .set_floor_queue_length(&self.session, self.machine.queue().len());
+    }
+}
+
+fn end_label(reason: EndReason) -> &'static str {
+    reason.as_str()
+}
