@@ -90,6 +90,9 @@ impl Peer {
 }
 
 pub(crate) struct PublisherState {
+    /// The m-lines this publisher sends on, once its offer is applied; `None` when its offer
+    /// has no sendable m-line of that kind.
+    pub audio_mid: Option<Mid>,
     pub video_mid: Option<Mid>,
     pub keyframes: KeyframeLimiter,
 }
@@ -97,6 +100,7 @@ pub(crate) struct PublisherState {
 impl PublisherState {
     pub fn new(keyframe_interval: Duration) -> Self {
         Self {
+            audio_mid: None,
             video_mid: None,
             keyframes: KeyframeLimiter::new(keyframe_interval),
         }

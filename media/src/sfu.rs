@@ -43,13 +43,48 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 struct SessionPeers {
     floor: Option<PeerId>,
     speaker: Option<PeerId>,
+    /// Whether the speaker's offer has a sendable audio (video) m-line. Known only when str0m
+    /// reports its m-lines (`on_media_added`, once ICE and DTLS are up); kept here so the hot
+    /// path decides per packet without looking the speaker up.
+    speaker_audio: bool,
+    speaker_video: bool,
     viewers: Vec<PeerId>,
 }
 
+/// Which publisher a session's viewers receive, per media kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Sources {
+    audio: Option<PeerId>,
+    video: Option<PeerId>,
+}
+
 impl SessionPeers {
-    /// What viewers receive: the speaker holding the floor, else the floor feed.
-    fn source(&self) -> Option<PeerId> {
-        self.speaker.or(self.floor)
+    /// What viewers receive of one kind: the speaker holding the floor if it publishes that
+    /// kind, else the floor feed. A hub's microphone replaces the room's audio only; the room's
+    /// camera stays on.
+    fn source_for(&self, kind: MediaKind) -> Option<PeerId> {
+        let speaker_sends = match kind {
+            MediaKind::Audio => self.speaker_audio,
+            MediaKind::Video => self.speaker_video,
+        };
+        match self.speaker {
+            Some(speaker) if speaker_sends => Some(speaker),
+            _ => self.floor,
+        }
+    }
+
+    fn sources(&self) -> Sources {
+        Sources {
+            audio: self.source_for(MediaKind::Audio),
+            video: self.source_for(MediaKind::Video),
+        }
+    }
+
+    /// A new speaker (or none) publishes nothing until its offer is applied.
+    fn set_speaker(&mut self, speaker: Option<PeerId>) {
+        self.speaker = speaker;
+        self.speaker_audio = false;
+        self.speaker_video = false;
     }
 
     fn is_empty(&self) -> bool {
@@ -126,13 +161,15 @@ impl Sfu {
         }
         let kind = PeerKind::Publisher(PublisherState::new(self.config.keyframe_min_interval));
         let answer = self.add_peer(now, session.clone(), role, offer, kind)?;
-        let s = self.sessions.entry(session).or_default();
+        let s = self.sessions.entry(session.clone()).or_default();
+        let before = s.sources();
         match role {
-            Role::Speaker => s.speaker = Some(answer.peer),
+            // Its kinds are unknown until str0m reports its m-lines: viewers stay on the
+            // floor feed until then (`on_media_added` switches them).
+            Role::Speaker => s.set_speaker(Some(answer.peer)),
             _ => s.floor = Some(answer.peer),
         }
-        // Viewers switch to the new source on its first keyframe.
-        self.mark_viewers_waiting(&answer.peer);
+        self.sources_changed(&session, before, now);
         Ok(answer)
     }
 
@@ -184,10 +221,10 @@ impl Sfu {
         self.reap(now);
     }
 
-    /// The peer whose media a session's viewers receive now.
+    /// The peer whose media of this kind a session's viewers receive now.
     #[cfg(test)]
-    pub fn source_of(&self, session: &SessionId) -> Option<PeerId> {
-        self.sessions.get(session).and_then(|s| s.source())
+    pub fn source_of(&self, session: &SessionId, kind: MediaKind) -> Option<PeerId> {
+        self.sessions.get(session).and_then(|s| s.source_for(kind))
     }
 
     pub fn poll_event(&mut self) -> Option<MediaEvent> {
@@ -436,7 +473,7 @@ impl Sfu {
                 self.dead.push(id);
             }
             Event::Closed => self.dead.push(id),
-            Event::MediaAdded(m) => self.on_media_added(id, m.mid, m.kind, m.direction),
+            Event::MediaAdded(m) => self.on_media_added(id, m.mid, m.kind, m.direction, now),
             Event::KeyframeRequest(_) => {
                 self.stats.viewer_keyframe_requests.add(1);
                 if let Some(session) = self.peers.get(&id).map(|p| p.session.clone()) {
@@ -459,14 +496,39 @@ impl Sfu {
         mid: str0m::media::Mid,
         kind: MediaKind,
         direction: Direction,
+        now: Instant,
     ) {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
         match &mut peer.kind {
             PeerKind::Publisher(p) => {
-                if kind == MediaKind::Video {
-                    p.video_mid = Some(mid);
+                // Our direction: a publisher's sendable m-line is one we receive on.
+                if !direction.is_receiving() {
+                    return;
+                }
+                match kind {
+                    MediaKind::Audio => p.audio_mid = Some(mid),
+                    MediaKind::Video => p.video_mid = Some(mid),
+                }
+                let (audio, video) = (p.audio_mid.is_some(), p.video_mid.is_some());
+                let session = peer.session.clone();
+                let Some(s) = self.sessions.get_mut(&session) else {
+                    return;
+                };
+                let before = s.sources();
+                if s.speaker == Some(id) {
+                    s.speaker_audio = audio;
+                    s.speaker_video = video;
+                }
+                let video_source = s.source_for(MediaKind::Video);
+                if !self.sources_changed(&session, before, now)
+                    && kind == MediaKind::Video
+                    && video_source == Some(id)
+                {
+                    // The video source became askable only now (its viewers were marked
+                    // waiting when it became the source).
+                    self.request_keyframe(&session, now);
                 }
             }
             PeerKind::Viewer(_) => {
@@ -544,7 +606,7 @@ impl Sfu {
         let Some(session) = self.sessions.get_mut(&session_id) else {
             return;
         };
-        if session.source() != Some(from) {
+        if session.source_for(media_kind) != Some(from) {
             return;
         }
         let keyframe = codec
@@ -618,8 +680,13 @@ impl Sfu {
         }
     }
 
+    /// Asks the session's current video source for a keyframe (rate-limited).
     fn request_keyframe(&mut self, session: &SessionId, now: Instant) {
-        let Some(source) = self.sessions.get(session).and_then(|s| s.source()) else {
+        let Some(source) = self
+            .sessions
+            .get(session)
+            .and_then(|s| s.source_for(MediaKind::Video))
+        else {
             return;
         };
         let Some(peer) = self.peers.get_mut(&source) else {
@@ -628,6 +695,11 @@ impl Sfu {
         let Some(p) = peer.publisher() else {
             return;
         };
+        if p.video_mid.is_none() {
+            // Not negotiated yet: nothing to ask, and the limiter must not count it as sent.
+            // `on_media_added` asks once the video m-line is known.
+            return;
+        }
         if p.keyframes.request(now) {
             Self::send_keyframe_request(peer, &self.stats);
         }
@@ -651,16 +723,29 @@ impl Sfu {
         }
     }
 
-    /// After a source change, every viewer's video waits for the new source's keyframe.
-    fn mark_viewers_waiting(&mut self, publisher: &PeerId) {
-        let Some(session) = self.peers.get(publisher).map(|p| p.session.clone()) else {
-            return;
+    /// Applies a change of the session's sources (`before` → now). When the video source
+    /// changed, every viewer's video waits for a keyframe and the new source is asked for one;
+    /// audio just switches on the next packet. The rewriters keep both kinds' sequence numbers
+    /// continuous either way. Returns whether any source changed.
+    fn sources_changed(&mut self, session: &SessionId, before: Sources, now: Instant) -> bool {
+        let Some(s) = self.sessions.get(session) else {
+            return false;
         };
-        let Some(s) = self.sessions.get(&session) else {
-            return;
-        };
-        if s.source() != Some(*publisher) {
-            return;
+        let after = s.sources();
+        if after == before {
+            return false;
+        }
+        let name = |p: Option<PeerId>| p.map_or_else(|| "none".to_string(), |p| p.to_string());
+        for (kind, from, to) in [
+            ("audio", before.audio, after.audio),
+            ("video", before.video, after.video),
+        ] {
+            if from != to {
+                info!(%session, kind, from = name(from), to = name(to), "source switched");
+            }
+        }
+        if after.video == before.video {
+            return true;
         }
         for vid in &s.viewers {
             if let Some(b) = self
@@ -672,6 +757,8 @@ impl Sfu {
                 b.waiting_keyframe = true;
             }
         }
+        self.request_keyframe(session, now);
+        true
     }
 
     fn housekeeping(&mut self, now: Instant) {
@@ -692,7 +779,7 @@ impl Sfu {
     }
 
     /// Removes dead peers and everything that points at them.
-    fn reap(&mut self, _now: Instant) {
+    fn reap(&mut self, now: Instant) {
         while let Some(id) = self.dead.pop() {
             self.schedule(id, None);
             let Some(mut peer) = self.peers.remove(&id) else {
@@ -702,37 +789,20 @@ impl Sfu {
             peer.span.in_scope(|| info!("peer closed"));
             self.demux.remove(id);
             self.stats.peer_removed(&peer.session, peer.role);
-            let mut source_left = false;
             if let Some(s) = self.sessions.get_mut(&peer.session) {
-                let was_source = s.source() == Some(id);
+                let before = s.sources();
                 if s.floor == Some(id) {
                     s.floor = None;
                 }
                 if s.speaker == Some(id) {
-                    s.speaker = None;
+                    // Viewers go back to the floor feed for both kinds.
+                    s.set_speaker(None);
                 }
                 s.viewers.retain(|v| *v != id);
-                source_left = was_source;
                 if s.is_empty() {
                     self.sessions.remove(&peer.session);
-                }
-            }
-            if source_left {
-                // The floor feed takes over again (if any): start it on a keyframe.
-                if let Some(next) = self.sessions.get(&peer.session).and_then(|s| s.source()) {
-                    self.mark_viewers_waiting(&next);
-                } else if let Some(s) = self.sessions.get(&peer.session) {
-                    let viewers = s.viewers.clone();
-                    for vid in viewers {
-                        if let Some(b) = self
-                            .peers
-                            .get_mut(&vid)
-                            .and_then(|p| p.viewer())
-                            .and_then(|v| v.video.as_mut())
-                        {
-                            b.waiting_keyframe = true;
-                        }
-                    }
+                } else {
+                    self.sources_changed(&peer.session, before, now);
                 }
             }
             self.push_event(MediaEvent::Closed {

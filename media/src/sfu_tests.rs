@@ -1,7 +1,8 @@
 //! The SFU core on virtual time: str0m client peers (a publisher and viewers) connected to
 //! the core through in-memory datagrams, no sockets, no sleeping. These check forwarding,
-//! rewriting across a publisher restart, keyframe gating and PLI on join. The interop tests
-//! against the `webrtc` crate live in `server/tests/`.
+//! rewriting across a publisher restart, keyframe gating and PLI on join, and the per-kind
+//! source switch between the floor feed and a speaker. The interop tests against the `webrtc`
+//! crate live in `server/tests/`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,12 +17,17 @@ use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use crate::config::MediaConfig;
+use crate::forward::keyframe::{VideoCodec, starts_keyframe};
 use crate::handle::{MediaEvent, Takeover};
-use crate::ids::{Role, SessionId};
+use crate::ids::{PeerId, Role, SessionId};
 use crate::sfu::{Sfu, Transmit};
 use crate::stats::MediaStats;
 
 const SFU_ADDR: &str = "127.0.0.1:40000";
+const AV: &[MediaKind] = &[MediaKind::Audio, MediaKind::Video];
+/// Payload fill bytes, so a viewer can tell whose packets it receives.
+const FLOOR_FILL: u8 = 0xf1;
+const SPEAKER_FILL: u8 = 0x5e;
 
 #[derive(Default)]
 struct Wire(VecDeque<(SocketAddr, Vec<u8>)>);
@@ -32,13 +38,28 @@ impl Transmit for Wire {
     }
 }
 
+/// One RTP packet a client received.
+struct Rx {
+    kind: MediaKind,
+    seq: u64,
+    ssrc: Ssrc,
+    /// The last payload byte: the sending publisher's fill.
+    fill: u8,
+    keyframe: bool,
+}
+
 struct Client {
     rtc: Rtc,
     addr: SocketAddr,
     pending: Option<SdpPendingOffer>,
     mids: Vec<(Mid, MediaKind)>,
-    received: Vec<(MediaKind, u64, u32, Ssrc)>,
+    received: Vec<Rx>,
+    /// Keyframe requests not yet answered by a keyframe.
     keyframe_requests: usize,
+    /// Keyframe requests ever received.
+    plis: usize,
+    /// What this client fills its payloads with when it publishes.
+    fill: u8,
     timeout: Instant,
 }
 
@@ -65,6 +86,8 @@ impl Client {
             mids,
             received: Vec::new(),
             keyframe_requests: 0,
+            plis: 0,
+            fill: FLOOR_FILL,
             timeout: now,
         };
         (client, offer.to_sdp_string())
@@ -118,10 +141,19 @@ impl Client {
                     } else {
                         MediaKind::Video
                     };
-                    self.received
-                        .push((kind, *p.seq_no, p.header.timestamp, p.header.ssrc));
+                    self.received.push(Rx {
+                        kind,
+                        seq: *p.seq_no,
+                        ssrc: p.header.ssrc,
+                        fill: p.payload.last().copied().unwrap_or(0),
+                        keyframe: kind == MediaKind::Video
+                            && starts_keyframe(VideoCodec::Vp8, &p.payload),
+                    });
                 }
-                Output::Event(Event::KeyframeRequest(_)) => self.keyframe_requests += 1,
+                Output::Event(Event::KeyframeRequest(_)) => {
+                    self.keyframe_requests += 1;
+                    self.plis += 1;
+                }
                 Output::Event(_) => {}
             }
         }
@@ -199,25 +231,29 @@ impl World {
     }
 
     fn add_publisher(&mut self, port: u16, session: &SessionId) -> usize {
-        let (mut c, offer) = Client::new(
-            port,
-            self.now,
-            Direction::SendOnly,
-            &[MediaKind::Audio, MediaKind::Video],
-        );
+        self.add_publisher_as(port, session, Role::Floor, AV, FLOOR_FILL)
+            .0
+    }
+
+    /// A publisher of `kinds` in `role` whose payloads are filled with `fill`; returns its
+    /// client index and its peer id in the SFU.
+    fn add_publisher_as(
+        &mut self,
+        port: u16,
+        session: &SessionId,
+        role: Role,
+        kinds: &[MediaKind],
+        fill: u8,
+    ) -> (usize, PeerId) {
+        let (mut c, offer) = Client::new(port, self.now, Direction::SendOnly, kinds);
+        c.fill = fill;
         let answer = self
             .sfu
-            .publish(
-                self.now,
-                session.clone(),
-                Role::Floor,
-                &offer,
-                Takeover::Refuse,
-            )
+            .publish(self.now, session.clone(), role, &offer, Takeover::Refuse)
             .unwrap();
         c.accept(&answer.sdp);
         self.clients.push(c);
-        self.clients.len() - 1
+        (self.clients.len() - 1, answer.peer)
     }
 
     fn add_viewer(&mut self, port: u16, session: &SessionId, kinds: &[MediaKind]) -> usize {
@@ -231,19 +267,30 @@ impl World {
         self.clients.len() - 1
     }
 
-    /// One 20 ms tick of a synthetic publisher: an Opus packet and (every other tick) a
-    /// 3-packet VP8 frame, a keyframe every `gop` frames or when asked.
+    /// One 20 ms tick of a synthetic publisher, then the 20 ms pass.
     fn publish_tick(&mut self, p: usize, tick: u64, base: (u64, u32), gop: u64) {
+        self.send_tick(p, tick, base, gop);
+        self.step(Duration::from_millis(20));
+    }
+
+    /// The media of one 20 ms tick of a synthetic publisher, for the kinds it has: an Opus
+    /// packet and (every other tick) a 3-packet VP8 frame, a keyframe every `gop` frames or
+    /// when asked. Payloads end with the client's fill byte.
+    fn send_tick(&mut self, p: usize, tick: u64, base: (u64, u32), gop: u64) {
         let now = self.now;
         let c = &mut self.clients[p];
-        c.send(
-            MediaKind::Audio,
-            base.0 + tick,
-            base.1.wrapping_add(tick as u32 * 960),
-            &[0xfc; 80],
-            now,
-        );
-        if tick.is_multiple_of(2) {
+        let has = |kind| c.mids.iter().any(|m| m.1 == kind);
+        let (audio, video) = (has(MediaKind::Audio), has(MediaKind::Video));
+        if audio {
+            c.send(
+                MediaKind::Audio,
+                base.0 + tick,
+                base.1.wrapping_add(tick as u32 * 960),
+                &[c.fill; 80],
+                now,
+            );
+        }
+        if video && tick.is_multiple_of(2) {
             let frame = tick / 2;
             let key = frame.is_multiple_of(gop) || c.keyframe_requests > 0;
             c.keyframe_requests = 0;
@@ -251,7 +298,7 @@ impl World {
                 let descriptor = if k == 0 { 0x10 } else { 0x00 };
                 let header = if key { 0x00 } else { 0x01 };
                 let mut payload = vec![descriptor, header];
-                payload.extend_from_slice(&[0x55; 400]);
+                payload.extend_from_slice(&[c.fill; 400]);
                 c.send(
                     MediaKind::Video,
                     base.0 * 3 + frame * 3 + k,
@@ -261,7 +308,6 @@ impl World {
                 );
             }
         }
-        self.step(Duration::from_millis(20));
     }
 }
 
@@ -272,9 +318,51 @@ fn connected(w: &World, n: usize) -> bool {
 fn seqs(c: &Client, kind: MediaKind) -> Vec<u64> {
     c.received
         .iter()
-        .filter(|r| r.0 == kind)
-        .map(|r| r.1)
+        .filter(|r| r.kind == kind)
+        .map(|r| r.seq)
         .collect()
+}
+
+/// Packets of `kind` from the publisher that fills with `fill`, received since index `from`.
+fn count_since(c: &Client, from: usize, kind: MediaKind, fill: u8) -> usize {
+    c.received[from..]
+        .iter()
+        .filter(|r| r.kind == kind && r.fill == fill)
+        .count()
+}
+
+/// The first packet of `kind` from the publisher filling with `fill`, since index `from`.
+fn first_since(c: &Client, from: usize, kind: MediaKind, fill: u8) -> Option<&Rx> {
+    c.received[from..]
+        .iter()
+        .find(|r| r.kind == kind && r.fill == fill)
+}
+
+/// Whether, from its first packet of `kind` since index `from`, the publisher filling with
+/// `fill` is the only one of that kind (packets the SFU queued before the switch may come
+/// out just after it).
+fn only_since_first(c: &Client, from: usize, kind: MediaKind, fill: u8) -> bool {
+    let rx = &c.received[from..];
+    let Some(at) = rx.iter().position(|r| r.kind == kind && r.fill == fill) else {
+        return false;
+    };
+    rx[at..].iter().all(|r| r.kind != kind || r.fill == fill)
+}
+
+/// Whether a viewer saw exactly one SSRC per kind (no renegotiation).
+fn one_ssrc_per_kind(c: &Client) -> bool {
+    [MediaKind::Audio, MediaKind::Video]
+        .into_iter()
+        .all(|kind| {
+            let mut ssrcs: Vec<Ssrc> = c
+                .received
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| r.ssrc)
+                .collect();
+            ssrcs.dedup();
+            ssrcs.len() <= 1
+        })
 }
 
 fn assert_continuous(s: &[u64]) {
@@ -349,8 +437,8 @@ fn forwards_to_viewers_and_survives_publisher_restart() {
         let mut ssrcs: Vec<_> = w.clients[early]
             .received
             .iter()
-            .filter(|r| r.0 == kind)
-            .map(|r| r.3)
+            .filter(|r| r.kind == kind)
+            .map(|r| r.ssrc)
             .collect();
         ssrcs.dedup();
         assert_eq!(ssrcs.len(), 1, "{kind:?} SSRC stays the same");
@@ -417,6 +505,222 @@ fn garbage_datagrams_are_counted_not_fatal() {
 
 impl World {
     fn sfu_publisher(&self, session: &SessionId) -> crate::ids::PeerId {
-        self.sfu.source_of(session).unwrap()
+        self.sfu.source_of(session, MediaKind::Video).unwrap()
     }
+}
+
+impl World {
+    /// Runs the floor feed (ticks from `*tick`) until `done`, at most 5 s of virtual time.
+    fn floor_until(&mut self, floor: usize, tick: &mut u64, done: impl Fn(&World) -> bool) {
+        for _ in 0..250 {
+            if done(self) {
+                return;
+            }
+            self.publish_tick(floor, *tick, FLOOR_BASE, 1000);
+            *tick += 1;
+        }
+        panic!("condition not reached in 5 s of floor ticks");
+    }
+
+    /// `n` ticks of the floor feed and the speaker together (20 ms each).
+    fn floor_and_speaker(
+        &mut self,
+        (floor, floor_tick): (usize, &mut u64),
+        (speaker, speaker_tick): (usize, &mut u64),
+        n: u64,
+    ) {
+        for _ in 0..n {
+            self.send_tick(floor, *floor_tick, FLOOR_BASE, 1000);
+            self.send_tick(speaker, *speaker_tick, SPEAKER_BASE, 1000);
+            *floor_tick += 1;
+            *speaker_tick += 1;
+            self.step(Duration::from_millis(20));
+        }
+    }
+
+    fn closed_event(&mut self, peer: PeerId) -> Option<Role> {
+        std::iter::from_fn(|| self.sfu.poll_event()).find_map(|e| match e {
+            MediaEvent::Closed { peer: p, role, .. } if p == peer => Some(role),
+            _ => None,
+        })
+    }
+}
+
+/// Sequence and timestamp bases: unrelated, as two real publishers' would be.
+const FLOOR_BASE: (u64, u32) = (1000, 5000);
+const SPEAKER_BASE: (u64, u32) = (7000, 900_000);
+
+/// A hub's speaker publishes a microphone only: viewers hear the speaker and still see the
+/// room's camera, without waiting for a keyframe; when the speaker leaves they hear the room
+/// again, on the same audio sequence line.
+#[test]
+fn audio_only_speaker_replaces_floor_audio_and_keeps_floor_video() {
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let viewer = w.add_viewer(5001, &session, AV);
+    let (floor, floor_peer) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
+    let mut ft = 0;
+    for _ in 0..50 {
+        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
+        ft += 1;
+    }
+    assert!(count_since(&w.clients[viewer], 0, MediaKind::Video, FLOOR_FILL) > 30);
+
+    // The speaker joins while the floor keeps sending.
+    let (speaker, speaker_peer) = w.add_publisher_as(
+        5002,
+        &session,
+        Role::Speaker,
+        &[MediaKind::Audio],
+        SPEAKER_FILL,
+    );
+    w.floor_until(floor, &mut ft, |w| {
+        w.clients[speaker].rtc.is_connected()
+            && w.sfu.source_of(&session, MediaKind::Audio) == Some(speaker_peer)
+    });
+    assert_eq!(
+        w.sfu.source_of(&session, MediaKind::Video),
+        Some(floor_peer),
+        "a speaker without video leaves the floor's video on"
+    );
+
+    let plis = w.sfu.stats().plis.get();
+    let start = w.clients[viewer].received.len();
+    let mut st = 0;
+    w.floor_and_speaker((floor, &mut ft), (speaker, &mut st), 100);
+    let v = &w.clients[viewer];
+    assert!(only_since_first(v, start, MediaKind::Audio, SPEAKER_FILL));
+    let speaker_audio = count_since(v, start, MediaKind::Audio, SPEAKER_FILL);
+    assert!(speaker_audio >= 95, "speaker audio: {speaker_audio} of 100");
+    // 100 ticks = 50 frames of 3 packets; all of them, since no keyframe wait began.
+    let floor_video = count_since(v, start, MediaKind::Video, FLOOR_FILL);
+    assert!(floor_video >= 147, "floor video: {floor_video} of 150");
+    assert_eq!(
+        w.sfu.stats().plis.get(),
+        plis,
+        "the video source did not change: nobody waits for a keyframe"
+    );
+
+    // The speaker leaves: back to the floor's audio.
+    w.clients[speaker].rtc.disconnect();
+    w.sfu.close_peer(w.now, speaker_peer).unwrap();
+    assert_eq!(w.closed_event(speaker_peer), Some(Role::Speaker));
+    assert_eq!(
+        w.sfu.source_of(&session, MediaKind::Audio),
+        Some(floor_peer)
+    );
+    let start = w.clients[viewer].received.len();
+    for _ in 0..100 {
+        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
+        ft += 1;
+    }
+    let v = &w.clients[viewer];
+    assert!(only_since_first(v, start, MediaKind::Audio, FLOOR_FILL));
+    let floor_audio = count_since(v, start, MediaKind::Audio, FLOOR_FILL);
+    assert!(
+        floor_audio >= 95,
+        "floor audio after the speaker: {floor_audio}"
+    );
+    let floor_video = count_since(v, start, MediaKind::Video, FLOOR_FILL);
+    assert!(
+        floor_video >= 147,
+        "floor video after the speaker: {floor_video}"
+    );
+    // floor → speaker → floor on one unbroken audio sequence, one SSRC.
+    assert_continuous(&seqs(v, MediaKind::Audio));
+    assert_continuous(&seqs(v, MediaKind::Video));
+    assert!(one_ssrc_per_kind(v));
+}
+
+/// A speaker with a camera takes both kinds: the viewer's video switches on the speaker's
+/// keyframe (asked for by PLI) and carries no floor video meanwhile, and the floor is not asked
+/// for keyframes nobody receives. When the speaker leaves, video waits for a floor keyframe,
+/// which the floor is asked for.
+#[test]
+fn speaker_video_replaces_floor_video_from_a_keyframe_and_back() {
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let viewer = w.add_viewer(5001, &session, AV);
+    let (floor, floor_peer) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
+    let mut ft = 0;
+    for _ in 0..50 {
+        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
+        ft += 1;
+    }
+    assert!(count_since(&w.clients[viewer], 0, MediaKind::Video, FLOOR_FILL) > 30);
+
+    let (speaker, speaker_peer) =
+        w.add_publisher_as(5002, &session, Role::Speaker, AV, SPEAKER_FILL);
+    w.floor_until(floor, &mut ft, |w| {
+        w.clients[speaker].rtc.is_connected()
+            && w.sfu.source_of(&session, MediaKind::Video) == Some(speaker_peer)
+    });
+    assert_eq!(
+        w.sfu.source_of(&session, MediaKind::Audio),
+        Some(speaker_peer)
+    );
+
+    // Asked as soon as it becomes the video source, before it sent anything.
+    w.step(Duration::from_millis(20));
+    assert!(
+        w.clients[speaker].plis > 0,
+        "the speaker is asked for a keyframe at the switch"
+    );
+
+    // The speaker's stream starts after its frame 0, so only a PLI gets it a keyframe.
+    let floor_plis = w.clients[floor].plis;
+    let start = w.clients[viewer].received.len();
+    let mut st = 2;
+    w.floor_and_speaker((floor, &mut ft), (speaker, &mut st), 100);
+    assert_eq!(
+        w.clients[floor].plis, floor_plis,
+        "the floor is not asked for keyframes while the speaker is the video source"
+    );
+    let v = &w.clients[viewer];
+    assert!(only_since_first(v, start, MediaKind::Video, SPEAKER_FILL));
+    assert!(only_since_first(v, start, MediaKind::Audio, SPEAKER_FILL));
+    assert!(
+        count_since(v, start, MediaKind::Video, FLOOR_FILL) <= 3,
+        "no floor video while the speaker is the video source"
+    );
+    let speaker_video = count_since(v, start, MediaKind::Video, SPEAKER_FILL);
+    assert!(
+        speaker_video >= 120,
+        "speaker video: {speaker_video} of 150"
+    );
+    assert!(count_since(v, start, MediaKind::Audio, SPEAKER_FILL) >= 95);
+    let first = first_since(v, start, MediaKind::Video, SPEAKER_FILL).unwrap();
+    assert!(first.keyframe, "the speaker's video starts on a keyframe");
+
+    // The speaker leaves: the floor is asked for a keyframe and video resumes on it.
+    w.clients[speaker].rtc.disconnect();
+    w.sfu.close_peer(w.now, speaker_peer).unwrap();
+    assert_eq!(
+        w.sfu.source_of(&session, MediaKind::Video),
+        Some(floor_peer)
+    );
+    let start = w.clients[viewer].received.len();
+    for _ in 0..100 {
+        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
+        ft += 1;
+    }
+    assert!(
+        w.clients[floor].plis > floor_plis,
+        "the floor was asked for a keyframe"
+    );
+    let v = &w.clients[viewer];
+    assert!(only_since_first(v, start, MediaKind::Video, FLOOR_FILL));
+    assert!(only_since_first(v, start, MediaKind::Audio, FLOOR_FILL));
+    let floor_video = count_since(v, start, MediaKind::Video, FLOOR_FILL);
+    assert!(
+        floor_video >= 120,
+        "floor video after the speaker: {floor_video}"
+    );
+    let first = first_since(v, start, MediaKind::Video, FLOOR_FILL).unwrap();
+    assert!(first.keyframe, "the floor's video resumes on a keyframe");
+    assert_continuous(&seqs(v, MediaKind::Audio));
+    assert_continuous(&seqs(v, MediaKind::Video));
+    assert!(one_ssrc_per_kind(v));
 }
