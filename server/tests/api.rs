@@ -370,7 +370,8 @@ async fn whip_rejects_bad_requests_before_media() {
         sdp_req("/whip/demo", Some(&token(Role::Viewer, "demo")), OFFER),
     )
     .await;
-    r.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    // A viewer publishes only while holding the floor (floor_api.rs covers the grant).
+    r.assert_error(StatusCode::FORBIDDEN, "not_floor_holder");
 
     let r = call(
         &t.router,

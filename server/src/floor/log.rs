@@ -258,8 +258,8 @@ mod tests {
         assert!(lines[1].contains("\"On, \"\"quotes\"\"\""), "{}", lines[1]);
         assert!(lines[1].ends_with(",timeout"));
         assert!(
-            lines[2].ends_with(",,"),
-            "open turn: no end reason: {}",
+            lines[2].ends_with(",,,20.000,"),
+            "open turn: no end, duration or reason: {}",
             lines[2]
         );
     }

@@ -158,7 +158,7 @@ pub enum Command {
         hand: HandId,
         by: Actor,
     },
-    /// Pins the hand at the top (after hands pinned before it).
+    /// Pins the hand at the top, above hands pinned before it (a pinned hand moves there).
     Pin {
         hand: HandId,
     },

@@ -265,10 +265,13 @@ struct SessionTask {
     deps: Deps,
 }
 
+/// What a command did before its events are stored: events, raise position, turn.
+type Decided = (Vec<FloorEvent>, Option<usize>, Option<Turn>);
+
 /// A command applied to the machine whose events are not stored yet.
 struct Pending {
     reply: Option<oneshot::Sender<Result<Outcome, RuntimeError>>>,
-    result: Result<(Vec<FloorEvent>, Option<usize>, Option<Turn>), FloorError>,
+    result: Result<Decided, FloorError>,
 }
 
 impl SessionTask {
@@ -508,7 +511,7 @@ impl SessionTask {
     fn publish_gauges(&self) {
         self.deps
             .metrics
-            .set_floor_queue_length(&self.session, self.machine.queue().len());
+            .set_floor_queue_length(&self.session, self.machine.queue_len());
     }
 }
 
