@@ -4,6 +4,9 @@
 //! floorcast-load fanout --url http://127.0.0.1:8080 --session demo --viewers 50 \
 //!     --ramp-per-second 10 --duration 30 --secret "$SECRET" --server-pid $(pidof floorcast) \
 //!     --json fanout.json --max-loss 1
+//! floorcast-load hands --url http://127.0.0.1:8080 --session bench --create-session \
+//!     --secret "$SECRET" --hands 10000 --concurrency 64 --server-pid $(pidof floorcast) \
+//!     --media --json hands.json
 //! ```
 
 use std::path::PathBuf;
@@ -13,6 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use floorcast_load::scenarios::fanout::{self, FanoutOptions};
+use floorcast_load::scenarios::hands::{self, HandsOptions};
 use floorcast_load::token;
 
 #[derive(Parser)]
@@ -29,6 +33,47 @@ struct Cli {
 enum Scenario {
     /// One synthetic publisher, N WHEP viewers; prints throughput, loss, join time, server CPU.
     Fanout(FanoutArgs),
+    /// N participants raise hands (C in flight), a moderator grants the first; prints
+    /// raises/s, raise latency p50/p99 and (with --media) grant → first speaker packet.
+    Hands(HandsArgs),
+}
+
+#[derive(Args)]
+struct HandsArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, default_value = "demo")]
+    session: String,
+    /// JWT secret: every token (one viewer per hand, a moderator) is minted here.
+    #[arg(long, env = "FLOORCAST_JWT_SECRET")]
+    secret: String,
+    #[arg(long, default_value_t = 10_000)]
+    hands: usize,
+    /// Raise requests in flight.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Create the session first (an existing session is fine).
+    #[arg(long)]
+    create_session: bool,
+    /// Do not grant the first hand afterwards.
+    #[arg(long)]
+    no_grant: bool,
+    /// The grant's time limit, seconds.
+    #[arg(long, default_value_t = 120)]
+    limit_s: u64,
+    /// The first hand's holder publishes over WHIP; a WHEP viewer measures grant → first
+    /// speaker packet (the session must have no floor feed).
+    #[arg(long)]
+    media: bool,
+    /// Server process id, for its CPU and RSS from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 #[derive(Args)]
@@ -95,20 +140,7 @@ async fn fanout_main(a: FanoutArgs) -> anyhow::Result<ExitCode> {
             .secret
             .as_deref()
             .context("--create-session needs --secret")?;
-        let resp = floorcast_load::whip::http_client()
-            .post(format!("{}/api/sessions", a.url.trim_end_matches('/')))
-            .bearer_auth(token::mint(secret, "operator", "*", "load-operator"))
-            .json(&serde_json::json!({"id": a.session, "title": "floorcast-load"}))
-            .send()
-            .await
-            .context("POST /api/sessions")?;
-        let s = resp.status();
-        if !s.is_success() && s.as_u16() != 409 {
-            bail!(
-                "creating session: {s} {}",
-                resp.text().await.unwrap_or_default()
-            );
-        }
+        create_session(&a.url, &a.session, secret).await?;
     }
     let mut opts = FanoutOptions::new(&a.url, &a.session, &viewer_token, &publish_token);
     opts.viewers = a.viewers;
@@ -137,6 +169,53 @@ async fn fanout_main(a: FanoutArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `POST /api/sessions` with an operator token; an existing session (409) is fine.
+async fn create_session(url: &str, session: &str, secret: &str) -> anyhow::Result<()> {
+    let resp = floorcast_load::whip::http_client()
+        .post(format!("{}/api/sessions", url.trim_end_matches('/')))
+        .bearer_auth(token::mint(secret, "operator", "*", "load-operator"))
+        .json(&serde_json::json!({"id": session, "title": "floorcast-load"}))
+        .send()
+        .await
+        .context("POST /api/sessions")?;
+    let s = resp.status();
+    if !s.is_success() && s.as_u16() != 409 {
+        bail!(
+            "creating session: {s} {}",
+            resp.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn hands_main(a: HandsArgs) -> anyhow::Result<ExitCode> {
+    if a.create_session {
+        create_session(&a.url, &a.session, &a.secret).await?;
+    }
+    let mut opts = HandsOptions::new(&a.url, &a.session, &a.secret);
+    opts.hands = a.hands;
+    opts.concurrency = a.concurrency.max(1);
+    opts.grant = !a.no_grant;
+    opts.limit_s = a.limit_s;
+    opts.media = a.media;
+    opts.server_pid = a.server_pid;
+    opts.verbose = a.verbose;
+    let report = hands::run(opts).await.context("hands")?;
+    print!("{}", hands::render_table(&report));
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if report.raised < report.hands_requested || !report.all_raised_in_queue {
+        eprintln!(
+            "{} of {} hands raised; all in the queue: {}",
+            report.raised, report.hands_requested, report.all_raised_in_queue
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -145,5 +224,6 @@ fn main() -> anyhow::Result<ExitCode> {
         .context("tokio runtime")?;
     match cli.scenario {
         Scenario::Fanout(a) => rt.block_on(fanout_main(a)),
+        Scenario::Hands(a) => rt.block_on(hands_main(a)),
     }
 }

@@ -1,2 +1,3 @@
 //! Load scenarios run by the `floorcast-load` binary.
 pub mod fanout;
+pub mod hands;

@@ -240,16 +240,16 @@ async fn raise(
         ));
     }
     deps.rate_limit(&session, &grant)?;
-    let who = participant(&grant);
+    // The hand_raised event names its owner: the report counts raisers from the log, so no
+    // second write per raise.
     let outcome = floor
         .command(Command::Raise {
-            who: who.clone(),
+            who: participant(&grant),
             topic: body.topic,
             language: body.language,
             head_count: body.head_count,
         })
         .await?;
-    record_participant(&deps.store, &session, &grant, &who);
     let hand = outcome
         .events
         .iter()
@@ -270,9 +270,9 @@ async fn raise(
         .into_response())
 }
 
-/// Remembers who took part, for the report. Off the request path: losing one sighting on a
-/// database error costs a count, not the raise.
-pub fn record_participant(store: &Store, session: &SessionId, grant: &Grant, who: &Participant) {
+/// Remembers who watched, for the report. Off the request path: losing one sighting on a
+/// database error costs a count, not the join.
+fn record_participant(store: &Store, session: &SessionId, grant: &Grant, who: &Participant) {
     let now = now_ms();
     let row = ParticipantRow {
         sub: who.sub.clone(),

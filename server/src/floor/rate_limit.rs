@@ -1,6 +1,7 @@
 //! The abuse limit on raise/withdraw: at most N actions per participant in any sliding
 //! minute. Pure (the clock is passed in) and bounded: a key keeps at most N timestamps, and
-//! keys idle for a minute are swept once the map grows.
+//! keys idle for a minute are swept once the map grows, at most once a minute (a sweep
+//! walks every key, so it must not run per request).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,7 +17,13 @@ const SWEEP_ABOVE: usize = 10_000;
 #[derive(Clone)]
 pub struct RateLimiter {
     per_minute: usize,
-    keys: Arc<Mutex<HashMap<String, VecDeque<Millis>>>>,
+    keys: Arc<Mutex<Keys>>,
+}
+
+#[derive(Default)]
+struct Keys {
+    times: HashMap<String, VecDeque<Millis>>,
+    last_sweep: Millis,
 }
 
 impl RateLimiter {
@@ -30,10 +37,15 @@ impl RateLimiter {
     /// Counts an action of `key` at `now`, or says how long until one is allowed.
     pub fn check(&self, key: &str, now: Millis) -> Result<(), Duration> {
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if keys.len() > SWEEP_ABOVE {
-            keys.retain(|_, times| times.back().is_some_and(|t| now < t + WINDOW_MS));
+        if keys.times.len() > SWEEP_ABOVE && now >= keys.last_sweep + WINDOW_MS {
+            keys.last_sweep = now;
+            keys.times
+                .retain(|_, times| times.back().is_some_and(|t| now < t + WINDOW_MS));
         }
-        let times = keys.entry(key.to_owned()).or_default();
+        let times = match keys.times.get_mut(key) {
+            Some(t) => t,
+            None => keys.times.entry(key.to_owned()).or_default(),
+        };
         while times.front().is_some_and(|t| now >= t + WINDOW_MS) {
             times.pop_front();
         }
@@ -72,6 +84,12 @@ mod tests {
             limit.check(&format!("k{i}"), 0).unwrap();
         }
         limit.check("late", WINDOW_MS + 1).unwrap();
-        assert_eq!(limit.keys.lock().unwrap().len(), 1);
+        assert_eq!(limit.keys.lock().unwrap().times.len(), 1);
+        // No second sweep within the same minute, however many keys arrive.
+        for i in 0..=SWEEP_ABOVE {
+            limit.check(&format!("j{i}"), WINDOW_MS + 2).unwrap();
+        }
+        limit.check("later", WINDOW_MS + 3).unwrap();
+        assert_eq!(limit.keys.lock().unwrap().times.len(), SWEEP_ABOVE + 3);
     }
 }
