@@ -341,14 +341,14 @@ async fn body() {
             code: None,
         },
         Case {
-            name: "viewer token publishing",
+            name: "viewer publishing without the floor",
             method: post.clone(),
             path: format!("/whip/{SESSION}"),
             token: Some(viewer_token.clone()),
             content_type: sdp,
             body: good_offer.clone().into_bytes(),
             status: StatusCode::FORBIDDEN,
-            code: Some("forbidden"),
+            code: Some("not_floor_holder"),
         },
     ];
     let mut failures = Vec::new();
