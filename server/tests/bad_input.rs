@@ -267,14 +267,18 @@ async fn body() {
             code: None,
         },
         Case {
-            name: "2 MB body",
+            // Over the 64 KiB limit but within loopback socket buffers: the server answers
+            // 413 before reading the rest, and a body larger than the buffers can make the
+            // client fail to send before it reads that answer (a test race, not a server
+            // fault; api.rs checks 2 MB bodies without a socket).
+            name: "96 KiB body",
             method: post.clone(),
             path: whep.clone(),
             token: Some(viewer_token.clone()),
             content_type: sdp,
             body: {
                 let mut b = good_offer.clone().into_bytes();
-                b.resize(2 * 1024 * 1024, b'a');
+                b.resize(96 * 1024, b'a');
                 b
             },
             status: StatusCode::PAYLOAD_TOO_LARGE,
