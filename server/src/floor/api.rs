@@ -20,7 +20,9 @@ use tokio::sync::broadcast;
 
 use super::log::{self, LogRow};
 use super::machine::FloorMachine;
-use super::model::{Actor, Command, Hand, HandId, Millis, Participant, Policy, Turn};
+use super::model::{
+    Actor, Command, FloorError, FloorEvent, Hand, HandId, Millis, Participant, Policy, Turn,
+};
 use super::rate_limit::RateLimiter;
 use super::report;
 use super::runtime::{Floors, SessionFloor, now_ms};
@@ -254,7 +256,7 @@ async fn raise(
         .events
         .iter()
         .find_map(|e| match &e.event {
-            super::model::FloorEvent::HandRaised { hand } => Some(hand.clone()),
+            FloorEvent::HandRaised { hand } => Some(hand.clone()),
             _ => None,
         })
         .ok_or_else(|| ApiError::internal("a raise produced no hand_raised event"))?;
@@ -320,7 +322,7 @@ async fn withdraw(
     let owner = floor
         .inspect(move |m, _| m.hand(hand).map(|h| h.who.sub.clone()))
         .await?
-        .ok_or(super::model::FloorError::HandNotFound(hand))?;
+        .ok_or(FloorError::HandNotFound(hand))?;
     let by = if moderator {
         Actor::Moderator
     } else if owner == grant.claims.sub {
@@ -336,7 +338,7 @@ async fn withdraw(
     let ended_turn = outcome
         .events
         .iter()
-        .any(|e| matches!(e.event, super::model::FloorEvent::FloorEnded { .. }));
+        .any(|e| matches!(e.event, FloorEvent::FloorEnded { .. }));
     Ok(ApiJson(Withdrawn { hand, ended_turn }))
 }
 
@@ -522,7 +524,7 @@ async fn end_floor(
         .events
         .iter()
         .find_map(|e| match e.event {
-            super::model::FloorEvent::FloorEnded { hand, .. } => Some(hand),
+            FloorEvent::FloorEnded { hand, .. } => Some(hand),
             _ => None,
         })
         .ok_or_else(|| ApiError::internal("ending the floor produced no floor_ended event"))?;

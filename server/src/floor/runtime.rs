@@ -18,7 +18,7 @@ use media::PeerId;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::machine::FloorMachine;
-use super::model::{Command, EndReason, FloorError, FloorEvent, HandId, Millis, Turn};
+use super::model::{Command, FloorError, FloorEvent, HandId, Millis, Turn};
 use super::store::{self, StoredEvent};
 use crate::media_engine::Media;
 use crate::metrics::Metrics;
@@ -300,19 +300,9 @@ impl SessionTask {
     /// transaction, then replies, broadcasts and acts on media.
     async fn handle_batch(&mut self, batch: &mut Vec<Request>) {
         let now = now_ms();
-        let mut pending = Vec::new();
         let mut after: Vec<Request> = Vec::new();
         // The clock first: a command at `now` must see turns that ended before `now`.
-        let due = self.machine.tick(now);
-        if !due.is_empty() {
-            for e in &due {
-                self.machine.apply(e);
-            }
-            pending.push(Pending {
-                reply: None,
-                result: Ok((due, None, None)),
-            });
-        }
+        let mut pending: Vec<Pending> = self.apply_due(now).into_iter().collect();
         for request in batch.drain(..) {
             match request {
                 Request::Command { cmd, reply } => {
@@ -364,21 +354,24 @@ impl SessionTask {
 
     async fn handle_clock(&mut self) {
         let now = now_ms();
+        if let Some(due) = self.apply_due(now) {
+            self.commit(now, vec![due]).await;
+        }
+    }
+
+    /// Applies the warnings and timeouts due at `now`, as a pending change with no caller.
+    fn apply_due(&mut self, now: Millis) -> Option<Pending> {
         let due = self.machine.tick(now);
         if due.is_empty() {
-            return;
+            return None;
         }
         for e in &due {
             self.machine.apply(e);
         }
-        self.commit(
-            now,
-            vec![Pending {
-                reply: None,
-                result: Ok((due, None, None)),
-            }],
-        )
-        .await;
+        Some(Pending {
+            reply: None,
+            result: Ok((due, None, None)),
+        })
     }
 
     /// Stores the events of `pending`; on success announces them, on failure rebuilds the
@@ -442,7 +435,7 @@ impl SessionTask {
     fn on_stored(&mut self, e: &StoredEvent) {
         match &e.event {
             FloorEvent::FloorEnded { hand, reason, .. } => {
-                self.deps.metrics.count_floor_end(end_label(*reason));
+                self.deps.metrics.count_floor_end(reason.as_str());
                 if let Some(peer) = self.speakers.remove(hand) {
                     self.close_peer(peer);
                 }
@@ -452,18 +445,15 @@ impl SessionTask {
                 granted_at_ms,
                 ..
             } => {
-                if let Some(h) = self.machine_hand_raised_at(*hand) {
+                if let Some(h) = self.machine.hand(*hand) {
+                    let wait = granted_at_ms.saturating_sub(h.raised_at_ms);
                     self.deps
                         .metrics
-                        .observe_floor_wait(Duration::from_millis(granted_at_ms.saturating_sub(h)));
+                        .observe_floor_wait(Duration::from_millis(wait));
                 }
             }
             _ => {}
         }
-    }
-
-    fn machine_hand_raised_at(&self, hand: HandId) -> Option<Millis> {
-        self.machine.hand(hand).map(|h| h.raised_at_ms)
     }
 
     /// Ends a speaker's media: the engine stops forwarding it at once (the driver drops the
@@ -513,8 +503,4 @@ impl SessionTask {
             .metrics
             .set_floor_queue_length(&self.session, self.machine.queue_len());
     }
-}
-
-fn end_label(reason: EndReason) -> &'static str {
-    reason.as_str()
 }
