@@ -1,42 +1,19 @@
-//! Captions for Floorcast sessions (issue: live captions). So far this crate holds only the
-//! contract the rest of the system builds against: the caption event and the recognizer trait.
-//! Engines, CART ingest and transcripts are not built yet.
+//! Captions for Floorcast sessions: speech recognition engines behind one trait, the audio
+//! tap that feeds them, CART (human captioner) sequencing, the precedence of human over
+//! machine captions, and transcript files.
+//!
+//! Everything here is either pure logic with the clock passed in (precedence, CART sequence,
+//! transcripts, WER) or an engine that owns its own thread; the server wires them to HTTP,
+//! the media engine and the database.
 
-use serde::Serialize;
+pub mod cart;
+mod event;
+pub mod merge;
+mod recognizer;
+pub mod transcript;
 
-/// Where a caption's text came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// Machine speech recognition.
-    Asr,
-    /// A human real-time captioner.
-    Cart,
-}
+pub use event::{CaptionEvent, Source};
+pub use recognizer::{Recognizer, RecognizerError, RecognizerStats};
 
-/// One caption segment update. Interim events replace the text of the same segment; a final
-/// event fixes it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CaptionEvent {
-    pub segment_id: u64,
-    pub text: String,
-    #[serde(rename = "final")]
-    pub is_final: bool,
-    /// Seconds since the start of the session's audio.
-    pub start: f64,
-    pub end: f64,
-    pub lang: String,
-    pub source: Source,
-    pub confidence: Option<f32>,
-}
-
-/// A speech recognizer: 16 kHz mono PCM in, caption events out.
-pub trait Recognizer: Send {
-    type Error: std::error::Error + Send + Sync + 'static;
-
-    /// Feeds samples that follow the previous ones without a gap.
-    fn push_pcm(&mut self, samples: &[i16]) -> Result<(), Self::Error>;
-
-    /// Takes the events produced so far.
-    fn poll_events(&mut self) -> Vec<CaptionEvent>;
-}
+/// The sample rate every recognizer takes: 16 kHz mono, signed 16-bit.
+pub const SAMPLE_RATE: u32 = 16_000;
