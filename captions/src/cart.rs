@@ -52,9 +52,18 @@ mod tests {
 
     #[test]
     fn a_caption_spans_from_the_previous_one_bounded_by_speaking_rate() {
-        assert_eq!(caption_span(Some(9_000), 10_000, "three short words"), (9_000, 10_000));
-        assert_eq!(caption_span(Some(1_000), 10_000, "two words"), (9_200, 10_000));
-        assert_eq!(caption_span(None, 100_000, &"w ".repeat(100)), (90_000, 100_000));
+        assert_eq!(
+            caption_span(Some(9_000), 10_000, "three short words"),
+            (9_000, 10_000)
+        );
+        assert_eq!(
+            caption_span(Some(1_000), 10_000, "two words"),
+            (9_200, 10_000)
+        );
+        assert_eq!(
+            caption_span(None, 100_000, &"w ".repeat(100)),
+            (90_000, 100_000)
+        );
         // A clock step backwards must not give a negative span.
         let (s, e) = caption_span(Some(20_000), 10_000, "one");
         assert!(s <= e);

@@ -7,10 +7,15 @@
 //! the media engine and the database.
 
 pub mod cart;
+pub mod engine;
 mod event;
 pub mod merge;
+pub mod opus_decode;
+pub mod pocketsphinx;
 mod recognizer;
 pub mod transcript;
+pub mod wav;
+pub mod wer;
 
 pub use event::{CaptionEvent, Source};
 pub use recognizer::{Recognizer, RecognizerError, RecognizerStats};

@@ -93,7 +93,10 @@ mod tests {
     fn cart_holds_back_machine_captions_for_the_window_then_they_resume() {
         let t0 = Instant::now();
         let mut m = CaptionMerge::new(Duration::from_secs(10));
-        assert!(m.shown(&asr("en-US"), t0), "no captioner yet: machine shown");
+        assert!(
+            m.shown(&asr("en-US"), t0),
+            "no captioner yet: machine shown"
+        );
         m.on_cart("en-US", t0);
         assert!(!m.shown(&asr("en-US"), t0));
         assert!(!m.shown(&asr("en-US"), t0 + Duration::from_millis(9_999)));
@@ -109,7 +112,10 @@ mod tests {
         let t0 = Instant::now();
         let mut m = CaptionMerge::new(Duration::from_secs(10));
         m.on_cart("fr-FR", t0);
-        assert!(m.shown(&asr("en-US"), t0), "a French captioner leaves English alone");
+        assert!(
+            m.shown(&asr("en-US"), t0),
+            "a French captioner leaves English alone"
+        );
         assert!(!m.shown(&asr("fr"), t0));
         m.on_cart("EN-gb", t0);
         assert!(!m.shown(&asr("en-US"), t0));
@@ -124,7 +130,10 @@ mod tests {
         }
         assert!(m.last_cart.len() <= MAX_LANGUAGES);
         assert!(m.cart_active("x99", t0 + Duration::from_millis(100)));
-        assert!(!m.cart_active("x0", t0 + Duration::from_millis(100)), "oldest forgotten");
+        assert!(
+            !m.cart_active("x0", t0 + Duration::from_millis(100)),
+            "oldest forgotten"
+        );
         let mut cart = asr("en");
         cart.source = Source::Cart;
         assert!(m.shown(&cart, t0));

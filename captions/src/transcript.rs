@@ -149,7 +149,10 @@ pub fn parse_vtt(input: &str) -> Result<Vec<Cue>, ParseError> {
     }
     let mut cues = Vec::new();
     for block in blocks(&lines, 1) {
-        let (first, rest) = block.lines.split_first().ok_or_else(|| err(block.at, "empty"))?;
+        let (first, rest) = block
+            .lines
+            .split_first()
+            .ok_or_else(|| err(block.at, "empty"))?;
         let (timing_at, timing, text) = if first.contains("-->") {
             (block.at, *first, rest)
         } else {
@@ -295,7 +298,12 @@ mod tests {
     fn sample() -> Vec<Segment> {
         vec![
             seg(0, 2_500, "Floor", "welcome to the session"),
-            seg(2_600, 3_661_042, "Ana Lima (Hub Nairobi)", "a <question> & more --> here"),
+            seg(
+                2_600,
+                3_661_042,
+                "Ana Lima (Hub Nairobi)",
+                "a <question> & more --> here",
+            ),
             seg(3_700_000, 3_700_500, "Floor", "thank you\n\nnext"),
         ]
     }

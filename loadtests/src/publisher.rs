@@ -52,6 +52,9 @@ pub struct PublisherConfig {
     pub vp8_picture_id: bool,
     pub bind: IpAddr,
     pub connect_timeout: Duration,
+    /// Real Opus packets (20 ms each) to send instead of synthetic ones, in order; audio
+    /// stops after the last (captions tests publish speech this way).
+    pub audio_script: Option<Arc<[Bytes]>>,
 }
 
 impl Default for PublisherConfig {
@@ -66,6 +69,7 @@ impl Default for PublisherConfig {
             vp8_picture_id: true,
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             connect_timeout: Duration::from_secs(10),
+            audio_script: None,
         }
     }
 }
@@ -411,12 +415,20 @@ async fn send_audio(
         // Whole 20 ms frames since start, so timestamps stay on the 960-sample grid.
         let frames = (start.elapsed().as_millis() / 20) as u32;
         let ts = ts_base.wrapping_add(frames.wrapping_mul(960));
-        let size = rng.range(cfg.audio_payload.0, cfg.audio_payload.1);
-        let payload = opus_packet(&mut rng, size);
+        let payload = match &cfg.audio_script {
+            Some(script) => match script.get(frames as usize) {
+                Some(p) => p.clone(),
+                None => break,
+            },
+            None => {
+                let size = rng.range(cfg.audio_payload.0, cfg.audio_payload.1);
+                Bytes::from(opus_packet(&mut rng, size))
+            }
+        };
         let len = payload.len() as u64;
         let pkt = rtp::Packet {
             header: header(pt, seq, ts, ssrc, first),
-            payload: Bytes::from(payload),
+            payload,
         };
         match track.write_rtp(pkt).await {
             Ok(()) => {

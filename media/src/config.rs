@@ -1,6 +1,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use crate::tap::AudioTap;
+
 /// Settings of the media engine. The server builds this from its own config; this crate never
 /// reads files or the environment.
 #[derive(Clone, Debug)]
@@ -16,6 +18,8 @@ pub struct MediaConfig {
     pub max_peers: usize,
     /// A peer that has not completed ICE + DTLS by then is dropped.
     pub connect_timeout: Duration,
+    /// Where each session's current audio is copied (see [`crate::tap`]); `None`: nowhere.
+    pub audio_tap: Option<AudioTap>,
 }
 
 impl Default for MediaConfig {
@@ -26,6 +30,7 @@ impl Default for MediaConfig {
             keyframe_min_interval: Duration::from_millis(500),
             max_peers: 10_000,
             connect_timeout: Duration::from_secs(20),
+            audio_tap: None,
         }
     }
 }

@@ -31,12 +31,14 @@ mod sfu;
 mod sfu_tests;
 pub mod stats;
 pub mod stun;
+pub mod tap;
 
 pub use config::MediaConfig;
 pub use error::MediaError;
 pub use handle::{Answer, MediaEvent, MediaHandle, Takeover};
 pub use ids::{PeerId, Role, SessionId};
 pub use stats::{Kind, MediaStats, SessionCounts};
+pub use tap::{AudioTap, TapPacket};
 
 /// Binds the media socket and starts the driver thread.
 pub fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {

@@ -25,6 +25,7 @@ use crate::ids::{PeerId, Role, SessionId};
 use crate::peer::{FwdCodec, OutBinding, Peer, PeerKind, PublisherState, ViewerState};
 use crate::sdp_check::check_offer;
 use crate::stats::{Kind, MediaStats};
+use crate::tap::{self, TapPacket};
 
 /// Where the core's outgoing datagrams go. The driver implements it on the socket; tests
 /// collect into memory.
@@ -608,6 +609,16 @@ impl Sfu {
         };
         if session.source_for(media_kind) != Some(from) {
             return;
+        }
+        if let (Kind::Audio, Some(tap)) = (kind, &self.config.audio_tap) {
+            let packet = TapPacket {
+                session: session_id.clone(),
+                source: from,
+                seq: *pkt.seq_no,
+                timestamp: pkt.header.timestamp,
+                payload: pkt.payload.to_vec(),
+            };
+            tap::offer(tap, packet, &self.stats);
         }
         let keyframe = codec
             .video()

@@ -182,10 +182,14 @@ struct World {
 
 impl World {
     fn new() -> Self {
+        Self::with_config(MediaConfig::default())
+    }
+
+    fn with_config(config: MediaConfig) -> Self {
         let now = Instant::now();
         let config = MediaConfig {
             udp_addr: SFU_ADDR.parse().unwrap(),
-            ..MediaConfig::default()
+            ..config
         };
         let sfu = Sfu::new(
             config,
@@ -723,4 +727,69 @@ fn speaker_video_replaces_floor_video_from_a_keyframe_and_back() {
     assert_continuous(&seqs(v, MediaKind::Audio));
     assert_continuous(&seqs(v, MediaKind::Video));
     assert!(one_ssrc_per_kind(v));
+}
+
+/// The audio tap carries what viewers hear: the floor's audio, then the speaker's while it
+/// sends audio; never video. A consumer that does not read loses packets (counted), the
+/// media loop goes on.
+#[test]
+fn audio_tap_follows_the_current_audio_source_and_drops_when_full() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1_000);
+    let session = SessionId::new("s1");
+    let mut w = World::with_config(MediaConfig {
+        audio_tap: Some(tx),
+        ..MediaConfig::default()
+    });
+    let viewer = w.add_viewer(5001, &session, AV);
+    let (floor, floor_peer) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
+    let mut ft = 0;
+    for _ in 0..50 {
+        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
+        ft += 1;
+    }
+    let mut floor_packets = Vec::new();
+    while let Ok(p) = rx.try_recv() {
+        floor_packets.push(p);
+    }
+    assert!(floor_packets.len() >= 45, "{}", floor_packets.len());
+    assert!(
+        floor_packets.iter().all(|p| p.source == floor_peer
+            && p.session == session
+            && p.payload == [FLOOR_FILL; 80])
+    );
+    assert!(floor_packets.windows(2).all(|p| p[1].seq == p[0].seq + 1));
+    assert!(count_since(&w.clients[viewer], 0, MediaKind::Audio, FLOOR_FILL) >= 45);
+
+    let (speaker, speaker_peer) = w.add_publisher_as(
+        5002,
+        &session,
+        Role::Speaker,
+        &[MediaKind::Audio],
+        SPEAKER_FILL,
+    );
+    w.floor_until(floor, &mut ft, |w| {
+        w.clients[speaker].rtc.is_connected()
+            && w.sfu.source_of(&session, MediaKind::Audio) == Some(speaker_peer)
+    });
+    while rx.try_recv().is_ok() {}
+    let mut st = 0;
+    w.floor_and_speaker((floor, &mut ft), (speaker, &mut st), 50);
+    let mut speaker_packets = Vec::new();
+    while let Ok(p) = rx.try_recv() {
+        speaker_packets.push(p);
+    }
+    assert!(speaker_packets.len() >= 45, "{}", speaker_packets.len());
+    assert!(
+        speaker_packets
+            .iter()
+            .all(|p| p.source == speaker_peer && p.payload == [SPEAKER_FILL; 80]),
+        "only the speaker's audio is tapped while it holds the floor"
+    );
+
+    // Nobody reads: the channel fills, the rest is dropped and counted, viewers still get it.
+    let start = w.clients[viewer].received.len();
+    w.floor_and_speaker((floor, &mut ft), (speaker, &mut st), 1_100);
+    assert!(w.sfu.stats().tap_dropped.get() >= 50);
+    assert!(count_since(&w.clients[viewer], start, MediaKind::Audio, SPEAKER_FILL) >= 1_000);
 }

@@ -94,6 +94,8 @@ pub struct MediaStats {
     pub viewer_keyframe_requests: Counter,
     /// Datagrams that could not be sent (socket buffer full).
     pub send_drops: Counter,
+    /// Audio packets the tap's consumer was too slow to take.
+    pub tap_dropped: Counter,
     /// Datagrams that no peer accepted (garbage, stale, unknown sender).
     pub unroutable_datagrams: Counter,
     /// All datagrams sent / bytes sent (media, RTCP, STUN, DTLS, retransmits).

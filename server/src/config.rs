@@ -31,6 +31,10 @@ const ENV_KEYS: &[&str] = &[
     "allow_takeover",
     "max_body_bytes",
     "floor_actions_per_minute",
+    "caption_engine",
+    "caption_lang",
+    "whisper_model",
+    "cart_precedence_seconds",
     "dev",
 ];
 
@@ -68,6 +72,16 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Raise and withdraw requests one participant may make per minute (abuse limit).
     pub floor_actions_per_minute: u32,
+    /// Machine captions of the floor audio: `pocketsphinx` (embedded, offline), `whisper`
+    /// (needs the `whisper` build feature and `whisper_model`), or `off`.
+    pub caption_engine: CaptionEngine,
+    /// The language spoken on the floor, as a BCP 47 tag (the recognizer's language).
+    pub caption_lang: String,
+    /// A whisper.cpp model file (ggml), for `caption_engine = "whisper"`.
+    pub whisper_model: Option<PathBuf>,
+    /// Machine captions of a language stay hidden from viewers while a human captioner
+    /// (CART) of that language sent text within this many seconds.
+    pub cart_precedence_seconds: u32,
     /// Development mode: generate a secret, create session `demo`, print links and tokens.
     pub dev: bool,
     #[serde(rename = "session")]
@@ -86,10 +100,23 @@ impl Default for Config {
             allow_takeover: false,
             max_body_bytes: 64 * 1024,
             floor_actions_per_minute: 20,
+            caption_engine: CaptionEngine::Pocketsphinx,
+            caption_lang: "en-US".into(),
+            whisper_model: None,
+            cart_precedence_seconds: 10,
             dev: false,
             sessions: Vec::new(),
         }
     }
+}
+
+/// Which recognizer listens to the floor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaptionEngine {
+    Pocketsphinx,
+    Whisper,
+    Off,
 }
 
 /// Values given as command-line flags; `None` leaves the lower layers in force.
@@ -186,6 +213,27 @@ impl Config {
             return Err(ConfigError::invalid(
                 "floor_actions_per_minute",
                 format!("{} is outside 1..=10000", self.floor_actions_per_minute),
+            ));
+        }
+        if !(1..=300).contains(&self.cart_precedence_seconds) {
+            return Err(ConfigError::invalid(
+                "cart_precedence_seconds",
+                format!("{} is outside 1..=300", self.cart_precedence_seconds),
+            ));
+        }
+        if self.caption_lang.is_empty()
+            || self.caption_lang.len() > 35
+            || !self
+                .caption_lang
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(ConfigError::invalid(
+                "caption_lang",
+                format!(
+                    "{:?} is not a language tag such as en-US",
+                    self.caption_lang
+                ),
             ));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {

@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod captions;
 pub mod cli;
 pub mod config;
 pub mod dev;
@@ -90,6 +91,11 @@ pub struct Server {
     state: AppState,
     listener: TcpListener,
     http_addr: SocketAddr,
+    /// Machine captions: the engine and the media engine's audio tap.
+    recognition: Option<(
+        ::captions::engine::EngineConfig,
+        tokio::sync::mpsc::Receiver<media::TapPacket>,
+    )>,
 }
 
 impl Server {
@@ -100,7 +106,15 @@ impl Server {
         config.jwt_secret = Some(secret::resolve(&config, config.dev)?);
         let db = config.database_file();
         let store = Store::open(&db).map_err(|source| ServerError::Store { path: db, source })?;
-        let media = start_media(&config)?;
+        let asr = captions::recognition::engine_config(&config);
+        let (tap_tx, tap_rx) = match asr {
+            Some(_) => {
+                let (tx, rx) = tokio::sync::mpsc::channel(captions::recognition::TAP_QUEUE);
+                (Some(tx), Some(rx))
+            }
+            None => (None, None),
+        };
+        let media = start_media(&config, tap_tx)?;
         let state = AppState::new(config, store, media).await?;
         if state.config.dev {
             let demo = SessionId::parse(dev::DEMO_SESSION).expect("the demo session id is valid");
@@ -110,6 +124,7 @@ impl Server {
             state,
             listener,
             http_addr,
+            recognition: asr.zip(tap_rx),
         })
     }
 
@@ -149,6 +164,9 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let state = self.state;
+        let recognition = self.recognition.map(|(engine, tap)| {
+            captions::recognition::spawn(tap, engine, state.captions.clone(), state.metrics.clone())
+        });
         let events = state.media.engine().map(|engine| {
             media_events::spawn(engine, state.resources.clone(), state.metrics.clone())
         });
@@ -162,6 +180,9 @@ impl Server {
         if let Some(events) = events {
             events.abort();
         }
+        if let Some(recognition) = recognition {
+            recognition.abort();
+        }
         tracing::info!("stopped");
         result.map_err(ServerError::Io)
     }
@@ -169,10 +190,11 @@ impl Server {
 
 /// Starts the engine. A bind failure is fatal (wrong address or port taken: the operator must
 /// fix the config); any other failure leaves the node up but not ready (see crate doc).
-fn start_media(config: &Config) -> Result<Media, ServerError> {
+fn start_media(config: &Config, audio_tap: Option<media::AudioTap>) -> Result<Media, ServerError> {
     let media_config = media::MediaConfig {
         udp_addr: config.media_udp_addr,
         public_ips: config.media_public_ips.clone(),
+        audio_tap,
         ..media::MediaConfig::default()
     };
     match media::start(media_config) {

@@ -53,6 +53,12 @@ pub trait MediaEngine: Send + Sync + 'static {
     fn events(&self) -> broadcast::Receiver<MediaEvent>;
     fn udp_addr(&self) -> SocketAddr;
     fn shutdown(&self);
+    /// Sends a caption (JSON text) to the session's viewers that opened a `captions` data
+    /// channel; false when it was dropped (engine busy). Engines without data channels
+    /// (test fakes) send nothing.
+    fn send_captions(&self, _session: SessionId, _text: Arc<str>) -> bool {
+        false
+    }
 }
 
 impl MediaEngine for MediaHandle {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use media::{Kind, MediaStats};
 use prometheus::core::{AtomicU64, GenericCounter};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Counter, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::session::SessionId;
@@ -41,6 +41,9 @@ struct Inner {
     floor_queue_length: IntGaugeVec,
     floor_wait: Histogram,
     floor_grants: IntCounterVec,
+    caption_latency: HistogramVec,
+    asr_rtf: GaugeVec,
+    asr_dropped: Counter,
     /// Held while copying media counters and encoding (see module doc).
     scrape: Mutex<()>,
 }
@@ -124,6 +127,32 @@ impl Metrics {
         for end in ["revoked", "timeout", "done"] {
             floor_grants.with_label_values(&[end]);
         }
+        let caption_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "floorcast_caption_latency_seconds",
+                "From the end of the words (machine) or the captioner's POST (human) to the \
+                 final caption going out to viewers.",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0,
+            ]),
+            &["source"],
+        )?;
+        for source in ["asr", "cart"] {
+            caption_latency.with_label_values(&[source]);
+        }
+        let asr_rtf = GaugeVec::new(
+            Opts::new(
+                "floorcast_asr_real_time_factor",
+                "CPU seconds the recognizer spends per second of audio, per session (above 1: \
+                 it cannot keep up and audio is dropped).",
+            ),
+            &["session"],
+        )?;
+        let asr_dropped = Counter::new(
+            "floorcast_asr_dropped_audio_seconds_total",
+            "Seconds of floor audio not recognised because the recognizer was behind.",
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "floorcast_build_info",
@@ -154,6 +183,9 @@ impl Metrics {
         registry.register(Box::new(floor_queue_length.clone()))?;
         registry.register(Box::new(floor_wait.clone()))?;
         registry.register(Box::new(floor_grants.clone()))?;
+        registry.register(Box::new(caption_latency.clone()))?;
+        registry.register(Box::new(asr_rtf.clone()))?;
+        registry.register(Box::new(asr_dropped.clone()))?;
         registry.register(Box::new(build_info))?;
 
         Ok(Metrics {
@@ -171,6 +203,9 @@ impl Metrics {
                 floor_queue_length,
                 floor_wait,
                 floor_grants,
+                caption_latency,
+                asr_rtf,
+                asr_dropped,
                 scrape: Mutex::new(()),
             }),
         })
@@ -206,6 +241,32 @@ impl Metrics {
     /// A turn ended; `end` is `revoked`, `timeout` or `done`.
     pub fn count_floor_end(&self, end: &'static str) {
         self.inner.floor_grants.with_label_values(&[end]).inc();
+    }
+
+    /// A final caption went out `latency` after its words ended (or its POST arrived).
+    pub fn observe_caption_latency(&self, source: captions::Source, latency: Duration) {
+        self.inner
+            .caption_latency
+            .with_label_values(&[source.as_str()])
+            .observe(latency.as_secs_f64());
+    }
+
+    pub fn set_asr_real_time_factor(&self, session: &SessionId, rtf: f64) {
+        self.inner
+            .asr_rtf
+            .with_label_values(&[session.as_str()])
+            .set(rtf);
+    }
+
+    /// Recognition of `session` stopped: its gauge goes away.
+    pub fn forget_asr_session(&self, session: &SessionId) {
+        let _ = self.inner.asr_rtf.remove_label_values(&[session.as_str()]);
+    }
+
+    pub fn add_asr_dropped_seconds(&self, seconds: f64) {
+        if seconds > 0.0 {
+            self.inner.asr_dropped.inc_by(seconds);
+        }
     }
 
     /// `route` must be a route template (bounded), never a raw path.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::auth::AuthKeys;
+use crate::captions::feed::CaptionFeed;
 use crate::config::Config;
 use crate::floor::rate_limit::RateLimiter;
 use crate::floor::runtime::Floors;
@@ -27,6 +28,7 @@ pub struct AppState {
     pub resources: Resources,
     pub floors: Floors,
     pub floor_limiter: RateLimiter,
+    pub captions: CaptionFeed,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +64,14 @@ impl AppState {
             metrics.clone(),
         )
         .await?;
+        let captions = CaptionFeed::new(
+            store.clone(),
+            media.clone(),
+            metrics.clone(),
+            std::time::Duration::from_secs(config.cart_precedence_seconds.into()),
+        );
         Ok(AppState {
+            captions,
             floor_limiter: RateLimiter::new(config.floor_actions_per_minute),
             config: Arc::new(config),
             auth,

@@ -17,4 +17,5 @@ pub fn routes() -> Router<AppState> {
         .merge(sessions::routes())
         .merge(ops::routes())
         .merge(crate::floor::api::routes())
+        .merge(crate::captions::api::routes())
 }

@@ -53,6 +53,7 @@ impl Role {
             Permission::RaiseHand => matches!(self, Role::Viewer | Role::Hub | Role::Speaker),
             Permission::ModerateFloor => self == Role::Moderator,
             Permission::ReadFloorLog => matches!(self, Role::Moderator | Role::Operator),
+            Permission::PostCaptions => self == Role::Captioner,
         }
     }
 }
@@ -78,6 +79,8 @@ pub enum Permission {
     ModerateFloor,
     /// Read the floor log and the post-session report.
     ReadFloorLog,
+    /// Send live captions (CART).
+    PostCaptions,
 }
 
 impl Permission {
@@ -91,6 +94,7 @@ impl Permission {
             Permission::ReadFloorLog => {
                 "read the floor log or report (needs a moderator or operator token)"
             }
+            Permission::PostCaptions => "send captions (needs a captioner token)",
         }
     }
 }

@@ -31,6 +31,7 @@ use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::api::path::ApiPath;
 use crate::auth::{Grant, Permission, Role};
+use crate::captions::feed::{CaptionFeed, CaptionMessage};
 use crate::session::{SessionId, SessionRegistry};
 use crate::state::AppState;
 use crate::store::Store;
@@ -45,6 +46,7 @@ pub struct FloorDeps {
     pub floors: Floors,
     pub store: Store,
     pub limiter: RateLimiter,
+    pub captions: CaptionFeed,
 }
 
 impl FromRef<AppState> for FloorDeps {
@@ -54,6 +56,7 @@ impl FromRef<AppState> for FloorDeps {
             floors: state.floors.clone(),
             store: state.store.clone(),
             limiter: state.floor_limiter.clone(),
+            captions: state.captions.clone(),
         }
     }
 }
@@ -565,6 +568,7 @@ async fn events(
     // Subscribe before the snapshot: every event stored after it is then either reflected
     // in the snapshot or delivered live (duplicates are dropped by id).
     let rx = floor.subscribe();
+    let captions = deps.captions.subscribe(&session);
     let view = floor.inspect(QueueView::of).await?;
     let snapshot = Event::default()
         .event("snapshot")
@@ -576,6 +580,7 @@ async fn events(
         catch_up: resume.is_some(),
         last_sent: resume.unwrap_or(view.last_event_id),
         rx,
+        captions,
         store: deps.store.clone(),
         session: session.as_str().to_owned(),
     };
@@ -592,6 +597,9 @@ struct EventStream {
     catch_up: bool,
     last_sent: i64,
     rx: broadcast::Receiver<Arc<StoredEvent>>,
+    /// Live captions: sent as they come, without an id (they are not replayed on resume;
+    /// the transcript keeps the finals).
+    captions: broadcast::Receiver<Arc<CaptionMessage>>,
     store: Store,
     session: String,
 }
@@ -629,17 +637,30 @@ impl EventStream {
                     }
                 }
             }
-            match self.rx.recv().await {
-                Ok(e) if e.id > self.last_sent => {
-                    self.last_sent = e.id;
-                    return Some(sse_event(&e));
-                }
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up = true,
-                Err(broadcast::error::RecvError::Closed) => return None,
+            tokio::select! {
+                floor = self.rx.recv() => match floor {
+                    Ok(e) if e.id > self.last_sent => {
+                        self.last_sent = e.id;
+                        return Some(sse_event(&e));
+                    }
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up = true,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                caption = self.captions.recv() => match caption {
+                    Ok(c) => return Some(caption_event(&c)),
+                    // A reader too slow for live captions skips ahead.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
             }
         }
     }
+}
+
+fn caption_event(c: &CaptionMessage) -> Event {
+    let data = serde_json::to_string(c).unwrap_or_else(|_| "{}".into());
+    Event::default().event("caption").data(data)
 }
 
 fn sse_event(e: &StoredEvent) -> Event {

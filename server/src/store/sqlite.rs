@@ -13,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_sessions.sql"),
     include_str!("migrations/0002_floor.sql"),
+    include_str!("migrations/0003_captions.sql"),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -189,6 +189,14 @@ pub async fn with_fake() -> (TestApp, Arc<FakeEngine>) {
     (test_app(Media::running(fake.clone())).await, fake)
 }
 
+pub async fn test_app_with_fake(adjust: impl FnOnce(&mut Config)) -> (TestApp, Arc<FakeEngine>) {
+    let fake = FakeEngine::new();
+    (
+        test_app_with(Media::running(fake.clone()), adjust).await,
+        fake,
+    )
+}
+
 pub fn token(role: Role, session: &str) -> String {
     token_with(
         &AuthKeys::from_secret(SECRET.as_bytes()),

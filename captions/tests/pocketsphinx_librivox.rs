@@ -1,0 +1,202 @@
+//! The embedded engine on real speech: the five librivox clips shipped with
+//! `pocketsphinx-testdata`, with their reference transcripts. Skips (passing) when the test
+//! data or the GStreamer element is not installed.
+
+use std::path::{Path, PathBuf};
+
+use captions::pocketsphinx::PocketsphinxRecognizer;
+use captions::wer::{self, WerCount};
+use captions::{CaptionEvent, Recognizer, RecognizerError, SAMPLE_RATE};
+
+const CORPUS: &str = "/usr/share/pocketsphinx/test/data/librivox";
+const CHUNK: usize = SAMPLE_RATE as usize / 50; // 20 ms
+const MAX_CORPUS_WER: f64 = 0.45;
+
+/// `(wav path, reference words)` for each line `<s> words </s> (fileid)`.
+fn clips() -> Option<Vec<(PathBuf, String)>> {
+    let transcription = std::fs::read_to_string(Path::new(CORPUS).join("transcription")).ok()?;
+    let clips: Vec<_> = transcription
+        .lines()
+        .filter_map(|line| {
+            let (text, id) = line.rsplit_once('(')?;
+            let id = id.trim().trim_end_matches(')');
+            let text = text.replace("<s>", "").replace("</s>", "");
+            Some((
+                Path::new(CORPUS).join(format!("{id}.wav")),
+                text.trim().to_owned(),
+            ))
+        })
+        .collect();
+    Some(clips)
+}
+
+fn recognizer() -> Option<PocketsphinxRecognizer> {
+    match PocketsphinxRecognizer::new("en-US") {
+        Ok(r) => Some(r),
+        Err(RecognizerError::Unavailable(why)) => {
+            eprintln!("skipped: {why}");
+            None
+        }
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+/// The words of all finals, in order.
+fn final_text(events: &[CaptionEvent]) -> String {
+    let finals: Vec<&str> = events
+        .iter()
+        .filter(|e| e.is_final)
+        .map(|e| e.text.as_str())
+        .collect();
+    finals.join(" ")
+}
+
+#[test]
+fn librivox_clips_are_recognised() {
+    let Some(clips) = clips() else {
+        eprintln!("skipped: {CORPUS} not installed (pocketsphinx-testdata)");
+        return;
+    };
+    assert_eq!(clips.len(), 5, "the corpus has five clips");
+    let mut total = WerCount::default();
+    println!("{:<44} {:>6} {:>6}  hypothesis", "clip", "words", "WER");
+    for (path, reference) in &clips {
+        let Some(mut asr) = recognizer() else { return };
+        let (rate, samples) = captions::wav::read_pcm16_mono(path).expect("clip reads");
+        assert_eq!(rate, SAMPLE_RATE);
+        let mut events = Vec::new();
+        let silence = vec![0i16; SAMPLE_RATE as usize];
+        for chunk in samples.chunks(CHUNK).chain(silence.chunks(CHUNK)) {
+            asr.push_pcm(chunk).expect("push");
+            events.extend(asr.poll_events());
+            // Lightly paced (5x real time) so the 2 s queue never overflows.
+            std::thread::sleep(std::time::Duration::from_millis(4));
+        }
+        events.extend(asr.finish());
+        let stats = asr.stats();
+        assert_eq!(
+            stats.dropped_seconds, 0.0,
+            "nothing dropped at 5x real time"
+        );
+        let audio = (samples.len() + silence.len()) as f64 / f64::from(SAMPLE_RATE);
+        assert!((stats.audio_seconds - audio).abs() < 1e-6);
+        assert!(
+            stats.cpu_seconds > 0.0,
+            "the streaming thread's CPU time is measured"
+        );
+
+        let finals: Vec<&CaptionEvent> = events.iter().filter(|e| e.is_final).collect();
+        assert!(!finals.is_empty(), "{}: no final", path.display());
+        check_event_order(&events, audio);
+        let hypothesis = final_text(&events);
+        let count = wer::count(reference, &hypothesis);
+        total += count;
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?");
+        println!(
+            "{name:<44} {:>6} {:>5.1}%  {hypothesis}",
+            count.ref_words,
+            100.0 * count.rate()
+        );
+        for e in &events {
+            println!(
+                "    seg {} {} [{:.2}-{:.2}] {:?}",
+                e.segment_id,
+                if e.is_final { "final  " } else { "interim" },
+                e.start,
+                e.end,
+                e.text
+            );
+        }
+    }
+    println!(
+        "{:<44} {:>6} {:>5.1}%",
+        "corpus",
+        total.ref_words,
+        100.0 * total.rate()
+    );
+    assert!(total.ref_words > 50);
+    assert!(
+        total.rate() <= MAX_CORPUS_WER,
+        "corpus WER {:.1}% above {:.0}%",
+        100.0 * total.rate(),
+        100.0 * MAX_CORPUS_WER
+    );
+}
+
+/// Segment ids rise, each final closes its segment, interims never repeat, times stay inside
+/// the stream and never run backwards across segments.
+fn check_event_order(events: &[CaptionEvent], audio_seconds: f64) {
+    let mut last_final: Option<&CaptionEvent> = None;
+    let mut last: Option<&CaptionEvent> = None;
+    for e in events {
+        assert!(!e.text.is_empty(), "empty caption: {e:?}");
+        assert!(
+            0.0 <= e.start && e.start <= e.end && e.end <= audio_seconds + 1e-6,
+            "{e:?}"
+        );
+        assert_eq!(e.lang, "en-US");
+        if let Some(f) = last_final {
+            assert!(e.segment_id > f.segment_id, "{e:?} after final {f:?}");
+            assert!(e.start >= f.end - 1e-9, "{e:?} starts before {f:?} ended");
+        }
+        if let Some(p) = last
+            && !p.is_final
+            && p.segment_id == e.segment_id
+        {
+            assert!(e.is_final || e.text != p.text, "repeated interim {e:?}");
+            assert_eq!(e.start, p.start);
+        }
+        if e.is_final {
+            last_final = Some(e);
+        }
+        last = Some(e);
+    }
+}
+
+#[test]
+fn silence_gives_no_captions_and_finish_is_bounded() {
+    let Some(mut asr) = recognizer() else { return };
+    let silence = vec![0i16; CHUNK];
+    for _ in 0..150 {
+        asr.push_pcm(&silence).expect("push");
+    }
+    let started = std::time::Instant::now();
+    let mut events = asr.poll_events();
+    events.extend(asr.finish());
+    assert!(started.elapsed() < std::time::Duration::from_secs(6));
+    assert!(events.is_empty(), "captions from silence: {events:?}");
+    // After finish the recognizer takes no audio, without failing the caller.
+    asr.push_pcm(&silence).expect("ignored after finish");
+    assert!(asr.finish().is_empty());
+    assert!((asr.stats().audio_seconds - 3.0).abs() < 1e-9);
+}
+
+#[test]
+fn a_flood_of_audio_is_dropped_not_queued() {
+    let Some(mut asr) = recognizer() else { return };
+    let Some(clips) = clips() else { return };
+    let Ok((_, samples)) = captions::wav::read_pcm16_mono(&clips[0].0) else {
+        return;
+    };
+    // 20 copies of a 7 s clip pushed at once: far more than the decoder can take in time.
+    let started = std::time::Instant::now();
+    for _ in 0..20 {
+        asr.push_pcm(&samples).expect("push");
+    }
+    let pushing = started.elapsed();
+    let stats = asr.stats();
+    let total = 20.0 * samples.len() as f64 / f64::from(SAMPLE_RATE);
+    assert!(
+        (stats.audio_seconds - total).abs() < 1e-6,
+        "dropped audio still counts as time"
+    );
+    assert!(stats.dropped_seconds > total / 2.0, "{stats:?}");
+    assert!(
+        pushing < std::time::Duration::from_secs(2),
+        "push_pcm blocked for {pushing:?}"
+    );
+    let events = asr.finish();
+    for e in &events {
+        assert!(e.end <= total + 1e-6);
+    }
+}
