@@ -14,10 +14,14 @@ CARGO ?= cargo
 NPM ?= npm
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-# Debian packages needed to build and run (none yet beyond Rust and gcc: SQLite is bundled,
-# aws-lc builds with the C compiler), and in addition to test (the browser test's Chromium).
-RUN_DEBS :=
-TEST_DEBS := chromium
+# Debian packages needed to build and run: GStreamer and its pocketsphinx element with the
+# English model (the embedded caption engine), cmake for the bundled libopus (SQLite is
+# bundled too; aws-lc builds with the C compiler). In addition to test: the browser test's
+# Chromium, the LibriVox test clips and espeak-ng for the caption tests, and what the
+# `whisper` feature's whisper.cpp build needs (cmake, libclang for bindgen).
+RUN_DEBS := pkg-config cmake libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+	gstreamer1.0-plugins-base gstreamer1.0-pocketsphinx pocketsphinx-en-us
+TEST_DEBS := chromium pocketsphinx-testdata espeak-ng libclang-dev
 
 BROWSER_DIR := tests/browser
 FLOORCAST_BIN := $(CURDIR)/target/debug/floorcast
@@ -84,6 +88,11 @@ clippy:
 unit:
 	$(CARGO) test --workspace
 
+# The whisper engine cannot run here (no model file offline); it must keep compiling.
+.PHONY: check-whisper
+check-whisper:
+	$(CARGO) check -p floorcast-captions --features whisper
+
 # The debug binaries the browser test and the bench start (target/debug/floorcast and
 # target/debug/floorcast-load) come out of the same build as the test binaries: the
 # integration tests need them, so `cargo test --workspace` builds them with the features
@@ -108,5 +117,5 @@ bench: build
 	FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR) .ci/fanout-bench $(BENCH_VIEWERS) $(BENCH_SECONDS)
 
 .PHONY: test
-test: deps-test fmt clippy unit build browser-test bench
+test: deps-test fmt clippy unit check-whisper build browser-test bench
 	@echo "==> make test: all checks passed"

@@ -64,7 +64,7 @@ pub fn to_txt(segments: &[Segment]) -> String {
             if current.is_some() {
                 out.push_str("\n\n");
             }
-            let _ = write!(out, "[{}] {}:\n", clock(s.start_ms.max(0), '.'), s.speaker);
+            let _ = writeln!(out, "[{}] {}:", clock(s.start_ms.max(0), '.'), s.speaker);
             current = Some(&s.speaker);
         } else {
             out.push(' ');

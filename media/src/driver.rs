@@ -214,6 +214,7 @@ fn apply(sfu: &mut Sfu, cmd: MediaCmd) -> bool {
             sfu.close_session(now, &session);
             let _ = reply.send(());
         }
+        MediaCmd::SendCaptions { session, text } => sfu.send_captions(now, &session, &text),
         MediaCmd::Shutdown => return false,
     }
     true

@@ -75,6 +75,11 @@ pub(crate) enum MediaCmd {
         session: SessionId,
         reply: oneshot::Sender<()>,
     },
+    /// No reply: a caption is fire-and-forget (see [`MediaHandle::send_captions`]).
+    SendCaptions {
+        session: SessionId,
+        text: Arc<str>,
+    },
     Shutdown,
 }
 
@@ -152,6 +157,17 @@ impl MediaHandle {
             .await
     }
 
+    /// Sends a caption message (text, typically JSON) to every connected viewer of `session`
+    /// that opened a data channel labelled `captions`. Never waits: when the engine's command
+    /// queue is full the message is dropped and this returns false (a late caption is worth
+    /// less than a prompt answer to the next request). A viewer whose channel cannot take it
+    /// misses it (`MediaStats::captions_dropped`).
+    pub fn send_captions(&self, session: SessionId, text: Arc<str>) -> bool {
+        self.cmds
+            .try_send(MediaCmd::SendCaptions { session, text })
+            .is_ok()
+    }
+
     /// Stops the engine; peers are dropped without goodbye.
     pub fn shutdown(&self) {
         let _ = self.cmds.try_send(MediaCmd::Shutdown);
@@ -167,5 +183,33 @@ impl MediaHandle {
             mpsc::error::TrySendError::Closed(_) => MediaError::Stopped,
         })?;
         rx.await.map_err(|_| MediaError::Stopped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A caption never waits for a busy engine: with the command queue full it is dropped
+    /// and the caller told so, at once.
+    #[test]
+    fn captions_are_dropped_when_the_command_queue_is_full() {
+        let (cmds, mut rx) = mpsc::channel(1);
+        let handle = MediaHandle {
+            cmds,
+            events: broadcast::channel(1).0,
+            stats: Arc::default(),
+            udp_addr: SocketAddr::from(([127, 0, 0, 1], 40000)),
+        };
+        let session = SessionId::new("s1");
+        assert!(handle.send_captions(session.clone(), Arc::from("first")));
+        assert!(!handle.send_captions(session.clone(), Arc::from("second")));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(MediaCmd::SendCaptions { session: s, text }) if s == session && &*text == "first"
+        ));
+        assert!(handle.send_captions(session, Arc::from("third")));
+        drop(rx);
+        assert!(!handle.send_captions(SessionId::new("s1"), Arc::from("stopped")));
     }
 }

@@ -15,6 +15,10 @@
 //!   restarts so players never renegotiate.
 //! - **The HTTP side talks to it only through [`MediaHandle`]** (bounded channel, oneshot
 //!   reply). A full channel is an `Overloaded` error, never an unbounded queue.
+//! - **Live captions touch the loop twice, both bounded and non-blocking.** The [`tap`] copies
+//!   each session's current audio (once per packet, not per viewer) to a consumer off the
+//!   media thread; [`MediaHandle::send_captions`] writes caption text to viewers that opened a
+//!   `captions` data channel. A slow consumer or a full queue loses captions, never media.
 
 mod config;
 mod demux;

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use str0m::Rtc;
+use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{MediaKind, Mid, Pt};
 use str0m::rtp::Ssrc;
@@ -124,6 +125,8 @@ pub(crate) struct ViewerState {
     pub first_media_sent: bool,
     /// Cumulative NACK counts per mid from str0m's egress stats, to count deltas.
     pub nacks_seen: Vec<(Mid, u64)>,
+    /// The data channel the viewer opened for captions (label `captions`), once open.
+    pub captions: Option<ChannelId>,
 }
 
 impl ViewerState {
@@ -134,6 +137,7 @@ impl ViewerState {
             offered_at,
             first_media_sent: false,
             nacks_seen: Vec::new(),
+            captions: None,
         }
     }
 

@@ -7,7 +7,8 @@ use crate::error::MediaError;
 const FORWARDED_CODECS: [&str; 3] = ["opus", "vp8", "h264"];
 
 /// Checks that the offer is SDP and has at least one active audio or video section with a
-/// codec we forward. Returns whether audio and video sections were found.
+/// codec we forward. Returns whether audio and video sections were found. Other sections
+/// (a viewer's m=application for the `captions` data channel) are left to str0m.
 pub fn check_offer(sdp: &str) -> Result<OfferMedia, MediaError> {
     let sdp = sdp.trim_start();
     if !sdp.starts_with("v=0") {
@@ -124,6 +125,36 @@ mod tests {
                 video: false
             }
         );
+    }
+
+    /// A WHEP player that wants captions adds a data channel section (browser form, then the
+    /// pre-RFC 8841 form); it is not media, so it neither counts nor gets in the way.
+    #[test]
+    fn data_channel_section_is_accepted_beside_media() {
+        for app in [
+            "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\na=sctp-port:5000\r\na=max-message-size:262144\r\n",
+            "m=application 9 DTLS/SCTP 5000\r\na=sctpmap:5000 webrtc-datachannel 1024\r\n",
+        ] {
+            let sdp = format!(
+                "{HEAD}m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n{app}m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n"
+            );
+            assert_eq!(
+                check_offer(&sdp).unwrap(),
+                OfferMedia {
+                    audio: true,
+                    video: true
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn data_channel_alone_is_not_media() {
+        let sdp = format!("{HEAD}m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n");
+        assert!(matches!(
+            check_offer(&sdp),
+            Err(MediaError::NoSupportedCodec)
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
+use str0m::channel::ChannelId;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
@@ -25,7 +26,7 @@ use crate::ids::{PeerId, Role, SessionId};
 use crate::peer::{FwdCodec, OutBinding, Peer, PeerKind, PublisherState, ViewerState};
 use crate::sdp_check::check_offer;
 use crate::stats::{Kind, MediaStats};
-use crate::tap::{self, TapPacket};
+use crate::tap;
 
 /// Where the core's outgoing datagrams go. The driver implements it on the socket; tests
 /// collect into memory.
@@ -39,6 +40,14 @@ const MAX_PENDING_EVENTS: usize = 4096;
 /// Outputs drained from one peer per call; str0m reaches a timeout long before this.
 const MAX_OUTPUTS_PER_POLL: usize = 10_000;
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// The label of the data channel a viewer opens to receive captions. The viewer creates it
+/// (an m=application section in its WHEP offer), so viewers that want no captions cost
+/// nothing, and the SFU never has to renegotiate to add one.
+pub(crate) const CAPTIONS_LABEL: &str = "captions";
+/// Data channel bytes a peer may have unacknowledged (str0m's default is 128 KiB). Captions
+/// are a few hundred bytes a few times a second, so this is many seconds of them; a viewer
+/// further behind misses captions instead of holding memory, with thousands of viewers.
+pub(crate) const DATA_CHANNEL_BUFFER: usize = 32 * 1024;
 
 #[derive(Default)]
 struct SessionPeers {
@@ -222,6 +231,50 @@ impl Sfu {
         self.reap(now);
     }
 
+    /// Writes a caption message to each viewer of the session with an open `captions`
+    /// channel. Per-viewer writes are fine here: a few messages a second, not 50 per stream.
+    /// A channel whose send buffer is full drops this message (counted); nothing is queued
+    /// beyond str0m's bounded buffer.
+    pub fn send_captions(&mut self, now: Instant, session: &SessionId, text: &str) {
+        let Some(s) = self.sessions.get(session) else {
+            return;
+        };
+        let mut written = Vec::new();
+        for &vid in &s.viewers {
+            let Some(peer) = self.peers.get_mut(&vid) else {
+                continue;
+            };
+            let PeerKind::Viewer(v) = &peer.kind else {
+                continue;
+            };
+            let Some(id) = v.captions else {
+                continue;
+            };
+            // `None`: closing, or the peer is going away; `ChannelClose` forgets it.
+            let Some(mut channel) = peer.rtc.channel(id) else {
+                continue;
+            };
+            match channel.write(false, text.as_bytes()) {
+                Ok(true) => {
+                    self.stats.captions_sent.add(1);
+                    written.push(vid);
+                }
+                Ok(false) => self.stats.captions_dropped.add(1),
+                Err(e) => {
+                    // Larger than the viewer accepts, or the association is closing.
+                    peer.span
+                        .in_scope(|| debug!(error = %e, "caption not written"));
+                    self.stats.captions_dropped.add(1);
+                }
+            }
+        }
+        // The writes are only queued in str0m: poll these viewers on the next timeout pass
+        // to put them on the wire.
+        for vid in written {
+            self.schedule(vid, Some(now));
+        }
+    }
+
     /// The peer whose media of this kind a session's viewers receive now.
     #[cfg(test)]
     pub fn source_of(&self, session: &SessionId, kind: MediaKind) -> Option<PeerId> {
@@ -329,6 +382,7 @@ impl Sfu {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
+            .set_sctp_max_buffered_amount(DATA_CHANNEL_BUFFER)
             .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
         for addr in &self.local_candidates {
@@ -475,6 +529,14 @@ impl Sfu {
             }
             Event::Closed => self.dead.push(id),
             Event::MediaAdded(m) => self.on_media_added(id, m.mid, m.kind, m.direction, now),
+            Event::ChannelOpen(channel, label) => self.on_channel_open(id, channel, &label),
+            Event::ChannelClose(channel) => {
+                if let Some(v) = self.peers.get_mut(&id).and_then(|p| p.viewer())
+                    && v.captions == Some(channel)
+                {
+                    v.captions = None;
+                }
+            }
             Event::KeyframeRequest(_) => {
                 self.stats.viewer_keyframe_requests.add(1);
                 if let Some(session) = self.peers.get(&id).map(|p| p.session.clone()) {
@@ -578,6 +640,30 @@ impl Sfu {
         }
     }
 
+    /// A data channel the remote opened. A viewer's `captions` channel is remembered for
+    /// [`Sfu::send_captions`]; any other channel is closed, since nothing would ever be
+    /// written to it or read from it.
+    fn on_channel_open(&mut self, id: PeerId, channel: ChannelId, label: &str) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let _span = peer.span.enter();
+        match &mut peer.kind {
+            PeerKind::Viewer(v) if label == CAPTIONS_LABEL => {
+                // A second one replaces the first (a player that recreated it): one copy of
+                // each caption per viewer.
+                if let Some(old) = v.captions.replace(channel) {
+                    peer.rtc.direct_api().close_data_channel(old);
+                }
+                debug!("captions channel open");
+            }
+            _ => {
+                debug!(label, "data channel not served; closing it");
+                peer.rtc.direct_api().close_data_channel(channel);
+            }
+        }
+    }
+
     /// One publisher packet to every viewer of its session: the hot path.
     fn forward(
         &mut self,
@@ -610,15 +696,11 @@ impl Sfu {
         if session.source_for(media_kind) != Some(from) {
             return;
         }
-        if let (Kind::Audio, Some(tap)) = (kind, &self.config.audio_tap) {
-            let packet = TapPacket {
-                session: session_id.clone(),
-                source: from,
-                seq: *pkt.seq_no,
-                timestamp: pkt.header.timestamp,
-                payload: pkt.payload.to_vec(),
-            };
-            tap::offer(tap, packet, &self.stats);
+        // What viewers hear, once per packet (not per viewer), for speech recognition.
+        if kind == Kind::Audio
+            && let Some(tap) = &self.config.audio_tap
+        {
+            tap::offer(tap, &session_id, from, &pkt, &self.stats);
         }
         let keyframe = codec
             .video()

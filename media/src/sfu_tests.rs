@@ -1,8 +1,9 @@
 //! The SFU core on virtual time: str0m client peers (a publisher and viewers) connected to
 //! the core through in-memory datagrams, no sockets, no sleeping. These check forwarding,
-//! rewriting across a publisher restart, keyframe gating and PLI on join, and the per-kind
-//! source switch between the floor feed and a speaker. The interop tests against the `webrtc`
-//! crate live in `server/tests/`.
+//! rewriting across a publisher restart, keyframe gating and PLI on join, the per-kind
+//! source switch between the floor feed and a speaker, the audio tap, and captions on a
+//! viewer's data channel. The interop tests against the `webrtc` crate live in
+//! `server/tests/`.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -20,8 +22,9 @@ use crate::config::MediaConfig;
 use crate::forward::keyframe::{VideoCodec, starts_keyframe};
 use crate::handle::{MediaEvent, Takeover};
 use crate::ids::{PeerId, Role, SessionId};
-use crate::sfu::{Sfu, Transmit};
+use crate::sfu::{CAPTIONS_LABEL, Sfu, Transmit};
 use crate::stats::MediaStats;
+use crate::tap::TapPacket;
 
 const SFU_ADDR: &str = "127.0.0.1:40000";
 const AV: &[MediaKind] = &[MediaKind::Audio, MediaKind::Video];
@@ -61,10 +64,28 @@ struct Client {
     /// What this client fills its payloads with when it publishes.
     fill: u8,
     timeout: Instant,
+    /// Data channels open now, by label.
+    channels: Vec<(ChannelId, String)>,
+    /// Data channels closed (by either side) after they opened.
+    closed_channels: Vec<String>,
+    /// Text messages received on data channels: (label, text).
+    messages: Vec<(String, String)>,
 }
 
 impl Client {
     fn new(port: u16, now: Instant, dir: Direction, kinds: &[MediaKind]) -> (Self, String) {
+        Self::with_channel(port, now, dir, kinds, None)
+    }
+
+    /// A client whose offer also creates a data channel labelled `channel`, as a browser
+    /// does with `createDataChannel` before `createOffer` (an m=application section).
+    fn with_channel(
+        port: u16,
+        now: Instant,
+        dir: Direction,
+        kinds: &[MediaKind],
+        channel: Option<&str>,
+    ) -> (Self, String) {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
@@ -78,6 +99,9 @@ impl Client {
             .iter()
             .map(|k| (api.add_media(*k, dir, None, None, None), *k))
             .collect();
+        if let Some(label) = channel {
+            api.add_channel(label.to_string());
+        }
         let (offer, pending) = api.apply().unwrap();
         let client = Self {
             rtc,
@@ -89,6 +113,9 @@ impl Client {
             plis: 0,
             fill: FLOOR_FILL,
             timeout: now,
+            channels: Vec::new(),
+            closed_channels: Vec::new(),
+            messages: Vec::new(),
         };
         (client, offer.to_sdp_string())
     }
@@ -154,9 +181,33 @@ impl Client {
                     self.keyframe_requests += 1;
                     self.plis += 1;
                 }
+                Output::Event(Event::ChannelOpen(id, label)) => self.channels.push((id, label)),
+                Output::Event(Event::ChannelClose(id)) => {
+                    if let Some(at) = self.channels.iter().position(|c| c.0 == id) {
+                        let (_, label) = self.channels.remove(at);
+                        self.closed_channels.push(label);
+                    }
+                }
+                Output::Event(Event::ChannelData(d)) => {
+                    let label = self.label_of(d.id).unwrap_or_default().to_string();
+                    assert!(!d.binary, "captions are text messages");
+                    let text = String::from_utf8(d.data).expect("text messages are UTF-8");
+                    self.messages.push((label, text));
+                }
                 Output::Event(_) => {}
             }
         }
+    }
+
+    fn label_of(&self, id: ChannelId) -> Option<&str> {
+        self.channels
+            .iter()
+            .find(|c| c.0 == id)
+            .map(|c| c.1.as_str())
+    }
+
+    fn channel_open(&self, label: &str) -> bool {
+        self.channels.iter().any(|c| c.1 == label)
     }
 
     fn deliver(&mut self, now: Instant, data: &[u8]) {
@@ -261,7 +312,19 @@ impl World {
     }
 
     fn add_viewer(&mut self, port: u16, session: &SessionId, kinds: &[MediaKind]) -> usize {
-        let (mut c, offer) = Client::new(port, self.now, Direction::RecvOnly, kinds);
+        self.add_viewer_with_channel(port, session, kinds, None)
+    }
+
+    /// A viewer whose offer opens a data channel labelled `channel`.
+    fn add_viewer_with_channel(
+        &mut self,
+        port: u16,
+        session: &SessionId,
+        kinds: &[MediaKind],
+        channel: Option<&str>,
+    ) -> usize {
+        let (mut c, offer) =
+            Client::with_channel(port, self.now, Direction::RecvOnly, kinds, channel);
         let answer = self
             .sfu
             .subscribe(self.now, session.clone(), &offer)
@@ -729,11 +792,15 @@ fn speaker_video_replaces_floor_video_from_a_keyframe_and_back() {
     assert!(one_ssrc_per_kind(v));
 }
 
+fn drain_tap(rx: &mut tokio::sync::mpsc::Receiver<TapPacket>) -> Vec<TapPacket> {
+    std::iter::from_fn(|| rx.try_recv().ok()).collect()
+}
+
 /// The audio tap carries what viewers hear: the floor's audio, then the speaker's while it
-/// sends audio; never video. A consumer that does not read loses packets (counted), the
-/// media loop goes on.
+/// sends audio, then the floor's again; never video, and one copy per packet however many
+/// viewers there are.
 #[test]
-fn audio_tap_follows_the_current_audio_source_and_drops_when_full() {
+fn audio_tap_follows_the_current_audio_source() {
     let (tx, mut rx) = tokio::sync::mpsc::channel(1_000);
     let session = SessionId::new("s1");
     let mut w = World::with_config(MediaConfig {
@@ -741,26 +808,33 @@ fn audio_tap_follows_the_current_audio_source_and_drops_when_full() {
         ..MediaConfig::default()
     });
     let viewer = w.add_viewer(5001, &session, AV);
+    w.add_viewer(5003, &session, AV);
+    w.add_viewer(5004, &session, &[MediaKind::Audio]);
     let (floor, floor_peer) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
-    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 4)));
     let mut ft = 0;
     for _ in 0..50 {
         w.publish_tick(floor, ft, FLOOR_BASE, 1000);
         ft += 1;
     }
-    let mut floor_packets = Vec::new();
-    while let Ok(p) = rx.try_recv() {
-        floor_packets.push(p);
-    }
-    assert!(floor_packets.len() >= 45, "{}", floor_packets.len());
+    let floor_packets = drain_tap(&mut rx);
+    // 50 audio packets in; 3 viewers and 75 video packets must not multiply them.
+    assert_eq!(floor_packets.len(), 50);
     assert!(
         floor_packets.iter().all(|p| p.source == floor_peer
             && p.session == session
             && p.payload == [FLOOR_FILL; 80])
     );
-    assert!(floor_packets.windows(2).all(|p| p[1].seq == p[0].seq + 1));
-    assert!(count_since(&w.clients[viewer], 0, MediaKind::Audio, FLOOR_FILL) >= 45);
+    assert_eq!(floor_packets[0].seq, FLOOR_BASE.0);
+    assert_eq!(floor_packets[0].timestamp, FLOOR_BASE.1);
+    assert!(floor_packets.windows(2).all(|p| p[1].seq == p[0].seq + 1
+        && p[1].timestamp == p[0].timestamp.wrapping_add(960)));
+    assert_eq!(
+        count_since(&w.clients[viewer], 0, MediaKind::Audio, FLOOR_FILL),
+        50
+    );
 
+    // A speaker with a microphone takes the audio (and only the audio).
     let (speaker, speaker_peer) = w.add_publisher_as(
         5002,
         &session,
@@ -772,24 +846,221 @@ fn audio_tap_follows_the_current_audio_source_and_drops_when_full() {
         w.clients[speaker].rtc.is_connected()
             && w.sfu.source_of(&session, MediaKind::Audio) == Some(speaker_peer)
     });
-    while rx.try_recv().is_ok() {}
+    drain_tap(&mut rx);
     let mut st = 0;
     w.floor_and_speaker((floor, &mut ft), (speaker, &mut st), 50);
-    let mut speaker_packets = Vec::new();
-    while let Ok(p) = rx.try_recv() {
-        speaker_packets.push(p);
-    }
-    assert!(speaker_packets.len() >= 45, "{}", speaker_packets.len());
+    let speaker_packets = drain_tap(&mut rx);
+    assert_eq!(
+        speaker_packets.len(),
+        50,
+        "the floor's audio is not tapped too"
+    );
     assert!(
         speaker_packets
             .iter()
             .all(|p| p.source == speaker_peer && p.payload == [SPEAKER_FILL; 80]),
         "only the speaker's audio is tapped while it holds the floor"
     );
+    assert_eq!(speaker_packets[0].seq, SPEAKER_BASE.0);
 
-    // Nobody reads: the channel fills, the rest is dropped and counted, viewers still get it.
-    let start = w.clients[viewer].received.len();
-    w.floor_and_speaker((floor, &mut ft), (speaker, &mut st), 1_100);
-    assert!(w.sfu.stats().tap_dropped.get() >= 50);
-    assert!(count_since(&w.clients[viewer], start, MediaKind::Audio, SPEAKER_FILL) >= 1_000);
+    // The speaker leaves: the tap follows the viewers back to the floor's audio.
+    w.clients[speaker].rtc.disconnect();
+    w.sfu.close_peer(w.now, speaker_peer).unwrap();
+    assert_eq!(w.closed_event(speaker_peer), Some(Role::Speaker));
+    for _ in 0..20 {
+        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
+        ft += 1;
+    }
+    let back = drain_tap(&mut rx);
+    assert_eq!(back.len(), 20);
+    assert!(back.iter().all(|p| p.source == floor_peer));
+    assert_eq!(w.sfu.stats().tap_dropped.get(), 0);
+}
+
+/// A consumer that does not read loses packets (counted); the media loop goes on and
+/// viewers get everything. A consumer that is gone costs nothing and counts nothing.
+#[test]
+fn audio_tap_drops_and_counts_when_full() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(10);
+    let session = SessionId::new("s1");
+    let mut w = World::with_config(MediaConfig {
+        audio_tap: Some(tx),
+        ..MediaConfig::default()
+    });
+    let viewer = w.add_viewer(5001, &session, &[MediaKind::Audio]);
+    let floor = w.add_publisher(5000, &session);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
+    for tick in 0..100 {
+        w.publish_tick(floor, tick, FLOOR_BASE, 1000);
+    }
+    assert_eq!(w.sfu.stats().tap_dropped.get(), 90);
+    let kept = drain_tap(&mut rx);
+    assert_eq!(kept.len(), 10);
+    assert_eq!(
+        kept[0].seq, FLOOR_BASE.0,
+        "the oldest are kept, the newest dropped"
+    );
+    assert_eq!(seqs(&w.clients[viewer], MediaKind::Audio).len(), 100);
+
+    drop(rx);
+    for tick in 100..150 {
+        w.publish_tick(floor, tick, FLOOR_BASE, 1000);
+    }
+    assert_eq!(w.sfu.stats().tap_dropped.get(), 90);
+    assert_eq!(seqs(&w.clients[viewer], MediaKind::Audio).len(), 150);
+}
+
+/// A viewer that opened a data channel labelled `captions` in its offer receives caption
+/// text on it; a viewer without a data channel gets its media as before and no captions;
+/// a channel with another label is closed; viewers of other sessions get nothing.
+#[test]
+fn captions_reach_viewers_with_a_captions_channel() {
+    let session = SessionId::new("s1");
+    let other = SessionId::new("s2");
+    let mut w = World::new();
+    let with = w.add_viewer_with_channel(5001, &session, AV, Some(CAPTIONS_LABEL));
+    let without = w.add_viewer(5002, &session, AV);
+    let chat = w.add_viewer_with_channel(5003, &session, &[MediaKind::Audio], Some("chat"));
+    let elsewhere = w.add_viewer_with_channel(5004, &other, AV, Some(CAPTIONS_LABEL));
+    let floor = w.add_publisher(5000, &session);
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        connected(w, 5)
+            && w.clients[with].channel_open(CAPTIONS_LABEL)
+            && w.clients[elsewhere].channel_open(CAPTIONS_LABEL)
+            && w.clients[chat].closed_channels == ["chat"]
+    }));
+    for tick in 0..25 {
+        w.publish_tick(floor, tick, FLOOR_BASE, 1000);
+    }
+    w.sfu
+        .send_captions(w.now, &session, r#"{"text":"hello","final":false}"#);
+    w.sfu
+        .send_captions(w.now, &session, r#"{"text":"hello world","final":true}"#);
+    for tick in 25..50 {
+        w.publish_tick(floor, tick, FLOOR_BASE, 1000);
+    }
+
+    let label = CAPTIONS_LABEL.to_string();
+    assert_eq!(
+        w.clients[with].messages,
+        [
+            (
+                label.clone(),
+                r#"{"text":"hello","final":false}"#.to_string()
+            ),
+            (label, r#"{"text":"hello world","final":true}"#.to_string()),
+        ]
+    );
+    for c in [without, chat, elsewhere] {
+        assert!(w.clients[c].messages.is_empty(), "client {c} got captions");
+    }
+    assert_eq!(w.sfu.stats().captions_sent.get(), 2);
+    assert_eq!(w.sfu.stats().captions_dropped.get(), 0);
+    // Media is unaffected (the last packet may still be on its way).
+    for c in [with, without, chat] {
+        let audio = seqs(&w.clients[c], MediaKind::Audio).len();
+        assert!(audio >= 49, "client {c}: {audio} audio packets of 50");
+    }
+    for c in [with, without] {
+        let video = seqs(&w.clients[c], MediaKind::Video).len();
+        assert!(video >= 70, "client {c}: {video} video packets of 75");
+    }
+
+    // The viewer closes its channel: nothing more is written to it.
+    let id = w.clients[with].channels[0].0;
+    w.clients[with].rtc.direct_api().close_data_channel(id);
+    assert!(w.run_until(Duration::from_secs(2), |w| {
+        !w.clients[with].channel_open(CAPTIONS_LABEL)
+    }));
+    w.step(Duration::from_millis(100));
+    w.sfu.send_captions(w.now, &session, "late");
+    w.step(Duration::from_millis(100));
+    assert_eq!(w.clients[with].messages.len(), 2);
+    assert_eq!(w.sfu.stats().captions_sent.get(), 2);
+}
+
+/// A viewer that does not acknowledge (its path is gone) misses captions once its bounded
+/// send buffer is full, instead of the SFU queueing for it.
+#[test]
+fn captions_to_a_stalled_viewer_are_dropped_and_counted() {
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let viewer = w.add_viewer_with_channel(5001, &session, AV, Some(CAPTIONS_LABEL));
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.clients[viewer].channel_open(CAPTIONS_LABEL)
+    }));
+    // The viewer's address no longer receives anything.
+    w.clients[viewer].addr = ([127, 0, 0, 1], 1).into();
+    let text = "x".repeat(1000);
+    for _ in 0..100 {
+        w.sfu.send_captions(w.now, &session, &text);
+        w.step(Duration::from_millis(10));
+    }
+    let stats = w.sfu.stats();
+    assert!(stats.captions_sent.get() > 0);
+    assert!(stats.captions_dropped.get() > 0);
+    assert!(
+        stats.captions_sent.get() <= (super::sfu::DATA_CHANNEL_BUFFER / 1000) as u64,
+        "sent {}",
+        stats.captions_sent.get()
+    );
+    assert_eq!(
+        stats.captions_sent.get() + stats.captions_dropped.get(),
+        100
+    );
+}
+
+/// A caption goes out on the driver's next pass, even to a viewer with nothing else going
+/// on (no media, no timer due).
+#[test]
+fn a_caption_goes_out_at_once() {
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let viewer = w.add_viewer_with_channel(5001, &session, AV, Some(CAPTIONS_LABEL));
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.clients[viewer].channel_open(CAPTIONS_LABEL)
+    }));
+    for i in 0..20 {
+        w.step(Duration::from_millis(97));
+        let text = format!("caption {i}");
+        w.sfu.send_captions(w.now, &session, &text);
+        w.step(Duration::from_millis(1));
+        assert_eq!(
+            w.clients[viewer].messages.last().map(|m| m.1.as_str()),
+            Some(text.as_str())
+        );
+    }
+}
+
+/// A player that opens a second `captions` channel (it recreated its own) gets each caption
+/// once, on the new one; the old one is closed.
+#[test]
+fn a_second_captions_channel_replaces_the_first() {
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let viewer = w.add_viewer_with_channel(5001, &session, AV, Some(CAPTIONS_LABEL));
+    assert!(w.run_until(Duration::from_secs(5), |w| {
+        w.clients[viewer].channel_open(CAPTIONS_LABEL)
+    }));
+    let first = w.clients[viewer].channels[0].0;
+    let second =
+        w.clients[viewer]
+            .rtc
+            .direct_api()
+            .create_data_channel(str0m::channel::ChannelConfig {
+                label: CAPTIONS_LABEL.to_string(),
+                ..Default::default()
+            });
+    assert!(w.run_until(Duration::from_secs(2), |w| {
+        let c = &w.clients[viewer];
+        c.closed_channels == [CAPTIONS_LABEL] && c.channels.iter().any(|ch| ch.0 == second)
+    }));
+    assert!(w.clients[viewer].channels.iter().all(|ch| ch.0 != first));
+    w.sfu.send_captions(w.now, &session, "once");
+    w.step(Duration::from_millis(20));
+    assert_eq!(
+        w.clients[viewer].messages,
+        [(CAPTIONS_LABEL.to_string(), "once".to_string())]
+    );
+    assert_eq!(w.sfu.stats().captions_sent.get(), 1);
 }

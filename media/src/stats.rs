@@ -96,6 +96,12 @@ pub struct MediaStats {
     pub send_drops: Counter,
     /// Audio packets the tap's consumer was too slow to take.
     pub tap_dropped: Counter,
+    /// Caption messages written to viewers' `captions` data channels (one per viewer copy).
+    pub captions_sent: Counter,
+    /// Caption copies a viewer's channel refused (send buffer full: the viewer does not read
+    /// or its path is congested). Messages refused by a full command queue are not counted
+    /// here: `MediaHandle::send_captions` returns false for those.
+    pub captions_dropped: Counter,
     /// Datagrams that no peer accepted (garbage, stale, unknown sender).
     pub unroutable_datagrams: Counter,
     /// All datagrams sent / bytes sent (media, RTCP, STUN, DTLS, retransmits).

@@ -47,23 +47,23 @@ pub(crate) fn offer(
     pkt: &RtpPacket,
     stats: &MediaStats,
 ) {
-    if tap.is_closed() {
-        // Nobody listens any more (the server is stopping): skip the copy.
-        return;
-    }
-    let packet = TapPacket {
+    // Room first, so a full or closed channel costs no copy.
+    let permit = match tap.try_reserve() {
+        Ok(permit) => permit,
+        Err(TrySendError::Full(())) => {
+            stats.tap_dropped.add(1);
+            return;
+        }
+        // Nobody listens any more (the server is stopping).
+        Err(TrySendError::Closed(())) => return,
+    };
+    permit.send(TapPacket {
         session: session.clone(),
         source,
         seq: *pkt.seq_no,
         timestamp: pkt.header.timestamp,
         // An owned copy (about 100 bytes, 50 a second per session): the consumer keeps it
-        // past the packet's life and hands it to its decoder thread.
+        // past the packet's life and hands it on to its decoder thread.
         payload: pkt.payload.to_vec(),
-    };
-    match tap.try_send(packet) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => stats.tap_dropped.add(1),
-        // Nobody listens any more (the server is stopping).
-        Err(TrySendError::Closed(_)) => {}
-    }
+    });
 }

@@ -164,9 +164,18 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
         let state = self.state;
-        let recognition = self.recognition.map(|(engine, tap)| {
-            captions::recognition::spawn(tap, engine, state.captions.clone(), state.metrics.clone())
-        });
+        let recognition = self
+            .recognition
+            .zip(state.media.engine().map(|e| e.events()))
+            .map(|((engine, tap), events)| {
+                captions::recognition::spawn(
+                    tap,
+                    events,
+                    engine,
+                    state.captions.clone(),
+                    state.metrics.clone(),
+                )
+            });
         let events = state.media.engine().map(|engine| {
             media_events::spawn(engine, state.resources.clone(), state.metrics.clone())
         });

@@ -111,6 +111,9 @@ impl MediaEngine for MediaHandle {
     fn udp_addr(&self) -> SocketAddr {
         MediaHandle::udp_addr(self)
     }
+    fn send_captions(&self, session: SessionId, text: Arc<str>) -> bool {
+        MediaHandle::send_captions(self, session, text)
+    }
     fn shutdown(&self) {
         MediaHandle::shutdown(self)
     }

@@ -12,7 +12,7 @@
 //! sending): the recognizer then flushes its last segment.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self as std_mpsc, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,8 @@ use crate::session::SessionId;
 
 /// No audio for this long ends a recognition run.
 pub const IDLE: Duration = Duration::from_millis(1500);
+/// A run started when a publisher connected waits this long for its first packet.
+const FIRST_PACKET_WAIT: Duration = Duration::from_secs(20);
 /// Packets (20 ms each) a session's recognizer may have waiting: 4 s of audio.
 const PACKET_QUEUE: usize = 200;
 /// Seconds of audio per Opus packet when the queue drops one (WebRTC's 20 ms frames).
@@ -72,9 +74,13 @@ pub fn engine_config(config: &crate::config::Config) -> Option<EngineConfig> {
     )
 }
 
-/// Runs the router on the media engine's tap until the engine stops.
+/// Runs the router on the media engine's tap until the engine stops. A publisher that
+/// connects starts its session's recognizer at once, so the model is loaded by the time its
+/// audio flows (otherwise the first seconds would queue behind the load and arrive at the
+/// engine in a burst it has to drop).
 pub fn spawn(
     mut tap: mpsc::Receiver<media::TapPacket>,
+    mut events: tokio::sync::broadcast::Receiver<media::MediaEvent>,
     engine: EngineConfig,
     feed: CaptionFeed,
     metrics: Metrics,
@@ -84,6 +90,14 @@ pub fn spawn(
         let mut reap = tokio::time::interval(IDLE);
         loop {
             tokio::select! {
+                event = events.recv() => {
+                    if let Ok(media::MediaEvent::Connected { session, role, .. }) = event
+                        && matches!(role, media::Role::Floor | media::Role::Speaker)
+                        && let Ok(session) = SessionId::parse(session.as_str())
+                    {
+                        router.warm(&session);
+                    }
+                }
                 packet = tap.recv() => {
                     let Some(p) = packet else { break };
                     let Ok(session) = SessionId::parse(p.session.as_str()) else { continue };
@@ -164,6 +178,17 @@ impl Router {
         }
     }
 
+    /// Starts the session's recognizer ahead of its audio, if it is not running.
+    pub fn warm(&mut self, session: &SessionId) {
+        let alive = self
+            .workers
+            .get(session)
+            .is_some_and(|w| !w.thread.is_finished());
+        if !alive && let Some(w) = self.start(session) {
+            self.workers.insert(session.clone(), w);
+        }
+    }
+
     /// Forgets threads that have ended (their session went quiet).
     pub fn reap(&mut self) {
         self.workers.retain(|_, w| !w.thread.is_finished());
@@ -179,6 +204,9 @@ impl Router {
         let run = Run {
             session: session.clone(),
             stream: self.next_stream,
+            // Stream time 0 is this packet's arrival, not the end of the engine's start-up
+            // (loading a model takes a second; the packets wait in the queue meanwhile).
+            origin_ms: now_ms() as i64,
             engine: self.engine.clone(),
             captions: self.captions.clone(),
             metrics: self.metrics.clone(),
@@ -203,6 +231,7 @@ impl Router {
 struct Run {
     session: SessionId,
     stream: u64,
+    origin_ms: i64,
     engine: EngineConfig,
     captions: mpsc::Sender<AsrCaption>,
     metrics: Metrics,
@@ -226,22 +255,20 @@ impl Run {
             }
         };
         tracing::info!(%session, stream = self.stream, "recognition started");
-        let origin_ms = now_ms() as i64;
+        let origin_ms = self.origin_ms;
         let mut pcm = Vec::with_capacity(1920);
         let mut reported = RecognizerStats::default();
         let mut next_report = Instant::now() + STATS_EVERY;
-        loop {
-            match packets.recv_timeout(IDLE) {
-                Ok(p) => {
-                    pcm.clear();
-                    // A broken packet is concealed by the decoder: it costs its 20 ms.
-                    let _ = decoder.push(p.source, p.seq, p.timestamp, &p.payload, &mut pcm);
-                    if let Err(e) = recognizer.push_pcm(&pcm) {
-                        tracing::error!(%session, error = %e, "recognizer failed");
-                        break;
-                    }
-                }
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        let mut wait = FIRST_PACKET_WAIT;
+        // Ends when the session's audio stops (or the router is gone).
+        while let Ok(p) = packets.recv_timeout(wait) {
+            wait = IDLE;
+            pcm.clear();
+            // A broken packet is concealed by the decoder: it costs its 20 ms.
+            let _ = decoder.push(p.source, p.seq, p.timestamp, &p.payload, &mut pcm);
+            if let Err(e) = recognizer.push_pcm(&pcm) {
+                tracing::error!(%session, error = %e, "recognizer failed");
+                break;
             }
             let events = recognizer.poll_events();
             if !self.send(origin_ms, events) {

@@ -53,7 +53,7 @@ fn label(name: &str, hub: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::floor::model::{EndReason, HandId};
+    use crate::floor::model::EndReason;
 
     fn turn(name: &str, hub: Option<&str>, start: u64, end: Option<u64>) -> LogEntry {
         LogEntry {

@@ -1,0 +1,278 @@
+//! Real-time figures for the embedded recognizer on the librivox clips of
+//! `pocketsphinx-testdata`: each clip is fed as a live source would (a 20 ms frame every
+//! 20 ms, then 1.5 s of silence), and we measure what a viewer waits for.
+//!
+//! - interim latency: speech onset (the first 20 ms frame louder than the clip's noise floor)
+//!   → the first event with text, in wall-clock seconds from the moment that frame was pushed;
+//! - final latency: speech end (the last loud frame) → the last final event;
+//! - RTF: CPU seconds of the streaming thread (`stats().cpu_seconds`) / audio seconds;
+//! - WER of the finals against the reference transcripts.
+//!
+//! Run: `cargo bench -p floorcast-captions --bench asr`
+//! (`ASR_BENCH_JSON=path` also writes the figures as JSON). Goals: interim < 1 s,
+//! final < 2.5 s, RTF ≤ 0.3.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use captions::pocketsphinx::PocketsphinxRecognizer;
+use captions::wer::{self, WerCount};
+use captions::{CaptionEvent, Recognizer, SAMPLE_RATE};
+
+const CORPUS: &str = "/usr/share/pocketsphinx/test/data/librivox";
+const FRAME: usize = SAMPLE_RATE as usize / 10;
+const FRAME_TIME: Duration = Duration::from_millis(100);
+const TRAILING_SILENCE: Duration = Duration::from_millis(1500);
+/// Events are polled this often between frames, so latencies are exact to about this.
+const POLL_EVERY: Duration = Duration::from_millis(5);
+
+const GOAL_INTERIM: f64 = 1.0;
+const GOAL_FINAL: f64 = 2.5;
+const GOAL_RTF: f64 = 0.3;
+
+struct ClipResult {
+    name: String,
+    audio_seconds: f64,
+    speech: (f64, f64),
+    interim_latency: Option<f64>,
+    final_latency: Option<f64>,
+    rtf: f64,
+    cpu_seconds: f64,
+    dropped_seconds: f64,
+    wer: WerCount,
+    hypothesis: String,
+}
+
+fn main() {
+    let clips = match clips() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("asr bench skipped: {e}");
+            return;
+        }
+    };
+    let mut results = Vec::new();
+    for (path, reference) in &clips {
+        match run_clip(path, reference) {
+            Ok(r) => results.push(r),
+            Err(e) => {
+                eprintln!("asr bench: {}: {e}", path.display());
+                return;
+            }
+        }
+    }
+    report(&results);
+}
+
+/// `(wav, reference)` for each `<s> words </s> (fileid)` line of the corpus transcription.
+fn clips() -> Result<Vec<(PathBuf, String)>, String> {
+    let file = Path::new(CORPUS).join("transcription");
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("{} ({e}): install pocketsphinx-testdata", file.display()))?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let (words, id) = line.rsplit_once('(')?;
+            let id = id.trim().trim_end_matches(')');
+            let words = words.replace("<s>", "").replace("</s>", "");
+            Some((
+                Path::new(CORPUS).join(format!("{id}.wav")),
+                words.trim().to_owned(),
+            ))
+        })
+        .collect())
+}
+
+/// First and last 20 ms frame louder than four times the clip's noise floor (its 10th
+/// percentile frame RMS), and at least RMS 300 so near-digital silence does not count.
+fn speech_frames(samples: &[i16]) -> Option<(usize, usize)> {
+    let rms: Vec<f64> = samples
+        .chunks(FRAME)
+        .map(|f| (f.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / f.len() as f64).sqrt())
+        .collect();
+    let mut sorted = rms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let floor = sorted.get(sorted.len() / 10).copied()?;
+    let threshold = (4.0 * floor).max(300.0);
+    let first = rms.iter().position(|&r| r > threshold)?;
+    let last = rms.iter().rposition(|&r| r > threshold)?;
+    Some((first, last))
+}
+
+fn run_clip(path: &Path, reference: &str) -> Result<ClipResult, String> {
+    let (rate, samples) = captions::wav::read_pcm16_mono(path).map_err(|e| e.to_string())?;
+    if rate != SAMPLE_RATE {
+        return Err(format!("{rate} Hz, want {SAMPLE_RATE}"));
+    }
+    let (onset_frame, end_frame) = speech_frames(&samples).ok_or("no speech found")?;
+    let mut asr = PocketsphinxRecognizer::new("en-US").map_err(|e| e.to_string())?;
+
+    let silence = vec![0i16; (TRAILING_SILENCE.as_millis() as usize) * FRAME / 100];
+    let frames: Vec<&[i16]> = samples.chunks(FRAME).chain(silence.chunks(FRAME)).collect();
+    let mut events: Vec<(Instant, CaptionEvent)> = Vec::new();
+    let mut pushed_at = vec![None; frames.len()];
+    let start = Instant::now();
+    for (i, frame) in frames.iter().enumerate() {
+        // A live source hands over a frame once it has been fully captured.
+        let due = start + FRAME_TIME * (i as u32 + 1);
+        loop {
+            let now = Instant::now();
+            if now >= due {
+                break;
+            }
+            std::thread::sleep(POLL_EVERY.min(due - now));
+            let polled = asr.poll_events();
+            events.extend(polled.into_iter().map(|e| (Instant::now(), e)));
+        }
+        pushed_at[i] = Some(Instant::now());
+        asr.push_pcm(frame).map_err(|e| e.to_string())?;
+    }
+    let polled = asr.poll_events();
+    events.extend(polled.into_iter().map(|e| (Instant::now(), e)));
+    let finished = asr.finish();
+    events.extend(finished.into_iter().map(|e| (Instant::now(), e)));
+    let stats = asr.stats();
+
+    let since = |frame: usize, at: Instant| {
+        pushed_at[frame].map(|pushed| at.saturating_duration_since(pushed).as_secs_f64())
+    };
+    let interim_latency = events
+        .iter()
+        .find(|(_, e)| !e.text.is_empty())
+        .and_then(|(at, _)| since(onset_frame, *at));
+    let final_latency = events
+        .iter()
+        .rev()
+        .find(|(_, e)| e.is_final && !e.text.is_empty())
+        .and_then(|(at, _)| since(end_frame, *at));
+    let finals: Vec<&str> = events
+        .iter()
+        .filter(|(_, e)| e.is_final)
+        .map(|(_, e)| e.text.as_str())
+        .collect();
+    let hypothesis = finals.join(" ");
+    let frame_seconds = FRAME as f64 / f64::from(SAMPLE_RATE);
+    Ok(ClipResult {
+        name: path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("?")
+            .to_owned(),
+        audio_seconds: stats.audio_seconds,
+        speech: (
+            onset_frame as f64 * frame_seconds,
+            (end_frame + 1) as f64 * frame_seconds,
+        ),
+        interim_latency,
+        final_latency,
+        rtf: stats.cpu_seconds / stats.audio_seconds.max(f64::EPSILON),
+        cpu_seconds: stats.cpu_seconds,
+        dropped_seconds: stats.dropped_seconds,
+        wer: wer::count(reference, &hypothesis),
+        hypothesis,
+    })
+}
+
+/// Nearest-rank percentile of the values present; `None` if there are none.
+fn percentile(values: &[Option<f64>], p: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.iter().flatten().copied().collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v.get(rank - 1).copied()
+}
+
+fn secs(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
+fn report(results: &[ClipResult]) {
+    println!(
+        "{:<40} {:>6} {:>11} {:>8} {:>8} {:>5} {:>6}  hypothesis",
+        "clip", "audio", "speech", "interim", "final", "RTF", "WER"
+    );
+    for r in results {
+        println!(
+            "{:<40} {:>5.2}s {:>5.2}-{:<5.2} {:>7}s {:>7}s {:>5.2} {:>5.1}%  {}",
+            r.name,
+            r.audio_seconds,
+            r.speech.0,
+            r.speech.1,
+            secs(r.interim_latency),
+            secs(r.final_latency),
+            r.rtf,
+            100.0 * r.wer.rate(),
+            r.hypothesis
+        );
+    }
+    let wer = results
+        .iter()
+        .fold(WerCount::default(), |acc, r| acc + r.wer);
+    let audio: f64 = results.iter().map(|r| r.audio_seconds).sum();
+    let cpu: f64 = results.iter().map(|r| r.cpu_seconds).sum();
+    let dropped: f64 = results.iter().map(|r| r.dropped_seconds).sum();
+    let rtf = cpu / audio.max(f64::EPSILON);
+    let interim: Vec<Option<f64>> = results.iter().map(|r| r.interim_latency).collect();
+    let finals: Vec<Option<f64>> = results.iter().map(|r| r.final_latency).collect();
+    let (interim_p50, interim_max) = (percentile(&interim, 50.0), percentile(&interim, 100.0));
+    let (final_p50, final_max) = (percentile(&finals, 50.0), percentile(&finals, 100.0));
+    println!(
+        "corpus: WER {:.1}% ({}/{} words) | interim latency p50 {}s max {}s (goal < {GOAL_INTERIM} s) \
+         | final latency p50 {}s max {}s (goal < {GOAL_FINAL} s) | RTF {rtf:.3} (goal ≤ {GOAL_RTF}) \
+         | dropped {dropped:.2}s",
+        100.0 * wer.rate(),
+        wer.errors,
+        wer.ref_words,
+        secs(interim_p50),
+        secs(interim_max),
+        secs(final_p50),
+        secs(final_max),
+    );
+    println!("command: cargo bench -p floorcast-captions --bench asr");
+
+    let Some(path) = std::env::var_os("ASR_BENCH_JSON") else {
+        return;
+    };
+    let clips: Vec<serde_json::Value> = results
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "clip": r.name,
+                "audio_seconds": r.audio_seconds,
+                "speech_start": r.speech.0,
+                "speech_end": r.speech.1,
+                "interim_latency_seconds": r.interim_latency,
+                "final_latency_seconds": r.final_latency,
+                "rtf": r.rtf,
+                "dropped_seconds": r.dropped_seconds,
+                "wer": r.wer.rate(),
+                "wer_errors": r.wer.errors,
+                "ref_words": r.wer.ref_words,
+                "hypothesis": r.hypothesis,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "engine": "pocketsphinx",
+        "command": "cargo bench -p floorcast-captions --bench asr",
+        "clips": clips,
+        "corpus": {
+            "wer": wer.rate(),
+            "wer_errors": wer.errors,
+            "ref_words": wer.ref_words,
+            "interim_latency_p50": interim_p50,
+            "interim_latency_max": interim_max,
+            "final_latency_p50": final_p50,
+            "final_latency_max": final_max,
+            "rtf": rtf,
+            "dropped_seconds": dropped,
+        },
+        "goals": { "interim_latency": GOAL_INTERIM, "final_latency": GOAL_FINAL, "rtf": GOAL_RTF },
+    });
+    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    if let Err(e) = std::fs::write(&path, text + "\n") {
+        eprintln!("cannot write {}: {e}", Path::new(&path).display());
+    }
+}
