@@ -20,8 +20,8 @@ use captions::wer::{self, WerCount};
 use captions::{CaptionEvent, Recognizer, SAMPLE_RATE};
 
 const CORPUS: &str = "/usr/share/pocketsphinx/test/data/librivox";
-const FRAME: usize = SAMPLE_RATE as usize / 10;
-const FRAME_TIME: Duration = Duration::from_millis(100);
+const FRAME: usize = SAMPLE_RATE as usize / 50;
+const FRAME_TIME: Duration = Duration::from_millis(20);
 const TRAILING_SILENCE: Duration = Duration::from_millis(1500);
 /// Events are polled this often between frames, so latencies are exact to about this.
 const POLL_EVERY: Duration = Duration::from_millis(5);
@@ -107,7 +107,7 @@ fn run_clip(path: &Path, reference: &str) -> Result<ClipResult, String> {
     let (onset_frame, end_frame) = speech_frames(&samples).ok_or("no speech found")?;
     let mut asr = PocketsphinxRecognizer::new("en-US").map_err(|e| e.to_string())?;
 
-    let silence = vec![0i16; (TRAILING_SILENCE.as_millis() as usize) * FRAME / 100];
+    let silence = vec![0i16; (TRAILING_SILENCE.as_millis() as usize) * FRAME / 20];
     let frames: Vec<&[i16]> = samples.chunks(FRAME).chain(silence.chunks(FRAME)).collect();
     let mut events: Vec<(Instant, CaptionEvent)> = Vec::new();
     let mut pushed_at = vec![None; frames.len()];

@@ -14,8 +14,11 @@ pub mod opus_decode;
 pub mod pocketsphinx;
 mod recognizer;
 pub mod transcript;
+pub mod vad;
 pub mod wav;
 pub mod wer;
+#[cfg(feature = "whisper")]
+pub mod whisper;
 
 pub use event::{CaptionEvent, Source};
 pub use recognizer::{Recognizer, RecognizerError, RecognizerStats};
