@@ -3,6 +3,10 @@
 // The HTTP exchange is the same as WHIP's (see whip.js): one offer with all candidates,
 // answer applied, `Location` kept and DELETEd on stop. An audio-only viewer simply offers
 // no video m-line, so the server never sends it video.
+//
+// Live captions come on a data channel labelled `captions` that the client opens in its
+// offer (the server sends one JSON message per caption: see docs/CONTRACT.md); each is
+// dispatched as a `caption` event whose `detail` is the parsed message.
 
 import { SignalError, deleteResource, negotiate } from "./whip.js";
 
@@ -16,11 +20,12 @@ export { SignalError, sessionFromPage, tokenFromPage } from "./whip.js";
  *   await client.stop();
  */
 export class WhepClient extends EventTarget {
-  constructor(endpoint, token, { video = true, iceServers = [] } = {}) {
+  constructor(endpoint, token, { video = true, captions = true, iceServers = [] } = {}) {
     super();
     this.endpoint = endpoint;
     this.token = token;
     this.video = video;
+    this.captions = captions;
     this.iceServers = iceServers;
     this.pc = null;
     this.resourceUrl = null;
@@ -39,6 +44,18 @@ export class WhepClient extends EventTarget {
     pc.addEventListener("connectionstatechange", () => this.#setState(pc.connectionState));
     pc.addTransceiver("audio", { direction: "recvonly" });
     if (this.video) pc.addTransceiver("video", { direction: "recvonly" });
+    if (this.captions) {
+      const channel = pc.createDataChannel("captions");
+      channel.addEventListener("message", (event) => {
+        let caption;
+        try {
+          caption = JSON.parse(event.data);
+        } catch {
+          return; // not ours: ignore rather than break the player
+        }
+        this.dispatchEvent(new CustomEvent("caption", { detail: caption }));
+      });
+    }
     this.#setState("connecting");
     try {
       const { resourceUrl } = await negotiate(pc, this.endpoint, this.token);

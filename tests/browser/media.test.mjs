@@ -281,6 +281,7 @@ describe("floorcast in a real browser", { timeout: WHOLE_RUN_TIMEOUT_MS - 10_000
 
     tokens.venue = mintToken({ role: "venue", session: sessionId, name: "Main hall mixer" });
     tokens.viewer = mintToken({ role: "viewer", session: sessionId, name: "Remote viewer" });
+    tokens.captioner = mintToken({ role: "captioner", session: sessionId, name: "CART writer" });
 
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
@@ -395,6 +396,44 @@ describe("floorcast in a real browser", { timeout: WHOLE_RUN_TIMEOUT_MS - 10_000
     const res = await deleted;
     assert.ok(res.status() >= 200 && res.status() < 300, `DELETE answered ${res.status()}`);
     await viewer.close();
+  });
+
+  it("shows a CART caption on /watch/{id} within 2 s, over the captions data channel", async () => {
+    assert.ok(publisher, "publisher page must be up");
+    const viewer = await context.newPage();
+    recordConsole(viewer, "watch-captions", consoleLines);
+    try {
+      await viewer.goto(`${server.base}/watch/${encodeURIComponent(sessionId)}?token=${tokens.viewer}`);
+      await until("the viewer's captions channel to open", MEDIA_TIMEOUT_MS, async () => {
+        const open = await viewer.evaluate(() => {
+          const pc = window.floorcast && window.floorcast.pc;
+          return Boolean(pc && pc.sctp && pc.sctp.state === "connected");
+        });
+        return { ok: open };
+      }, 200);
+      const text = "Good morning, delegates. The session is now open.";
+      const posted = Date.now();
+      const res = await fetch(
+        new URL(`/cart/${encodeURIComponent(sessionId)}?token=${tokens.captioner}&seq=1&lang=en-US`, server.base),
+        { method: "POST", headers: { "Content-Type": "text/plain" }, body: text },
+      );
+      assert.equal(res.status, 200, await res.text());
+      const shown = await until("the caption on the page", 2000, async () => {
+        const line = (await viewer.locator("#captions").textContent()) || "";
+        return { ok: line === text, line };
+      }, 50);
+      const delay = Date.now() - posted;
+      console.log(`# CART POST → caption on the watch page: ${delay} ms`);
+      assert.ok(shown.ok);
+      // It came over the data channel (this page has no other caption source).
+      const received = await viewer.evaluate(() => window.floorcast.captionsReceived);
+      assert.ok(received >= 1, `captionsReceived ${received}`);
+      const source = await viewer.locator("#captions").getAttribute("data-source");
+      assert.equal(source, "cart");
+      await screenshots(viewer, "watch-captions");
+    } finally {
+      await viewer.close();
+    }
   });
 
   it("plays audio only with ?video=0", async () => {
