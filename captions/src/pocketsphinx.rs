@@ -3,10 +3,9 @@
 //!
 //! `appsrc → audioconvert → audioresample → pocketsphinx → fakesink`. The element decodes on
 //! appsrc's streaming thread, so `push_pcm` only gathers audio into 100 ms buffers and
-//! queues them. When that queue holds more
-//! than [`MAX_QUEUED_SAMPLES`] the engine is behind: new audio is dropped and counted, and its
-//! time still passes (buffer timestamps come from the sample count), so later segments keep
-//! true times.
+//! queues them. When that queue holds more than [`MAX_QUEUED_SAMPLES`] the engine is behind:
+//! new audio is dropped and counted, and its time still passes (buffer timestamps come from
+//! the sample count), so later segments keep true times.
 //!
 //! The element posts `pocketsphinx` messages: interim hypotheses stamped with the stream time
 //! of the buffer they were made at, and, when its voice activity detection sees the utterance
@@ -56,10 +55,10 @@ const FIRST_WORD_LEAD: f64 = 0.15;
 const END_OF_SPEECH_LAG: f64 = 0.5;
 /// pocketsphinx scores are logarithms in base 1.0001 (its `-logbase` default).
 const LOG_BASE: f64 = 1.0001;
-/// Search limits, chosen on the librivox clips (`captions/tests/pocketsphinx_librivox.rs`):
-/// the defaults (30000 HMMs per frame, a second flat-lexicon pass) cost about 0.45 s of CPU
-/// per second of audio; these cost about 0.17 with a slightly lower WER there (33.8 % vs
-/// 36.6 %). WER stays flat from 4000 to 8000 HMMs and rises below 3000. Skipping the flat
+/// Search limits, chosen on the librivox clips (`captions/tests/pocketsphinx_librivox.rs`),
+/// run through `gst-launch-1.0` in 128 ms buffers: the defaults (30000 HMMs per frame, a
+/// second flat-lexicon pass) cost about 0.45 s of CPU per second of audio; these cost about
+/// 0.17, with a slightly lower WER there (33.8 % vs 36.6 %). WER stays flat from 4000 to 8000 HMMs and rises below 3000. Skipping the flat
 /// pass also shortens the wait for each final, as that pass runs at the utterance's end.
 const MAX_HMMS_PER_FRAME: i32 = 5000;
 const FLAT_LEXICON_PASS: bool = false;
