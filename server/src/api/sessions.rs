@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::path::ApiPath;
 use crate::auth::{AuthError, Grant, Permission, SessionScope};
+use crate::captions::feed::CaptionFeed;
 use crate::floor::runtime::Floors;
 use crate::media_engine::{Media, reply_raw};
 use crate::session::{SessionId, SessionInfo, SessionRegistry};
@@ -101,12 +102,14 @@ async fn delete(
     State(media): State<Media>,
     State(resources): State<Resources>,
     State(floors): State<Floors>,
+    State(captions): State<CaptionFeed>,
     ApiPath(id): ApiPath<String>,
     grant: Grant,
 ) -> Result<Response, ApiError> {
     let id = authorize(&grant, &id)?;
     sessions.delete(&id).await?;
     floors.remove(&id);
+    captions.forget(&id);
     resources.remove_session(&id);
     if let Some(engine) = media.engine() {
         match reply_raw(engine.close_session(id.to_media())).await {
