@@ -105,7 +105,10 @@ build:
 
 .PHONY: browser-test
 browser-test: deps-test build
-	FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR) node $(BROWSER_DIR)/media.test.mjs
+	for t in $(BROWSER_DIR)/*.test.mjs; do \
+	  echo "==> $$t"; \
+	  FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR) node "$$t" || exit 1; \
+	done
 
 # A short fan-out run: one synthetic publisher, 20 WHEP viewers for 10 s, against a server
 # started on ephemeral ports (.ci/fanout-bench); figures printed, JSON in test-artifacts/.

@@ -1,0 +1,234 @@
+// Shared by the browser tests: the `floorcast` binary started on ephemeral ports, Chromium
+// flags, tokens signed like the server's, bounded waits, WebRTC stats read from a page and
+// screenshots at 1280 and 360 px. Every wait has a deadline.
+
+import { spawn } from "node:child_process";
+import { createHmac, randomBytes } from "node:crypto";
+import { createWriteStream, existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+export const BIN = process.env.FLOORCAST_BIN
+  ? resolve(process.env.FLOORCAST_BIN)
+  : join(ROOT, "target/debug/floorcast");
+export const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
+export const ARTIFACTS = process.env.ARTIFACTS_DIR
+  ? resolve(process.env.ARTIFACTS_DIR)
+  : join(ROOT, "test-artifacts");
+export const JWT_SECRET = `browser-test-${randomBytes(16).toString("hex")}`;
+
+export const STARTUP_TIMEOUT_MS = 30_000;
+export const PUBLISH_TIMEOUT_MS = 15_000;
+export const MEDIA_TIMEOUT_MS = 10_000;
+export const WHOLE_RUN_TIMEOUT_MS = 240_000;
+
+export const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--use-fake-ui-for-media-stream",
+  "--use-fake-device-for-media-stream",
+  "--allow-loopback-in-peer-connection",
+  "--disable-features=WebRtcHideLocalIpsWithMdns",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+// ---------------------------------------------------------------------------------------
+// Tokens: HS256 JWT with the claims of docs/CONTRACT.md, signed with node's own crypto.
+
+export const b64url = (data) => Buffer.from(data).toString("base64url");
+
+export function mintToken({ role, session, name, ttlSeconds = 3600, hub, sub }) {
+  const header = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
+  const claims = {
+    sub: sub || `${role}-${randomBytes(4).toString("hex")}`,
+    name,
+    exp: Math.floor(Date.now() / 1000) + ttlSeconds,
+    session,
+    role,
+  };
+  if (hub) claims.hub = hub;
+  const payload = b64url(JSON.stringify(claims));
+  const signature = createHmac("sha256", JWT_SECRET).update(`${header}.${payload}`).digest("base64url");
+  return `${header}.${payload}.${signature}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Small helpers with deadlines.
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export async function until(what, timeoutMs, probe, intervalMs = 250) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (last && last.ok) return last;
+    if (Date.now() >= deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${JSON.stringify(last)}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+export async function http(base, path, { method = "GET", token, body, timeoutMs = 5000 } = {}) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(new URL(path, base), {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // not JSON
+  }
+  return { status: res.status, text, json };
+}
+
+// ---------------------------------------------------------------------------------------
+// The server process.
+
+export class Server {
+  constructor(logName = "floorcast.log") {
+    this.logName = logName;
+    this.child = null;
+    this.base = null;
+    this.exited = null;
+  }
+
+  async start(dataDir) {
+    if (!existsSync(BIN)) {
+      throw new Error(`floorcast binary not found at ${BIN}: run \`make build\` (cargo test --workspace --no-run) or set FLOORCAST_BIN`);
+    }
+    const args = [
+      "serve",
+      "--http-addr", "127.0.0.1:0",
+      "--media-udp-addr", "127.0.0.1:0",
+      "--data-dir", dataDir,
+      "--jwt-secret", JWT_SECRET,
+    ];
+    const log = createWriteStream(join(ARTIFACTS, this.logName));
+    log.write(`$ ${BIN} ${args.join(" ").replace(JWT_SECRET, "<secret>")}\n`);
+    const child = spawn(BIN, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
+    });
+    this.child = child;
+    this.exited = new Promise((resolveExit) => child.once("exit", (code, signal) => resolveExit({ code, signal })));
+    child.stderr.pipe(log, { end: false });
+
+    this.base = await new Promise((resolveBase, reject) => {
+      let buffered = "";
+      const timer = setTimeout(
+        () => reject(new Error(`floorcast printed no "floorcast listening on" line within ${STARTUP_TIMEOUT_MS} ms (see ${join(ARTIFACTS, this.logName)})`)),
+        STARTUP_TIMEOUT_MS,
+      );
+      child.stdout.on("data", (chunk) => {
+        log.write(chunk);
+        buffered += chunk.toString();
+        const m = buffered.match(/floorcast listening on (http:\/\/\S+)/);
+        if (m) {
+          clearTimeout(timer);
+          resolveBase(m[1].replace(/\/+$/, ""));
+        }
+      });
+      child.once("exit", (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`floorcast exited early (code ${code}, signal ${signal}); see ${join(ARTIFACTS, this.logName)}`));
+      });
+      child.once("error", (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+
+    await until("/readyz to answer 200", 10_000, async () => {
+      try {
+        const res = await http(this.base, "/readyz", { timeoutMs: 1000 });
+        return { ok: res.status === 200, status: res.status };
+      } catch (err) {
+        return { ok: false, error: String(err) };
+      }
+    });
+  }
+
+  async stop() {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    child.kill("SIGTERM");
+    const done = await Promise.race([this.exited, sleep(5000).then(() => null)]);
+    if (!done) {
+      child.kill("SIGKILL");
+      await Promise.race([this.exited, sleep(2000)]);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading media figures from a page's own RTCPeerConnection (exposed as window.floorcast.pc).
+
+export async function inboundStats(page) {
+  return page.evaluate(async () => {
+    const pc = window.floorcast && window.floorcast.pc;
+    if (!pc) return { pc: false };
+    const report = await pc.getStats();
+    const out = { pc: true, state: pc.connectionState, framesDecoded: 0, audioPackets: 0, videoTracks: 0 };
+    report.forEach((s) => {
+      if (s.type !== "inbound-rtp") return;
+      if (s.kind === "video") {
+        out.videoTracks += 1;
+        out.framesDecoded += s.framesDecoded || 0;
+      }
+      if (s.kind === "audio") out.audioPackets += s.packetsReceived || 0;
+    });
+    return out;
+  });
+}
+
+export async function outboundStats(page) {
+  return page.evaluate(async () => {
+    const pc = window.floorcast && window.floorcast.pc;
+    if (!pc) return { pc: false };
+    const report = await pc.getStats();
+    const out = { pc: true, state: pc.connectionState, framesEncoded: 0, audioPackets: 0 };
+    report.forEach((s) => {
+      if (s.type !== "outbound-rtp") return;
+      if (s.kind === "video") out.framesEncoded += s.framesEncoded || 0;
+      if (s.kind === "audio") out.audioPackets += s.packetsSent || 0;
+    });
+    return out;
+  });
+}
+
+// Screenshots at desktop and phone width. Never fatal: a failing screenshot (of a crashed
+// page, say) must not hide the assertion that failed before it.
+export async function screenshots(page, name) {
+  try {
+    for (const width of [1280, 360]) {
+      await page.setViewportSize({ width, height: width === 360 ? 780 : 800 });
+      await sleep(150);
+      await page.screenshot({ path: join(ARTIFACTS, `${name}-${width}.png`), fullPage: true, timeout: 10_000 });
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
+  } catch (err) {
+    console.error(`# screenshot ${name} failed: ${err.message}`);
+  }
+}
+
+export function recordConsole(page, name, lines) {
+  page.on("console", (msg) => lines.push(`[${name}] ${msg.type()}: ${msg.text()}`));
+  page.on("pageerror", (err) => lines.push(`[${name}] pageerror: ${err.message}`));
+  page.on("requestfailed", (req) => lines.push(`[${name}] requestfailed: ${req.method()} ${req.url()} ${req.failure()?.errorText}`));
+}
+
