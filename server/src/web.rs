@@ -20,6 +20,8 @@ struct Asset {
 
 const PUBLISH_PAGE: &str = include_str!("../assets/publish.html");
 const WATCH_PAGE: &str = include_str!("../assets/watch.html");
+const HOME_PAGE: &str = include_str!("../assets/index.html");
+const OPS_PAGE: &str = include_str!("../assets/ops.html");
 
 /// Everything served under `/assets/`.
 const ASSETS: &[Asset] = &[
@@ -42,6 +44,8 @@ const ASSETS: &[Asset] = &[
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route("/", get(home_page))
+        .route("/ops", get(ops_page))
         .route("/publish/{id}", get(publish_page))
         .route("/watch/{id}", get(watch_page))
         .route("/assets/{file}", get(asset))
@@ -55,10 +59,22 @@ async fn watch_page(ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> 
     page(&id, WATCH_PAGE)
 }
 
+async fn home_page() -> Response {
+    html_response(HOME_PAGE)
+}
+
+async fn ops_page() -> Response {
+    html_response(OPS_PAGE)
+}
+
 /// Serves a page for any well-formed session id: the page itself reports an unknown session
 /// when its WHIP/WHEP request gets a 404, with the token it was given.
 fn page(id: &str, html: &'static str) -> Result<Response, ApiError> {
     SessionId::parse(id).map_err(|_| ApiError::session_not_found("with this id"))?;
+    Ok(html_response(html))
+}
+
+fn html_response(html: &'static str) -> Response {
     let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
     let headers = response.headers_mut();
     // The page URL carries `?token=`: never leak it to other sites through Referer.
@@ -76,7 +92,7 @@ fn page(id: &str, html: &'static str) -> Result<Response, ApiError> {
         "permissions-policy",
         HeaderValue::from_static("camera=(self), microphone=(self)"),
     );
-    Ok(response)
+    response
 }
 
 async fn asset(ApiPath(file): ApiPath<String>) -> Result<Response, ApiError> {

@@ -271,7 +271,29 @@ async fn auth_errors() {
     .await;
     r.assert_error(StatusCode::UNAUTHORIZED, "expired_token");
 
+    // Anyone may list the sessions their token is for; only operators change them.
+    let ids = |r: &Reply| -> Vec<String> {
+        r.json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let demo_viewer = token(Role::Viewer, "demo");
+    let r = call(
+        &t.router,
+        empty(Method::GET, "/api/sessions", Some(&demo_viewer)),
+    )
+    .await;
+    assert_eq!(ids(&r), ["demo"]);
     let viewer = token(Role::Viewer, "*");
+    let r = call(
+        &t.router,
+        empty(Method::GET, "/api/sessions", Some(&viewer)),
+    )
+    .await;
+    assert_eq!(ids(&r), ["demo", "other"]);
     let r = call(
         &t.router,
         json_req(
