@@ -36,6 +36,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../assets/whep.js"),
     },
     Asset {
+        name: "speak.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/speak.js"),
+    },
+    Asset {
         name: "page.css",
         content_type: "text/css; charset=utf-8",
         body: include_str!("../assets/page.css"),

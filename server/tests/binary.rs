@@ -229,8 +229,12 @@ fn dev_mode_serves_prints_links_and_accepts_cli_tokens() {
     );
     assert!(out.status.success());
     let viewer = String::from_utf8(out.stdout).unwrap();
+    // Accepted, and scoped: a viewer of `demo` lists that session only.
     let (status, body) = node.get("/api/sessions", Some(viewer.trim()));
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(listed[0]["id"], "demo");
 }
 
 /// Needs the real media engine: `media::start` must succeed and its driver must answer.

@@ -1,0 +1,192 @@
+// Asking to speak from the watch page: raise a hand (for a hub, on the hub's behalf), see the
+// position in the queue, withdraw; when the moderator grants the floor, publish the
+// microphone (and camera if wanted) over WHIP, with a countdown and "End my turn".
+//
+// The queue is the server's (`GET /api/sessions/{id}/queue`); the page re-reads it whenever
+// the session's event stream reports a floor change, so it never keeps a second truth.
+
+import { SignalError, WhipClient } from "./whip.js";
+
+/** The token's claims (to find one's own hand and show hub mode); never trusted for access. */
+export function tokenClaims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part));
+  } catch {
+    return null;
+  }
+}
+
+async function api(path, token, { method = "GET", body } = {}) {
+  const headers = { Authorization: `Bearer ${token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+  } catch {
+    throw new SignalError("Could not reach the server. Check the network connection and try again.");
+  }
+  const json = await res.json().catch(() => null);
+  if (!res.ok) {
+    throw new SignalError((json && json.message) || `The server answered ${res.status}.`, { status: res.status, code: json && json.error });
+  }
+  return json;
+}
+
+const CAN_RAISE = ["viewer", "hub", "speaker"];
+
+/**
+ * Wires the "Ask to speak" section. `ui` holds its elements (see watch.html); `onError`
+ * shows a message in words.
+ */
+export function mountSpeak({ session, token, ui, onError, onSpeaking = () => {} }) {
+  const claims = tokenClaims(token);
+  const base = `/api/sessions/${encodeURIComponent(session)}`;
+  const state = { hand: null, position: null, turn: null, offsetMs: 0, whip: null, stream: null, ended: false };
+
+  if (!claims || !CAN_RAISE.includes(claims.role)) {
+    ui.section.hidden = true;
+    return state;
+  }
+  const hubMode = claims.role === "hub";
+  if (hubMode) {
+    ui.title.textContent = `Ask to speak for ${claims.hub || claims.name}`;
+    ui.headcountField.hidden = false;
+  }
+
+  function render() {
+    const mine = state.hand !== null;
+    ui.form.hidden = mine || state.turn !== null;
+    ui.handBox.hidden = !mine || state.turn !== null;
+    ui.floorBox.hidden = state.turn === null;
+    if (mine && state.turn === null) {
+      ui.position.textContent = state.position === 0
+        ? "Your hand is up: you are next in the queue."
+        : `Your hand is up: number ${state.position + 1} in the queue.`;
+    }
+    if (state.turn === null && state.ended) {
+      ui.ended.hidden = false;
+    }
+    ui.start.disabled = state.whip !== null;
+    ui.start.textContent = state.whip ? "Speaking…" : "Start speaking";
+  }
+
+  function tick() {
+    if (!state.turn) return;
+    const left = Math.max(0, state.turn.ends_at_ms - (Date.now() + state.offsetMs));
+    const s = Math.ceil(left / 1000);
+    ui.countdown.textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")} left`;
+    ui.countdown.dataset.remainingMs = String(left);
+  }
+  setInterval(tick, 250);
+
+  async function refresh() {
+    let q;
+    try {
+      q = await api(`${base}/queue`, token);
+    } catch (err) {
+      onError(err.message);
+      return;
+    }
+    state.offsetMs = (q.server_time_ms || Date.now()) - Date.now();
+    const turn = (q.floor || []).find((t) => t.hand && t.hand.sub === claims.sub) || null;
+    const queued = (q.hands || []).find((h) => h.sub === claims.sub) || null;
+    const hadTurn = state.turn !== null;
+    state.turn = turn;
+    state.hand = turn ? turn.hand.id : queued ? queued.id : null;
+    state.position = queued ? queued.position : null;
+    if (hadTurn && !turn) {
+      state.ended = true;
+      await stopPublishing();
+    }
+    if (turn) {
+      state.ended = false;
+      ui.ended.hidden = true;
+    }
+    render();
+    tick();
+  }
+
+  async function stopPublishing() {
+    const whip = state.whip;
+    state.whip = null;
+    if (whip) await whip.stop();
+    if (state.stream) state.stream.getTracks().forEach((t) => t.stop());
+    state.stream = null;
+    ui.preview.srcObject = null;
+    ui.preview.hidden = true;
+    onSpeaking(false);
+  }
+
+  ui.form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = {};
+    if (ui.topic.value.trim()) body.topic = ui.topic.value.trim();
+    if (ui.language.value.trim()) body.language = ui.language.value.trim();
+    if (hubMode && ui.headcount.value) body.head_count = Number(ui.headcount.value);
+    try {
+      const r = await api(`${base}/hands`, token, { method: "POST", body });
+      state.hand = r.hand.id;
+      state.position = r.position;
+      state.ended = false;
+      ui.ended.hidden = true;
+      render();
+    } catch (err) {
+      onError(err.message);
+    }
+  });
+
+  ui.withdraw.addEventListener("click", async () => {
+    if (state.hand === null) return;
+    try {
+      await api(`${base}/hands/${state.hand}`, token, { method: "DELETE" });
+    } catch (err) {
+      onError(err.message);
+    }
+    await refresh();
+  });
+
+  ui.start.addEventListener("click", async () => {
+    if (state.whip || !state.turn) return;
+    try {
+      const stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: ui.camera.checked });
+      state.stream = stream;
+      ui.preview.srcObject = stream;
+      ui.preview.hidden = stream.getVideoTracks().length === 0;
+      // The session now carries this person's voice: the player must not play it back.
+      onSpeaking(true);
+      const whip = new WhipClient(`/whip/${encodeURIComponent(session)}`, token);
+      state.whip = whip;
+      render();
+      await whip.publish(stream);
+    } catch (err) {
+      await stopPublishing();
+      render();
+      onError(err instanceof SignalError ? err.message : `Could not use the microphone: ${err.message || err}`);
+    }
+  });
+
+  ui.end.addEventListener("click", async () => {
+    if (!state.turn) return;
+    try {
+      await api(`${base}/floor?hand=${state.turn.hand.id}`, token, { method: "DELETE" });
+    } catch (err) {
+      onError(err.message);
+    }
+    await refresh();
+  });
+
+  // Any floor change re-reads the queue; captions on this stream are the player's business.
+  const events = new EventSource(`${base}/events?token=${encodeURIComponent(token)}`);
+  events.onmessage = refresh;
+  for (const type of ["snapshot", "hand_raised", "hand_withdrawn", "queue_reordered", "policy_changed",
+    "floor_granted", "floor_extended", "floor_warning", "floor_ended"]) {
+    events.addEventListener(type, refresh);
+  }
+  window.addEventListener("pagehide", () => {
+    events.close();
+    if (state.whip) state.whip.stop({ keepalive: true });
+  });
+  refresh();
+  return state;
+}
