@@ -41,7 +41,7 @@ pub use config::MediaConfig;
 pub use error::MediaError;
 pub use handle::{Answer, MediaEvent, MediaHandle, Takeover};
 pub use ids::{PeerId, Role, SessionId};
-pub use stats::{Kind, MediaStats, SessionCounts};
+pub use stats::{Kind, MediaStats, SessionCounts, ViewerLink};
 pub use tap::{AudioTap, TapPacket};
 
 /// Binds the media socket and starts the driver thread.

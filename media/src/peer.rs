@@ -123,8 +123,8 @@ pub(crate) struct ViewerState {
     pub video: Option<OutBinding>,
     pub offered_at: Instant,
     pub first_media_sent: bool,
-    /// Cumulative NACK counts per mid from str0m's egress stats, to count deltas.
-    pub nacks_seen: Vec<(Mid, u64)>,
+    /// What each m-line's egress stats last said (at most one entry per m-line).
+    pub reports: Vec<MidReport>,
     /// The data channel the viewer opened for captions (label `captions`), once open.
     pub captions: Option<ChannelId>,
 }
@@ -136,7 +136,7 @@ impl ViewerState {
             video: None,
             offered_at,
             first_media_sent: false,
-            nacks_seen: Vec::new(),
+            reports: Vec::new(),
             captions: None,
         }
     }
@@ -148,18 +148,41 @@ impl ViewerState {
         }
     }
 
-    /// Returns how many new NACKs this report adds.
-    pub fn nack_delta(&mut self, mid: Mid, total: u64) -> u64 {
-        match self.nacks_seen.iter_mut().find(|(m, _)| *m == mid) {
-            Some((_, seen)) => {
-                let d = total.saturating_sub(*seen);
-                *seen = total;
-                d
-            }
+    fn report(&mut self, mid: Mid) -> &mut MidReport {
+        let i = match self.reports.iter().position(|r| r.mid == mid) {
+            Some(i) => i,
             None => {
-                self.nacks_seen.push((mid, total));
-                total
+                self.reports.push(MidReport {
+                    mid,
+                    nacks_seen: 0,
+                    loss: 0.0,
+                });
+                self.reports.len() - 1
             }
-        }
+        };
+        &mut self.reports[i]
     }
+
+    /// Records one m-line's reported loss and returns the worst of its m-lines.
+    pub fn worst_loss(&mut self, mid: Mid, loss: f32) -> f32 {
+        self.report(mid).loss = loss;
+        self.reports.iter().map(|r| r.loss).fold(0.0, f32::max)
+    }
+
+    /// Returns how many new NACKs this report adds (str0m's counts are cumulative).
+    pub fn nack_delta(&mut self, mid: Mid, total: u64) -> u64 {
+        let r = self.report(mid);
+        let d = total.saturating_sub(r.nacks_seen);
+        r.nacks_seen = total;
+        d
+    }
+}
+
+/// One m-line's egress stats as last reported.
+pub(crate) struct MidReport {
+    pub mid: Mid,
+    /// Cumulative NACK count, to count deltas.
+    pub nacks_seen: u64,
+    /// Fraction lost per the viewer's receiver reports, 0..=1.
+    pub loss: f32,
 }

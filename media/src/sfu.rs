@@ -25,7 +25,7 @@ use crate::handle::{Answer, MediaEvent, Takeover};
 use crate::ids::{PeerId, Role, SessionId};
 use crate::peer::{FwdCodec, OutBinding, Peer, PeerKind, PublisherState, ViewerState};
 use crate::sdp_check::check_offer;
-use crate::stats::{Kind, MediaStats};
+use crate::stats::{Kind, MediaStats, ViewerLink};
 use crate::tap;
 
 /// Where the core's outgoing datagrams go. The driver implements it on the socket; tests
@@ -547,6 +547,13 @@ impl Sfu {
                 if let Some(v) = self.peers.get_mut(&id).and_then(|p| p.viewer()) {
                     let d = v.nack_delta(s.mid, s.nacks);
                     self.stats.nacks.add(d);
+                    if let Some(loss) = s.loss {
+                        let link = ViewerLink {
+                            loss: v.worst_loss(s.mid, loss.clamp(0.0, 1.0)),
+                            rtt_ms: s.rtt.map(|r| r.as_millis().min(u32::MAX as u128) as u32),
+                        };
+                        self.stats.viewer_link(id, link);
+                    }
                 }
             }
             _ => {}
@@ -882,6 +889,7 @@ impl Sfu {
             peer.span.in_scope(|| info!("peer closed"));
             self.demux.remove(id);
             self.stats.peer_removed(&peer.session, peer.role);
+            self.stats.forget_link(id);
             if let Some(s) = self.sessions.get_mut(&peer.session) {
                 let before = s.sources();
                 if s.floor == Some(id) {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::ids::{Role, SessionId};
+use crate::ids::{PeerId, Role, SessionId};
 
 /// Media kind for counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +72,15 @@ impl DirectionCounters {
     }
 }
 
+/// A viewer's link as its receiver reports describe it (updated about once a second).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ViewerLink {
+    /// Fraction of packets lost in the last report interval, worst of its m-lines, 0..=1.
+    pub loss: f32,
+    /// Round-trip time, when a report allowed measuring it.
+    pub rtt_ms: Option<u32>,
+}
+
 /// Peers connected to one session right now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SessionCounts {
@@ -110,6 +119,8 @@ pub struct MediaStats {
     pub udp_rx_datagrams: Counter,
     pub udp_rx_bytes: Counter,
     sessions: Mutex<HashMap<SessionId, SessionCounts>>,
+    /// Written once per viewer per stats interval, never per packet.
+    links: Mutex<HashMap<PeerId, ViewerLink>>,
 }
 
 impl MediaStats {
@@ -135,6 +146,21 @@ impl MediaStats {
                 map.remove(session);
             }
         }
+    }
+
+    pub(crate) fn viewer_link(&self, peer: PeerId, link: ViewerLink) {
+        let mut map = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(peer, link);
+    }
+
+    pub(crate) fn forget_link(&self, peer: PeerId) {
+        let mut map = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&peer);
+    }
+
+    /// The last reported link of every viewer that has sent a receiver report.
+    pub fn viewer_links(&self) -> HashMap<PeerId, ViewerLink> {
+        self.links.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Connected peers per session (sessions with no peer are absent).

@@ -5,33 +5,8 @@
 // The queue is the server's (`GET /api/sessions/{id}/queue`); the page re-reads it whenever
 // the session's event stream reports a floor change, so it never keeps a second truth.
 
-import { SignalError, WhipClient } from "./whip.js";
-
-/** The token's claims (to find one's own hand and show hub mode); never trusted for access. */
-export function tokenClaims(token) {
-  try {
-    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(part));
-  } catch {
-    return null;
-  }
-}
-
-async function api(path, token, { method = "GET", body } = {}) {
-  const headers = { Authorization: `Bearer ${token}` };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let res;
-  try {
-    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
-  } catch {
-    throw new SignalError("Could not reach the server. Check the network connection and try again.");
-  }
-  const json = await res.json().catch(() => null);
-  if (!res.ok) {
-    throw new SignalError((json && json.message) || `The server answered ${res.status}.`, { status: res.status, code: json && json.error });
-  }
-  return json;
-}
+import { FLOOR_EVENTS, SignalError, api, clock, tokenClaims } from "./api.js";
+import { WhipClient } from "./whip.js";
 
 const CAN_RAISE = ["viewer", "hub", "speaker"];
 
@@ -74,8 +49,7 @@ export function mountSpeak({ session, token, ui, onError, onSpeaking = () => {} 
   function tick() {
     if (!state.turn) return;
     const left = Math.max(0, state.turn.ends_at_ms - (Date.now() + state.offsetMs));
-    const s = Math.ceil(left / 1000);
-    ui.countdown.textContent = `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")} left`;
+    ui.countdown.textContent = `${clock(left)} left`;
     ui.countdown.dataset.remainingMs = String(left);
   }
   setInterval(tick, 250);
@@ -179,10 +153,7 @@ export function mountSpeak({ session, token, ui, onError, onSpeaking = () => {} 
   // Any floor change re-reads the queue; captions on this stream are the player's business.
   const events = new EventSource(`${base}/events?token=${encodeURIComponent(token)}`);
   events.onmessage = refresh;
-  for (const type of ["snapshot", "hand_raised", "hand_withdrawn", "queue_reordered", "policy_changed",
-    "floor_granted", "floor_extended", "floor_warning", "floor_ended"]) {
-    events.addEventListener(type, refresh);
-  }
+  for (const type of FLOOR_EVENTS) events.addEventListener(type, refresh);
   window.addEventListener("pagehide", () => {
     events.close();
     if (state.whip) state.whip.stop({ keepalive: true });

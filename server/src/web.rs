@@ -22,6 +22,8 @@ const PUBLISH_PAGE: &str = include_str!("../assets/publish.html");
 const WATCH_PAGE: &str = include_str!("../assets/watch.html");
 const HOME_PAGE: &str = include_str!("../assets/index.html");
 const OPS_PAGE: &str = include_str!("../assets/ops.html");
+const MODERATE_PAGE: &str = include_str!("../assets/moderate.html");
+const ROOM_PAGE: &str = include_str!("../assets/room.html");
 
 /// Everything served under `/assets/`.
 const ASSETS: &[Asset] = &[
@@ -34,6 +36,11 @@ const ASSETS: &[Asset] = &[
         name: "whep.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_str!("../assets/whep.js"),
+    },
+    Asset {
+        name: "api.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/api.js"),
     },
     Asset {
         name: "speak.js",
@@ -53,6 +60,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ops", get(ops_page))
         .route("/publish/{id}", get(publish_page))
         .route("/watch/{id}", get(watch_page))
+        .route("/moderate/{id}", get(moderate_page))
+        .route("/room/{id}", get(room_page))
         .route("/assets/{file}", get(asset))
 }
 
@@ -70,6 +79,14 @@ async fn home_page() -> Response {
 
 async fn ops_page() -> Response {
     html_response(OPS_PAGE)
+}
+
+async fn moderate_page(ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    page(&id, MODERATE_PAGE)
+}
+
+async fn room_page(ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
+    page(&id, ROOM_PAGE)
 }
 
 /// Serves a page for any well-formed session id: the page itself reports an unknown session

@@ -888,3 +888,108 @@ async fn body_limit_applies_to_every_route() {
     .await;
     r.assert_error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
+
+// ---------------------------------------------------------------- audience (viewers by hub)
+
+fn hub_token(hub: &str, sub: &str) -> String {
+    let mut claims = Claims::new(
+        Role::Hub,
+        SessionScope::parse("demo").unwrap(),
+        &format!("{hub} hub"),
+        Duration::from_secs(600),
+        SystemTime::now(),
+    );
+    claims.hub = Some(hub.to_owned());
+    claims.sub = sub.to_owned();
+    AuthKeys::from_secret(SECRET.as_bytes())
+        .mint(&claims)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn audience_groups_viewers_by_hub_for_staff_only() {
+    let (t, _fake) = with_fake().await;
+    let moderator = token(Role::Moderator, "demo");
+    let mut locations = Vec::new();
+    for viewer in [
+        hub_token("Dakar", "dakar-1"),
+        hub_token("Dakar", "dakar-2"),
+        hub_token("Nairobi", "nairobi-1"),
+        token(Role::Viewer, "demo"),
+    ] {
+        let r = call(&t.router, sdp_req("/whep/demo", Some(&viewer), OFFER)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        locations.push((r.header(header::LOCATION).to_owned(), viewer));
+    }
+
+    let r = call(
+        &t.router,
+        empty(Method::GET, "/api/sessions/demo/viewers", Some(&moderator)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let j = r.json();
+    assert_eq!(j["viewers"], 4);
+    assert_eq!(j["speaker_live"], false);
+    let hubs: Vec<(Value, u64)> = j["hubs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["hub"].clone(), h["viewers"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        hubs,
+        vec![
+            (Value::from("Dakar"), 2),
+            (Value::from("Nairobi"), 1),
+            (Value::Null, 1)
+        ]
+    );
+    // No receiver report has arrived from the fake engine's viewers.
+    assert_eq!(j["hubs"][0]["link"], "unknown");
+
+    // A viewer that leaves is no longer counted.
+    let (location, owner) = &locations[2];
+    let r = call(&t.router, empty(Method::DELETE, location, Some(owner))).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let j = call(
+        &t.router,
+        empty(Method::GET, "/api/sessions/demo/viewers", Some(&moderator)),
+    )
+    .await
+    .json();
+    assert_eq!(j["viewers"], 3);
+    assert_eq!(j["hubs"].as_array().unwrap().len(), 2);
+
+    // The audience is not for the audience; unknown sessions are named.
+    let r = call(
+        &t.router,
+        empty(
+            Method::GET,
+            "/api/sessions/demo/viewers",
+            Some(&token(Role::Viewer, "demo")),
+        ),
+    )
+    .await;
+    r.assert_error(StatusCode::FORBIDDEN, "forbidden");
+    let r = call(
+        &t.router,
+        empty(
+            Method::GET,
+            "/api/sessions/nosuch/viewers",
+            Some(&token(Role::Moderator, "*")),
+        ),
+    )
+    .await;
+    r.assert_error(StatusCode::NOT_FOUND, "session_not_found");
+    let r = call(
+        &t.router,
+        empty(
+            Method::GET,
+            "/api/sessions/demo/viewers",
+            Some(&token(Role::Venue, "demo")),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+}

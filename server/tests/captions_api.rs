@@ -306,10 +306,14 @@ async fn captions_reach_the_event_stream_and_cart_takes_precedence_over_asr() {
     feed.asr(asr(1, 2, "well come delicate", true, 2.0), now())
         .await
         .unwrap();
-    assert!(
-        live.next_caption(Duration::from_millis(500))
-            .await
-            .is_none(),
+    // Held back: only the moderator's monitor on the event stream sees it, marked unshown.
+    let c = live
+        .next_caption(Duration::from_secs(2))
+        .await
+        .expect("held-back machine caption for the monitor");
+    assert_eq!(
+        (c["text"].as_str(), c["shown"].as_bool()),
+        (Some("well come delicate"), Some(false)),
         "machine caption shown while the captioner is active"
     );
     // The switch back (after the precedence window) is tested on a fake clock in
@@ -342,6 +346,11 @@ async fn machine_captions_resume_when_the_captioner_stops() {
     feed.asr(asr(1, 1, "held back", true, 0.0), now())
         .await
         .unwrap();
+    let c = live
+        .next_caption(Duration::from_secs(2))
+        .await
+        .expect("held back");
+    assert_eq!(c["shown"], false);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     feed.asr(asr(1, 2, "machine again", true, 2.0), now())
         .await
@@ -350,7 +359,10 @@ async fn machine_captions_resume_when_the_captioner_stops() {
         .next_caption(Duration::from_secs(2))
         .await
         .expect("asr resumed");
-    assert_eq!(c["text"], "machine again");
+    assert_eq!(
+        (c["text"].as_str(), c["shown"].as_bool()),
+        (Some("machine again"), Some(true))
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,9 @@
 
 import { spawn } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
+import { createSocket } from "node:dgram";
 import { createWriteStream, existsSync } from "node:fs";
+import { createServer } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -107,18 +109,20 @@ export class Server {
     this.exited = null;
   }
 
-  async start(dataDir) {
+  /** `httpAddr`/`mediaAddr` (default: ephemeral ports) let a restart come back on the same addresses. */
+  async start(dataDir, { httpAddr = "127.0.0.1:0", mediaAddr = "127.0.0.1:0" } = {}) {
     if (!existsSync(BIN)) {
       throw new Error(`floorcast binary not found at ${BIN}: run \`make build\` (cargo test --workspace --no-run) or set FLOORCAST_BIN`);
     }
     const args = [
       "serve",
-      "--http-addr", "127.0.0.1:0",
-      "--media-udp-addr", "127.0.0.1:0",
+      "--http-addr", httpAddr,
+      "--media-udp-addr", mediaAddr,
       "--data-dir", dataDir,
       "--jwt-secret", JWT_SECRET,
     ];
-    const log = createWriteStream(join(ARTIFACTS, this.logName));
+    const log = createWriteStream(join(ARTIFACTS, this.logName), { flags: this.starts ? "a" : "w" });
+    this.starts = (this.starts || 0) + 1;
     log.write(`$ ${BIN} ${args.join(" ").replace(JWT_SECRET, "<secret>")}\n`);
     const child = spawn(BIN, args, {
       stdio: ["ignore", "pipe", "pipe"],
@@ -173,6 +177,27 @@ export class Server {
       await Promise.race([this.exited, sleep(2000)]);
     }
   }
+}
+
+/** Loopback addresses free right now (TCP for HTTP, UDP for media), for a server to restart on. */
+export async function freeAddrs() {
+  const tcp = await new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once("error", rej);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
+  const udp = await new Promise((res, rej) => {
+    const sock = createSocket("udp4");
+    sock.once("error", rej);
+    sock.bind(0, "127.0.0.1", () => {
+      const { port } = sock.address();
+      sock.close(() => res(port));
+    });
+  });
+  return { httpAddr: `127.0.0.1:${tcp}`, mediaAddr: `127.0.0.1:${udp}` };
 }
 
 // ---------------------------------------------------------------------------------------

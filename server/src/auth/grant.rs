@@ -54,6 +54,10 @@ impl Role {
             Permission::ModerateFloor => self == Role::Moderator,
             Permission::ReadFloorLog => matches!(self, Role::Moderator | Role::Operator),
             Permission::PostCaptions => self == Role::Captioner,
+            // Who watches from where: for the chair and the people running the room.
+            Permission::ReadAudience => {
+                matches!(self, Role::Moderator | Role::Operator | Role::Venue)
+            }
         }
     }
 }
@@ -81,6 +85,8 @@ pub enum Permission {
     ReadFloorLog,
     /// Send live captions (CART).
     PostCaptions,
+    /// See the session's viewers by hub with their link quality, and who is publishing.
+    ReadAudience,
 }
 
 impl Permission {
@@ -95,6 +101,9 @@ impl Permission {
                 "read the floor log or report (needs a moderator or operator token)"
             }
             Permission::PostCaptions => "send captions (needs a captioner token)",
+            Permission::ReadAudience => {
+                "see the audience (needs a moderator, operator or venue token)"
+            }
         }
     }
 }

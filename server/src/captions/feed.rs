@@ -43,6 +43,9 @@ pub struct CaptionMessage {
     pub start_ms: i64,
     pub end_ms: i64,
     pub confidence: Option<f32>,
+    /// False for a machine caption held back while a captioner has precedence: it goes only
+    /// to the session's event stream, for the moderator's caption monitor, never to viewers.
+    pub shown: bool,
 }
 
 /// A machine caption with where it came from: the recognizer run (`stream`) and the wall
@@ -110,6 +113,7 @@ impl CaptionFeed {
             start_ms: at(c.event.start),
             end_ms: at(c.event.end),
             confidence: c.event.confidence,
+            shown,
         };
         if c.event.is_final {
             let segment = NewSegment {
@@ -123,9 +127,7 @@ impl CaptionFeed {
             };
             self.store_segment(&c.session, &segment).await?;
         }
-        if shown {
-            self.announce(&c.session, message);
-        }
+        self.announce(&c.session, message);
         if c.event.is_final {
             let lag = (now_ms - at(c.event.end)).max(0) as u64;
             self.inner
@@ -183,6 +185,7 @@ impl CaptionFeed {
                 start_ms,
                 end_ms,
                 confidence: None,
+                shown: true,
             },
         );
         self.inner
@@ -236,8 +239,12 @@ impl CaptionFeed {
                 return;
             }
         };
+        let shown = message.shown;
         // No SSE subscriber is fine.
         let _ = self.with_session(session, |s| s.tx.send(Arc::new(message)));
+        if !shown {
+            return;
+        }
         if let Some(engine) = self.inner.media.engine() {
             engine.send_captions(session.to_media(), json);
         }

@@ -209,7 +209,7 @@ struct Raised {
 
 /// The participant a token stands for. A hub token speaks for its hub (its `hub` claim, or
 /// its name when the claim is absent).
-fn participant(grant: &Grant) -> Participant {
+pub(crate) fn participant(grant: &Grant) -> Participant {
     let c = &grant.claims;
     let name = if c.name.trim().is_empty() {
         c.sub.clone()

@@ -6,6 +6,7 @@
 //! token scope (404/403), session exists (404), body type and content (415/400). Body size is
 //! limited for every route by the layers in `layers` (413).
 
+mod audience;
 mod lifecycle;
 pub mod resources;
 pub mod sdp;
@@ -18,12 +19,13 @@ use axum::Router;
 use axum::extract::FromRef;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{patch, post};
+use axum::routing::{get, patch, post};
 use media::{Answer, MediaError};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::error::ApiError;
 use crate::auth::{Grant, Permission};
+use crate::floor::api::participant;
 use crate::floor::runtime::Floors;
 use crate::media_engine::{BoxFuture, Media, MediaEngine, reply};
 use crate::session::{SessionId, SessionRegistry};
@@ -76,6 +78,7 @@ pub fn routes() -> Router<AppState> {
                 .options(options),
         )
         .route("/whep/{session}", post(whep::create).options(options))
+        .route("/api/sessions/{id}/viewers", get(audience::viewers))
         .route(
             "/whep/{session}/{peer}",
             patch(lifecycle::patch_whep)
@@ -134,6 +137,7 @@ where
         kind,
         owner: grant.claims.sub.clone(),
         remote_ufrag,
+        hub: participant(grant).hub,
     };
     let location = resource.location(answer.peer);
     tracing::info!(

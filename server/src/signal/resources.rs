@@ -47,6 +47,9 @@ pub struct Resource {
     /// The client's ICE username fragment from its offer: a PATCH with another one is an
     /// ICE restart.
     pub remote_ufrag: Option<String>,
+    /// The hub the token watches for (its `hub` claim, or a hub token's name); none for
+    /// individuals.
+    pub hub: Option<String>,
 }
 
 impl Resource {
@@ -86,6 +89,15 @@ impl Resources {
         let before = map.len();
         map.retain(|_, r| &r.session != session);
         before - map.len()
+    }
+
+    /// The viewers (WHEP resources) of one session and the hub each watches for.
+    pub fn viewers_of(&self, session: &SessionId) -> Vec<(PeerId, Option<String>)> {
+        self.lock()
+            .iter()
+            .filter(|(_, r)| r.kind == ResourceKind::Whep && &r.session == session)
+            .map(|(p, r)| (*p, r.hub.clone()))
+            .collect()
     }
 
     pub fn len(&self) -> usize {

@@ -1,0 +1,42 @@
+// The JSON API as the pages call it: Bearer token, no caching, errors turned into a
+// SignalError carrying the server's message in words (`{"error","message"}` bodies).
+
+import { SignalError } from "./whip.js";
+
+export { SignalError };
+
+/** The token's claims (to find one's own hand, show hub mode, greet by name); never trusted for access. */
+export function tokenClaims(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part));
+  } catch {
+    return null;
+  }
+}
+
+export async function api(path, token, { method = "GET", body } = {}) {
+  const headers = { Authorization: `Bearer ${token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+  } catch {
+    throw new SignalError("Could not reach the server. Check the network connection and try again.", { retryable: true });
+  }
+  const json = await res.json().catch(() => null);
+  if (!res.ok) {
+    throw new SignalError((json && json.message) || `The server answered ${res.status}.`, { status: res.status, code: json && json.error });
+  }
+  return json;
+}
+
+/** The floor event types on a session's SSE stream (captions come as `caption`). */
+export const FLOOR_EVENTS = ["snapshot", "hand_raised", "hand_withdrawn", "queue_reordered", "policy_changed",
+  "floor_granted", "floor_extended", "floor_warning", "floor_ended"];
+
+/** "m:ss" for a number of milliseconds, rounded up to the second. */
+export function clock(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1000));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
