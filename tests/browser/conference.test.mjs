@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 import {
-  ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, MEDIA_TIMEOUT_MS, PUBLISH_TIMEOUT_MS, Server, http, inboundStats,
+  ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, MEDIA_TIMEOUT_MS, contrastIssues, PUBLISH_TIMEOUT_MS, Server, http, inboundStats,
   mintToken, outboundStats, recordConsole, screenshots, until,
 } from "./lib.mjs";
 
@@ -168,6 +168,7 @@ describe("a remote intervention across every page", { timeout: 240_000 }, () => 
     await until("the caption in the moderator's monitor", 2000, async () => ({ ok: (await moderate.locator("#cart").textContent()).includes("Dakar hub") }));
 
     for (const [page, name] of [[publisher, "publish"], [hubA, "watch-speaking-hub"], [hubB, "watch-hub"], [moderate, "moderate"], [room, "room"]]) {
+      assert.deepEqual(await contrastIssues(page), [], `WCAG AA text contrast on ${name}`);
       await screenshots(page, name);
     }
 

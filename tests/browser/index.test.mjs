@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 import {
-  ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, http, mintToken, recordConsole, screenshots, until,
+  ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, http, mintToken, contrastIssues, recordConsole, screenshots, until,
 } from "./lib.mjs";
 
 const server = new Server("floorcast-index.log");
@@ -69,6 +69,11 @@ describe("the home page", { timeout: 120_000 }, () => {
     assert.deepEqual(got.l.map((s) => s.id), ["plenary", "ws-7"]);
     assert.deepEqual(got.l[0].links, ["Watch", "Room screen", "Transcript", "Captions (WebVTT)"]);
     assert.match(await page.locator("#who").textContent(), /Ops desk \(operator\)/);
+    for (const colorScheme of ["light", "dark"]) {
+      await page.emulateMedia({ colorScheme });
+      assert.deepEqual(await contrastIssues(page), [], `WCAG AA text contrast, ${colorScheme} scheme`);
+    }
+    await page.emulateMedia({ colorScheme: "light" });
     await screenshots(page, "index-operator");
     await page.close();
   });
@@ -127,6 +132,11 @@ describe("the home page", { timeout: 120_000 }, () => {
     });
     assert.match(msg.text, /expired/i);
     assert.equal(await page.locator(".sessions li").count(), 0);
+    for (const colorScheme of ["light", "dark"]) {
+      await page.emulateMedia({ colorScheme });
+      assert.deepEqual(await contrastIssues(page), [], `WCAG AA text contrast, ${colorScheme} scheme`);
+    }
+    await page.emulateMedia({ colorScheme: "light" });
     await screenshots(page, "index-error");
     await page.close();
   });

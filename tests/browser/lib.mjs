@@ -257,3 +257,61 @@ export function recordConsole(page, name, lines) {
   page.on("requestfailed", (req) => lines.push(`[${name}] requestfailed: ${req.method()} ${req.url()} ${req.failure()?.errorText}`));
 }
 
+
+// ---------------------------------------------------------------------------------------
+// WCAG AA text contrast, measured on the rendered page: every visible text node's colour
+// against the backgrounds under it (composited up the ancestor chain onto the page's base
+// colour), ≥ 4.5:1, or ≥ 3:1 for large text (24 px, or 18.66 px bold). Disabled controls are
+// exempt, as WCAG says. Text over video is measured against the page background, so pages
+// put such text on their own backdrop.
+
+export async function contrastIssues(page) {
+  return page.evaluate(() => {
+    const parse = (c) => {
+      const m = c.match(/rgba?\(([^)]+)\)/);
+      if (!m) return [0, 0, 0, 0];
+      const p = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+      return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+    };
+    const over = (top, under) => {
+      const a = top[3];
+      return [0, 1, 2].map((i) => top[i] * a + under[i] * (1 - a)).concat(1);
+    };
+    const lum = (c) => {
+      const ch = c.slice(0, 3).map((v) => {
+        const s = v / 255;
+        return s <= 0.03928 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+      });
+      return 0.2126 * ch[0] + 0.7152 * ch[1] + 0.0722 * ch[2];
+    };
+    const ratio = (a, b) => {
+      const [l1, l2] = [lum(a), lum(b)].sort((x, y) => y - x);
+      return (l1 + 0.05) / (l2 + 0.05);
+    };
+    const rootBg = parse(getComputedStyle(document.documentElement).backgroundColor);
+    const base = rootBg[3] > 0 ? over(rootBg, [255, 255, 255, 1]) : [255, 255, 255, 1];
+    const issues = [];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    const seen = new Set();
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const el = n.parentElement;
+      if (!el || seen.has(el) || !n.textContent.trim()) continue;
+      seen.add(el);
+      if (el.closest("[hidden], script, style, option") || el.closest(":disabled")) continue;
+      const rect = el.getBoundingClientRect();
+      const style = getComputedStyle(el);
+      if (rect.width === 0 || rect.height === 0 || style.visibility === "hidden" || Number(style.opacity) === 0) continue;
+      const chain = [];
+      for (let a = el; a; a = a.parentElement) chain.push(parse(getComputedStyle(a).backgroundColor));
+      let bg = base;
+      for (const c of chain.reverse()) if (c[3] > 0) bg = over(c, bg);
+      const fg = over(parse(style.color), bg);
+      const size = parseFloat(style.fontSize);
+      const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+      const need = large ? 3 : 4.5;
+      const r = ratio(fg, bg);
+      if (r < need) issues.push({ text: n.textContent.trim().slice(0, 40), ratio: Math.round(r * 100) / 100, need, fg: style.color, bg: `rgb(${bg.slice(0, 3).map(Math.round).join(",")})` });
+    }
+    return issues;
+  });
+}

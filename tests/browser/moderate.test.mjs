@@ -12,7 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
-import { ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, http, mintToken, recordConsole, screenshots, until } from "./lib.mjs";
+import {
+  ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, contrastIssues, http, mintToken, recordConsole, screenshots, until,
+} from "./lib.mjs";
 
 const server = new Server("floorcast-moderate.log");
 const consoleLines = [];
@@ -116,6 +118,11 @@ describe("the moderator page", { timeout: 120_000 }, () => {
       const t = (await queue()).floor[0];
       return { ok: t.ends_at_ms === turn.t.ends_at_ms + 30_000, t };
     });
+    for (const colorScheme of ["light", "dark"]) {
+      await page.emulateMedia({ colorScheme });
+      assert.deepEqual(await contrastIssues(page), [], `WCAG AA text contrast, ${colorScheme} scheme`);
+    }
+    await page.emulateMedia({ colorScheme: "light" });
     await screenshots(page, "moderate-queue");
 
     await page.getByRole("button", { name: "End the turn of Dakar hub (Dakar)" }).click();

@@ -12,7 +12,7 @@ import { chromium } from "playwright-core";
 
 import {
   ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, MEDIA_TIMEOUT_MS, PUBLISH_TIMEOUT_MS, Server, http, mintToken,
-  recordConsole, screenshots, until,
+  contrastIssues, recordConsole, screenshots, until,
 } from "./lib.mjs";
 
 const server = new Server("floorcast-ops.log");
@@ -74,17 +74,25 @@ describe("the operations page", { timeout: 150_000 }, () => {
     await publisher.getByRole("button", { name: "Start publishing" }).click();
     const viewer = await context.newPage();
     recordConsole(viewer, "ops-watch", consoleLines);
-    const v = mintToken({ role: "viewer", session: SESSION, name: "Remote" });
+    const v = mintToken({ role: "hub", session: SESSION, name: "Kigali hub", hub: "Kigali" });
     await viewer.goto(`${server.base}/watch/${SESSION}?token=${v}`);
 
     const busy = await until("one viewer, one publisher and media in", PUBLISH_TIMEOUT_MS + MEDIA_TIMEOUT_MS, async () => {
       const r = await row(ops);
       const tiles = await ops.$$eval(".tile", (ts) => Object.fromEntries(ts.map((t) => [t.querySelector(".name").textContent, t.querySelector(".value").textContent])));
       const mediaIn = parseFloat(tiles["Media in"]);
-      return { ok: r && r[1] === "1" && r[2] === "1" && mediaIn > 0.05, r, tiles };
+      // Columns: session, viewers, hubs, worst loss, publishers, …; the loss is known once
+      // the viewer's first receiver report is in.
+      return { ok: r && r[1] === "1" && r[2] === "1" && r[3] === "0.0 %" && r[4] === "1" && mediaIn > 0.05, r, tiles };
     }, 500);
     assert.ok(busy.ok);
     assert.match(busy.tiles["Media out"], /Mbit\/s/);
+    assert.equal(busy.tiles["Hubs watching"], "1");
+    for (const colorScheme of ["light", "dark"]) {
+      await ops.emulateMedia({ colorScheme });
+      assert.deepEqual(await contrastIssues(ops), [], `WCAG AA text contrast, ${colorScheme} scheme`);
+    }
+    await ops.emulateMedia({ colorScheme: "light" });
     await screenshots(ops, "ops");
     await viewer.close();
     await publisher.close();
