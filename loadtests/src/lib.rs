@@ -11,14 +11,20 @@
 //! - [`vp8`], [`synthetic`]: the payloads (RFC 7741 descriptor, keyframe bit).
 //! - [`sequence`], [`jitter`], [`stats`]: pure measurement code with unit tests.
 //! - [`server_process`], [`token`], [`process_usage`]: running and measuring the real binary.
+//! - [`light`]: the light-mode viewer on str0m (ICE, DTLS, RTCP; media counted from the clear
+//!   RTP header, SRTP authentication checked on a sample), [`rtp_header`], and [`janus`] (the
+//!   Janus Streaming plugin's signalling, for side-by-side figures).
 //! - [`hostile`]: garbage and forged datagrams for the media port.
 //! - [`scenarios`]: what the `floorcast-load` binary runs.
 
 pub mod hostile;
+pub mod janus;
 pub mod jitter;
+pub mod light;
 pub mod peer;
 pub mod process_usage;
 pub mod publisher;
+pub mod rtp_header;
 pub mod scenarios;
 pub mod sequence;
 pub mod server_process;

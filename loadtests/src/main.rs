@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
-use floorcast_load::scenarios::fanout::{self, FanoutOptions};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use floorcast_load::scenarios::fanout::{self, FanoutOptions, Mode, ServerTarget};
 use floorcast_load::scenarios::hands::{self, HandsOptions};
 use floorcast_load::token;
 
@@ -119,10 +119,38 @@ struct FanoutArgs {
     max_loss: Option<f64>,
     #[arg(long, short)]
     verbose: bool,
+    /// full: webrtc-rs viewers that decrypt every packet; light: str0m viewers that count
+    /// media from RTP headers and check SRTP on a sample (for 1,000+ viewers).
+    #[arg(long, value_enum, default_value_t = ModeArg::Full)]
+    mode: ModeArg,
+    /// floorcast (WHEP, our synthetic publisher) or janus (Streaming plugin; --url is its
+    /// HTTP API root, e.g. http://127.0.0.1:8088/janus; needs --mode light).
+    #[arg(long, value_enum, default_value_t = TargetArg::Floorcast)]
+    target: TargetArg,
+    /// Janus Streaming mountpoint id.
+    #[arg(long, default_value_t = 1)]
+    mountpoint: u64,
+    /// Light mode: authenticate and decrypt one media packet in this many after the join.
+    #[arg(long, default_value_t = 64)]
+    sample_every: u32,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    Full,
+    Light,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TargetArg {
+    Floorcast,
+    Janus,
 }
 
 async fn fanout_main(a: FanoutArgs) -> anyhow::Result<ExitCode> {
+    let janus = a.target == TargetArg::Janus;
     let (viewer_token, publish_token) = match (&a.secret, &a.token) {
+        _ if janus => (String::new(), String::new()),
         (Some(secret), _) => (
             token::mint(secret, "viewer", &a.session, "load-viewer"),
             a.publish_token
@@ -150,6 +178,18 @@ async fn fanout_main(a: FanoutArgs) -> anyhow::Result<ExitCode> {
     opts.server_pid = a.server_pid;
     opts.video_bitrate_bps = a.video_bitrate;
     opts.verbose = a.verbose;
+    opts.mode = match a.mode {
+        ModeArg::Full => Mode::Full,
+        ModeArg::Light => Mode::Light,
+    };
+    opts.target = if janus {
+        ServerTarget::Janus {
+            mountpoint: a.mountpoint,
+        }
+    } else {
+        ServerTarget::Floorcast
+    };
+    opts.sample_every = a.sample_every.max(1);
     let report = fanout::run(opts).await.context("fanout")?;
     print!("{}", fanout::render_table(&report));
     if let Some(path) = &a.json {

@@ -66,6 +66,10 @@ pub struct ServerUsage {
 /// The result of one `fanout` run, written with `--json`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FanoutReport {
+    /// `full` (webrtc-rs viewers, every packet decrypted) or `light` (str0m viewers).
+    pub mode: String,
+    /// `floorcast` or `janus`.
+    pub target: String,
     pub url: String,
     pub session: String,
     /// Viewers asked for, and those that connected and received video (or audio if
@@ -82,7 +86,8 @@ pub struct FanoutReport {
     pub bits_per_second_out: f64,
     /// Packets viewers received during the window (counted after the publisher paused and
     /// queues drained) over packets due to them (publisher's sent × viewers, per kind).
-    pub delivered_percent: f64,
+    /// `None` against a target whose feed is not ours (Janus).
+    pub delivered_percent: Option<f64>,
     /// How long viewers kept receiving after the publisher paused: the queueing backlog.
     pub drain_ms: f64,
     /// Lost / expected over all viewers and kinds during the window, percent.
@@ -97,13 +102,22 @@ pub struct FanoutReport {
     pub answer_ms: Summary,
     /// POST → ICE+DTLS connected, milliseconds.
     pub connected_ms: Summary,
-    /// Per-viewer RFC 3550 jitter of video at the end, milliseconds.
+    /// Per-viewer RFC 3550 jitter of video (audio) at the end, milliseconds.
     pub video_jitter_ms: Summary,
+    pub audio_jitter_ms: Summary,
+    /// Per-viewer receive bitrate over the window (RTP payload), bits/s.
+    pub viewer_bits_per_second: Summary,
+    /// Video gaps longer than 500 ms during the window, over all viewers, and their total.
+    pub video_freezes: u64,
+    pub video_frozen_ms: f64,
+    /// Light mode: packets whose SRTP authentication str0m checked, and how many passed.
+    pub srtp_auth_sample: Option<crate::light::AuthSample>,
     /// PLI/FIR the publisher received during the whole run.
     pub publisher_keyframe_requests: u64,
     pub server: Option<ServerUsage>,
-    /// Load generator's own CPU seconds per second (it can be the bottleneck).
+    /// Load generator's own CPU seconds per second (it can be the bottleneck), and per viewer.
     pub generator_cpu_seconds_per_second: f64,
+    pub generator_cpu_per_viewer: f64,
     pub errors: Vec<String>,
 }
 

@@ -69,7 +69,14 @@ pub struct KindStats {
     pub keyframes: u64,
     /// First packet of this kind, after the offer was posted.
     pub first_packet_after: Option<Duration>,
+    /// Gaps between packets longer than [`FREEZE_GAP`] (for video: a picture that stood
+    /// still), and their total length in milliseconds.
+    pub freezes: u64,
+    pub frozen_ms: f64,
 }
+
+/// A gap in arrivals that a person sees as a freeze (or hears as a dropout).
+pub const FREEZE_GAP: Duration = Duration::from_millis(500);
 
 /// A viewer's snapshot.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -91,28 +98,70 @@ impl ViewerStats {
     }
 }
 
-struct KindState {
-    stats: KindStats,
+/// Per-kind accounting shared by the full and light viewers: one call per packet.
+pub(crate) struct KindState {
+    pub stats: KindStats,
     seq: SeqTracker,
     jitter: JitterEstimator,
+    last_arrival: Option<Duration>,
 }
 
 impl KindState {
-    fn new(clock: u32) -> Self {
+    pub fn new(clock: u32) -> Self {
         Self {
             stats: KindStats::default(),
             seq: SeqTracker::new(),
             jitter: JitterEstimator::new(clock),
+            last_arrival: None,
         }
     }
 
-    fn snapshot(&self) -> KindStats {
+    /// One packet, `since` the join clock's start (a fixed origin for jitter).
+    pub fn record(&mut self, since: Duration, header: PacketHeader, payload_len: usize) {
+        let s = &mut self.stats;
+        s.packets += 1;
+        s.bytes += payload_len as u64;
+        if s.ssrc.is_some_and(|x| x != header.ssrc) {
+            s.ssrc_changes += 1;
+        }
+        s.ssrc = Some(header.ssrc);
+        s.first_packet_after.get_or_insert(since);
+        if header.keyframe {
+            s.keyframes += 1;
+        }
+        if let Some(last) = self.last_arrival {
+            let gap = since.saturating_sub(last);
+            if gap > FREEZE_GAP {
+                s.freezes += 1;
+                s.frozen_ms += gap.as_secs_f64() * 1000.0;
+            }
+        }
+        self.last_arrival = Some(since);
+        self.seq.record(header.sequence);
+        self.jitter.record(since, header.timestamp);
+    }
+
+    /// Forgets the last arrival, so that a pause the scenario made is not a freeze.
+    pub fn forget_gap(&mut self) {
+        self.last_arrival = None;
+    }
+
+    pub fn snapshot(&self) -> KindStats {
         KindStats {
             seq: self.seq.stats(),
             jitter_ms: self.jitter.jitter_ms(),
             ..self.stats
         }
     }
+}
+
+/// What [`KindState::record`] needs from a packet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PacketHeader {
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    pub keyframe: bool,
 }
 
 struct Shared {
@@ -316,6 +365,12 @@ impl Viewer {
         }
     }
 
+    /// Forgets the last arrivals: the scenario paused the publisher, that was no freeze.
+    pub fn forget_gaps(&self) {
+        lock(&self.shared.audio).forget_gap();
+        lock(&self.shared.video).forget_gap();
+    }
+
     pub fn resource(&self) -> Option<&Resource> {
         self.resource.as_ref()
     }
@@ -375,23 +430,16 @@ async fn read_track(track: Arc<dyn TrackRemote>, shared: Arc<Shared>) {
                 let now = Instant::now();
                 let since = now.saturating_duration_since(*lock(&shared.t0));
                 let keyframe = kind == RtpCodecKind::Video && vp8::is_keyframe_start(&pkt.payload);
-                {
-                    let mut st = lock(shared.kind(kind));
-                    let s = &mut st.stats;
-                    s.packets += 1;
-                    s.bytes += pkt.payload.len() as u64;
-                    if s.ssrc.is_some_and(|x| x != pkt.header.ssrc) {
-                        s.ssrc_changes += 1;
-                    }
-                    s.ssrc = Some(pkt.header.ssrc);
-                    s.first_packet_after.get_or_insert(since);
-                    if keyframe {
-                        s.keyframes += 1;
-                    }
-                    st.seq.record(pkt.header.sequence_number);
-                    // Arrival measured from a fixed origin: the join clock's start.
-                    st.jitter.record(since, pkt.header.timestamp);
-                }
+                lock(shared.kind(kind)).record(
+                    since,
+                    PacketHeader {
+                        sequence: pkt.header.sequence_number,
+                        timestamp: pkt.header.timestamp,
+                        ssrc: pkt.header.ssrc,
+                        keyframe,
+                    },
+                    pkt.payload.len(),
+                );
                 if keyframe {
                     lock(&shared.first_keyframe).get_or_insert(since);
                 }

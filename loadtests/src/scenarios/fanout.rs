@@ -5,6 +5,11 @@
 //!
 //! Counts in the window are differences of snapshots taken at its start and end, so joins
 //! and teardown never pollute the figures.
+//!
+//! Viewers run in one of two modes ([`Mode`]): `full` (webrtc-rs, every packet decrypted) or
+//! `light` (str0m, media counted from the clear RTP header; see [`crate::light`]). The target
+//! is Floorcast (WHEP, with our synthetic publisher) or Janus's Streaming plugin (its own
+//! feed; no publisher here, so no pause-and-drain: loss comes from sequence gaps alone).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,11 +18,87 @@ use reqwest::Client;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::light::{AuthSample, LightConfig, LightViewer, Target};
 use crate::peer::{Kinds, PeerError};
 use crate::process_usage::{self, cpu_rate};
 use crate::publisher::{Publisher, PublisherConfig, PublisherStats};
 use crate::stats::{FanoutReport, ServerUsage, Summary};
 use crate::viewer::{Viewer, ViewerConfig, ViewerStats};
+
+/// How viewers are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// webrtc-rs peers; every packet authenticated and decrypted.
+    #[default]
+    Full,
+    /// str0m peers; media counted from RTP headers, SRTP checked on a sample.
+    Light,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Light => "light",
+        }
+    }
+}
+
+/// Who serves the viewers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ServerTarget {
+    /// Floorcast: WHEP viewers, and our synthetic publisher over WHIP.
+    #[default]
+    Floorcast,
+    /// Janus's Streaming plugin, `url` its HTTP API root: viewers watch `mountpoint`, which
+    /// its own sender feeds.
+    Janus { mountpoint: u64 },
+}
+
+/// A viewer of either mode.
+enum AnyViewer {
+    Full(Viewer),
+    Light(LightViewer),
+}
+
+impl AnyViewer {
+    fn stats(&self) -> ViewerStats {
+        match self {
+            AnyViewer::Full(v) => v.stats(),
+            AnyViewer::Light(v) => v.stats(),
+        }
+    }
+
+    fn auth(&self) -> Option<AuthSample> {
+        match self {
+            AnyViewer::Full(_) => None,
+            AnyViewer::Light(v) => Some(v.auth()),
+        }
+    }
+
+    fn forget_gaps(&self) {
+        match self {
+            AnyViewer::Full(v) => v.forget_gaps(),
+            AnyViewer::Light(v) => v.forget_gaps(),
+        }
+    }
+
+    async fn wait_until(&self, timeout: Duration, pred: impl Fn(&ViewerStats) -> bool) -> bool {
+        match self {
+            AnyViewer::Full(v) => v.wait_until(timeout, pred).await,
+            AnyViewer::Light(v) => v.wait_until(timeout, pred).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            AnyViewer::Full(v) => {
+                v.close().await;
+            }
+            AnyViewer::Light(v) => v.close().await,
+        }
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -40,6 +121,10 @@ pub struct FanoutOptions {
     pub join_timeout: Duration,
     /// Print progress lines to stderr.
     pub verbose: bool,
+    pub mode: Mode,
+    pub target: ServerTarget,
+    /// Light mode: one packet in this many is authenticated and decrypted after the join.
+    pub sample_every: u32,
 }
 
 impl FanoutOptions {
@@ -57,12 +142,15 @@ impl FanoutOptions {
             video_bitrate_bps: 1_000_000,
             join_timeout: Duration::from_secs(15),
             verbose: false,
+            mode: Mode::Full,
+            target: ServerTarget::Floorcast,
+            sample_every: 64,
         }
     }
 }
 
 struct Joined {
-    viewer: Viewer,
+    viewer: AnyViewer,
     audio_only: bool,
     join: Duration,
 }
@@ -72,17 +160,48 @@ async fn join_one(
     opts: Arc<FanoutOptions>,
     audio_only: bool,
 ) -> Result<Joined, String> {
-    let cfg = ViewerConfig {
-        kinds: if audio_only {
-            Kinds::AUDIO_ONLY
-        } else {
-            Kinds::BOTH
-        },
-        ..ViewerConfig::default()
+    let kinds = if audio_only {
+        Kinds::AUDIO_ONLY
+    } else {
+        Kinds::BOTH
     };
-    let viewer = Viewer::whep(cfg, &client, &opts.url, &opts.session, &opts.viewer_token)
-        .await
-        .map_err(|e| format!("join: {e}"))?;
+    let viewer = match (opts.mode, &opts.target) {
+        (Mode::Full, ServerTarget::Floorcast) => {
+            let cfg = ViewerConfig {
+                kinds,
+                ..ViewerConfig::default()
+            };
+            let v = Viewer::whep(cfg, &client, &opts.url, &opts.session, &opts.viewer_token)
+                .await
+                .map_err(|e| format!("join: {e}"))?;
+            AnyViewer::Full(v)
+        }
+        (Mode::Full, ServerTarget::Janus { .. }) => {
+            return Err("the janus target needs --mode light".into());
+        }
+        (Mode::Light, target) => {
+            let cfg = LightConfig {
+                kinds,
+                sample_every: opts.sample_every,
+                ..LightConfig::default()
+            };
+            let target = match target {
+                ServerTarget::Floorcast => Target::Whep {
+                    url: opts.url.clone(),
+                    session: opts.session.clone(),
+                    token: opts.viewer_token.clone(),
+                },
+                ServerTarget::Janus { mountpoint } => Target::Janus {
+                    url: opts.url.clone(),
+                    mountpoint: *mountpoint,
+                },
+            };
+            let v = LightViewer::connect(cfg, &client, &target)
+                .await
+                .map_err(|e| format!("join: {e}"))?;
+            AnyViewer::Light(v)
+        }
+    };
     let got_media = viewer
         .wait_until(opts.join_timeout, |s| {
             if audio_only {
@@ -131,11 +250,16 @@ fn window_loss(a: &ViewerStats, b: &ViewerStats) -> (u64, u64) {
 }
 
 /// Pauses the publisher, waits until no viewer's count moves for 300 ms (at most 5 s),
-/// reads every counter, resumes. Returns the time the backlog took to drain.
+/// reads every counter, resumes. Returns the time the backlog took to drain. Without a
+/// publisher of ours (a Janus target), it only reads the counters.
 async fn quiet_snapshot(
-    publisher: &Publisher,
+    publisher: Option<&Publisher>,
     viewers: &[Joined],
 ) -> (PublisherStats, Vec<ViewerStats>, Duration) {
+    let Some(publisher) = publisher else {
+        let v = viewers.iter().map(|j| j.viewer.stats()).collect();
+        return (PublisherStats::default(), v, Duration::ZERO);
+    };
     publisher.set_paused(true);
     let paused_at = Instant::now();
     let total = || {
@@ -159,6 +283,9 @@ async fn quiet_snapshot(
     let drained = last_change.saturating_duration_since(paused_at);
     let p = publisher.stats();
     let v = viewers.iter().map(|j| j.viewer.stats()).collect();
+    for j in viewers {
+        j.viewer.forget_gaps();
+    }
     publisher.set_paused(false);
     (p, v, drained)
 }
@@ -174,17 +301,27 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
         duration_s: opts.duration.as_secs_f64(),
         ..Default::default()
     };
-    let publisher = Publisher::whip(
-        PublisherConfig {
-            video_bitrate_bps: opts.video_bitrate_bps,
-            ..PublisherConfig::default()
-        },
-        &client,
-        &opts.url,
-        &opts.session,
-        &opts.publish_token,
-    )
-    .await?;
+    report.mode = opts.mode.as_str().to_owned();
+    report.target = match opts.target {
+        ServerTarget::Floorcast => "floorcast".to_owned(),
+        ServerTarget::Janus { .. } => "janus".to_owned(),
+    };
+    let publisher = match opts.target {
+        ServerTarget::Floorcast => Some(
+            Publisher::whip(
+                PublisherConfig {
+                    video_bitrate_bps: opts.video_bitrate_bps,
+                    ..PublisherConfig::default()
+                },
+                &client,
+                &opts.url,
+                &opts.session,
+                &opts.publish_token,
+            )
+            .await?,
+        ),
+        ServerTarget::Janus { .. } => None,
+    };
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Ramp: start joins at the given rate, at most 64 handshakes in flight.
@@ -248,7 +385,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     let pid = opts.server_pid.map(|p| p.to_string());
     let server_a = pid.as_deref().and_then(process_usage::sample);
     let self_a = process_usage::sample("self");
-    let (pub_a, view_a, _) = quiet_snapshot(&publisher, &viewers).await;
+    let (pub_a, view_a, _) = quiet_snapshot(publisher.as_ref(), &viewers).await;
     let t_a = Instant::now();
     let end = t_a + opts.duration;
     while Instant::now() < end {
@@ -264,34 +401,38 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     }
     let wall = t_a.elapsed().as_secs_f64();
     let view_b: Vec<ViewerStats> = viewers.iter().map(|j| j.viewer.stats()).collect();
-    let pub_b = publisher.stats();
+    let pub_b = publisher.as_ref().map(|p| p.stats()).unwrap_or_default();
     let server_b = pid.as_deref().and_then(process_usage::sample);
     let self_b = process_usage::sample("self");
     // Then stop sending and let queues drain: the exact delivered share, and how long the
     // backlog took to clear (a server or generator that falls behind shows up here, while
     // sequence numbers alone would call late packets "not yet expected").
-    let (pub_c, view_c, drain) = quiet_snapshot(&publisher, &viewers).await;
+    let (pub_c, view_c, drain) = quiet_snapshot(publisher.as_ref(), &viewers).await;
     report.drain_ms = drain.as_secs_f64() * 1000.0;
-    let (mut delivered, mut due) = (0u64, 0u64);
-    for ((a, c), j) in view_a.iter().zip(&view_c).zip(&viewers) {
-        delivered += c.audio.packets - a.audio.packets;
-        due += pub_c.audio_packets - pub_a.audio_packets;
-        if !j.audio_only {
-            delivered += c.video.packets - a.video.packets;
-            due += pub_c.video_packets - pub_a.video_packets;
+    if publisher.is_some() {
+        let (mut delivered, mut due) = (0u64, 0u64);
+        for ((a, c), j) in view_a.iter().zip(&view_c).zip(&viewers) {
+            delivered += c.audio.packets - a.audio.packets;
+            due += pub_c.audio_packets - pub_a.audio_packets;
+            if !j.audio_only {
+                delivered += c.video.packets - a.video.packets;
+                due += pub_c.video_packets - pub_a.video_packets;
+            }
         }
+        report.delivered_percent = Some(if due == 0 {
+            0.0
+        } else {
+            delivered as f64 * 100.0 / due as f64
+        });
     }
-    report.delivered_percent = if due == 0 {
-        0.0
-    } else {
-        delivered as f64 * 100.0 / due as f64
-    };
 
     let mut pkts = 0u64;
     let mut bytes = 0u64;
     let (mut lost, mut expected) = (0u64, 0u64);
     let mut per_viewer_loss = Vec::new();
     let mut jitter = Vec::new();
+    let mut audio_jitter = Vec::new();
+    let mut per_viewer_bps = Vec::new();
     for (((a, b), c), j) in view_a.iter().zip(&view_b).zip(&view_c).zip(&viewers) {
         pkts += b.packets() - a.packets();
         bytes += (b.audio.bytes + b.video.bytes) - (a.audio.bytes + a.video.bytes);
@@ -306,6 +447,23 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
         report.discontinuities += c.audio.seq.discontinuities + c.video.seq.discontinuities;
         if !j.audio_only {
             jitter.push(b.video.jitter_ms);
+            report.video_freezes += b.video.freezes - a.video.freezes;
+            report.video_frozen_ms += b.video.frozen_ms - a.video.frozen_ms;
+        }
+        audio_jitter.push(b.audio.jitter_ms);
+        per_viewer_bps.push(
+            ((b.audio.bytes + b.video.bytes) - (a.audio.bytes + a.video.bytes)) as f64 * 8.0 / wall,
+        );
+    }
+    report.audio_jitter_ms = Summary::of(&audio_jitter);
+    report.viewer_bits_per_second = Summary::of(&per_viewer_bps);
+    for j in &viewers {
+        if let Some(a) = j.viewer.auth() {
+            let s = report
+                .srtp_auth_sample
+                .get_or_insert_with(AuthSample::default);
+            s.checked += a.checked;
+            s.passed += a.passed;
         }
     }
     report.packets_per_second_out = pkts as f64 / wall;
@@ -319,6 +477,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     report.viewer_loss_percent = Summary::of(&per_viewer_loss);
     report.video_jitter_ms = Summary::of(&jitter);
     report.publisher_keyframe_requests = pub_b.keyframe_requests();
+    report.generator_cpu_per_viewer = 0.0;
     if let (Some(a), Some(b)) = (server_a, server_b) {
         let cpu = cpu_rate(&a, &b);
         report.server = Some(ServerUsage {
@@ -333,6 +492,10 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     }
     if let (Some(a), Some(b)) = (self_a, self_b) {
         report.generator_cpu_seconds_per_second = cpu_rate(&a, &b);
+        if !viewers.is_empty() {
+            report.generator_cpu_per_viewer =
+                report.generator_cpu_seconds_per_second / viewers.len() as f64;
+        }
     }
 
     // Teardown: DELETE everything, a few at a time, bounded.
@@ -348,7 +511,9 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
         while closes.join_next().await.is_some() {}
     })
     .await;
-    publisher.close().await;
+    if let Some(publisher) = publisher {
+        publisher.close().await;
+    }
     Ok(report)
 }
 
@@ -356,6 +521,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
 pub fn render_table(r: &FanoutReport) -> String {
     let mut out = String::new();
     let mut row = |k: &str, v: String| out.push_str(&format!("{k:<28} {v}\n"));
+    row("target / mode", format!("{} / {}", r.target, r.mode));
     row(
         "viewers",
         format!(
@@ -391,15 +557,18 @@ pub fn render_table(r: &FanoutReport) -> String {
     }
     row(
         "generator CPU s/s",
-        format!("{:.3}", r.generator_cpu_seconds_per_second),
-    );
-    row(
-        "delivered (after drain)",
         format!(
-            "{:.2} %  (backlog drained in {:.0} ms)",
-            r.delivered_percent, r.drain_ms
+            "{:.3}  ({:.2} ms/s per viewer)",
+            r.generator_cpu_seconds_per_second,
+            r.generator_cpu_per_viewer * 1000.0
         ),
     );
+    if let Some(d) = r.delivered_percent {
+        row(
+            "delivered (after drain)",
+            format!("{d:.2} %  (backlog drained in {:.0} ms)", r.drain_ms),
+        );
+    }
     row(
         "loss",
         format!(
@@ -425,6 +594,31 @@ pub fn render_table(r: &FanoutReport) -> String {
             r.video_jitter_ms.p50, r.video_jitter_ms.p95
         ),
     );
+    row(
+        "audio jitter p50 / p95",
+        format!(
+            "{:.2} / {:.2} ms",
+            r.audio_jitter_ms.p50, r.audio_jitter_ms.p95
+        ),
+    );
+    row(
+        "receive rate per viewer",
+        format!(
+            "p50 {:.2} / min {:.2} Mbit/s",
+            r.viewer_bits_per_second.p50 / 1e6,
+            r.viewer_bits_per_second.min / 1e6
+        ),
+    );
+    row(
+        "video freezes (> 500 ms)",
+        format!("{} ({:.0} ms in all)", r.video_freezes, r.video_frozen_ms),
+    );
+    if let Some(a) = r.srtp_auth_sample {
+        row(
+            "SRTP auth sample",
+            format!("{} of {} packets authenticated", a.passed, a.checked),
+        );
+    }
     row(
         "keyframe requests at pub",
         r.publisher_keyframe_requests.to_string(),
