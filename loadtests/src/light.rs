@@ -42,7 +42,12 @@ pub struct LightConfig {
     /// decryption (1: every packet, as the full mode does).
     pub sample_every: u32,
     pub connect_timeout: Duration,
+    /// Open a `captions` data channel (Floorcast sends every caption on it).
+    pub captions: bool,
 }
+
+/// Captions a viewer keeps arrival times for (a long soak drops the rest, counted).
+const MAX_CAPTIONS: usize = 100_000;
 
 impl Default for LightConfig {
     fn default() -> Self {
@@ -51,6 +56,7 @@ impl Default for LightConfig {
             bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
             sample_every: 64,
             connect_timeout: Duration::from_secs(10),
+            captions: false,
         }
     }
 }
@@ -104,6 +110,9 @@ struct State {
     connected_after: Option<Duration>,
     auth: AuthSample,
     state: &'static str,
+    /// CART captions received on the data channel: (seq, arrival).
+    captions: Vec<(u64, Instant)>,
+    captions_dropped: u64,
 }
 
 fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -147,6 +156,8 @@ impl LightViewer {
             connected_after: None,
             auth: AuthSample::default(),
             state: "new",
+            captions: Vec::new(),
+            captions_dropped: 0,
         }));
         let (remote_sdp, resource, janus) = match target {
             Target::Whep {
@@ -160,6 +171,9 @@ impl LightViewer {
                 }
                 if cfg.kinds.video {
                     api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+                }
+                if cfg.captions {
+                    api.add_channel("captions".into());
                 }
                 let (offer, pending) = api
                     .apply()
@@ -236,6 +250,11 @@ impl LightViewer {
             connected_after: s.connected_after,
             state: s.state.to_owned(),
         }
+    }
+
+    /// The human (CART) captions received so far: their `seq` and when each arrived.
+    pub fn caption_arrivals(&self) -> Vec<(u64, Instant)> {
+        lock(&self.state).captions.clone()
     }
 
     pub fn auth(&self) -> AuthSample {
@@ -388,6 +407,15 @@ impl Driver {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 s.state = "disconnected";
             }
+            Event::ChannelData(d) => {
+                if let Some(seq) = cart_seq(&d.data) {
+                    if s.captions.len() < MAX_CAPTIONS {
+                        s.captions.push((seq, Instant::now()));
+                    } else {
+                        s.captions_dropped += 1;
+                    }
+                }
+            }
             Event::RtpPacket(p) => {
                 s.auth.passed += 1;
                 let pt = *p.header.payload_type;
@@ -403,5 +431,29 @@ impl Driver {
             }
             _ => {}
         }
+    }
+}
+
+/// The `seq` of a CART caption message (`{"id":"cart-<seq>",…}`); `None` for anything else.
+fn cart_seq(data: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(data).ok()?;
+    v["id"].as_str()?.strip_prefix("cart-")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_seq_of_cart_captions_only() {
+        assert_eq!(
+            cart_seq(br#"{"type":"caption","id":"cart-42","text":"x"}"#),
+            Some(42)
+        );
+        assert_eq!(
+            cart_seq(br#"{"type":"caption","id":"asr-1-2","text":"x"}"#),
+            None
+        );
+        assert_eq!(cart_seq(b"not json"), None);
     }
 }

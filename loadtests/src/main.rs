@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use floorcast_load::scenarios::fanout::{self, FanoutOptions, Mode, ServerTarget};
 use floorcast_load::scenarios::hands::{self, HandsOptions};
+use floorcast_load::scenarios::{captions, churn};
 use floorcast_load::token;
 
 #[derive(Parser)]
@@ -33,6 +34,12 @@ struct Cli {
 enum Scenario {
     /// One synthetic publisher, N WHEP viewers; prints throughput, loss, join time, server CPU.
     Fanout(FanoutArgs),
+    /// Fan-out while viewers keep leaving and joining at a rate.
+    Churn(ChurnArgs),
+    /// CART captions posted at a rate; latency to light viewers' `captions` data channels.
+    Captions(CaptionsArgs),
+    /// A long fan-out (bounded by --duration) with a timeline of server CPU, RSS and loss.
+    Soak(SoakArgs),
     /// N participants raise hands (C in flight), a moderator grants the first; prints
     /// raises/s, raise latency p50/p99 and (with --media) grant → first speaker packet.
     Hands(HandsArgs),
@@ -74,6 +81,35 @@ struct HandsArgs {
     json: Option<PathBuf>,
     #[arg(long, short)]
     verbose: bool,
+}
+
+#[derive(Args)]
+struct ChurnArgs {
+    #[command(flatten)]
+    base: FanoutArgs,
+    /// Viewers that leave (and new ones that join) per second.
+    #[arg(long, default_value_t = 2.0)]
+    churn_per_second: f64,
+}
+
+#[derive(Args)]
+struct CaptionsArgs {
+    #[command(flatten)]
+    base: FanoutArgs,
+    #[arg(long, default_value_t = 1.0)]
+    captions_per_second: f64,
+    /// A captioner token (default: minted from --secret).
+    #[arg(long)]
+    captioner_token: Option<String>,
+}
+
+#[derive(Args)]
+struct SoakArgs {
+    #[command(flatten)]
+    base: FanoutArgs,
+    /// Seconds between timeline points.
+    #[arg(long, default_value_t = 60.0)]
+    timeline_every: f64,
 }
 
 #[derive(Args)]
@@ -147,7 +183,8 @@ enum TargetArg {
     Janus,
 }
 
-async fn fanout_main(a: FanoutArgs) -> anyhow::Result<ExitCode> {
+/// The scenario options common to the viewer scenarios; mints tokens and creates the session.
+async fn fanout_options(a: &FanoutArgs) -> anyhow::Result<FanoutOptions> {
     let janus = a.target == TargetArg::Janus;
     let (viewer_token, publish_token) = match (&a.secret, &a.token) {
         _ if janus => (String::new(), String::new()),
@@ -190,12 +227,38 @@ async fn fanout_main(a: FanoutArgs) -> anyhow::Result<ExitCode> {
         ServerTarget::Floorcast
     };
     opts.sample_every = a.sample_every.max(1);
-    let report = fanout::run(opts).await.context("fanout")?;
-    print!("{}", fanout::render_table(&report));
-    if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+    Ok(opts)
+}
+
+fn write_json(path: &Option<PathBuf>, report: &impl serde::Serialize) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_vec_pretty(report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+async fn fanout_main(a: FanoutArgs, timeline_every: Option<f64>) -> anyhow::Result<ExitCode> {
+    let mut opts = fanout_options(&a).await?;
+    opts.timeline_every = timeline_every.map(|s| Duration::from_secs_f64(s.max(1.0)));
+    let report = fanout::run(opts).await.context("fanout")?;
+    print!("{}", fanout::render_table(&report));
+    for p in &report.timeline {
+        println!(
+            "  t+{:>6.0}s  {:>8.0} pkt/s  loss {:.3} %  freezes {}  server {}  RSS {}",
+            p.t_s,
+            p.packets_per_second,
+            p.loss_percent,
+            p.video_freezes,
+            p.server_cpu_seconds_per_second
+                .map_or("n/a".into(), |c| format!("{c:.3} s/s")),
+            p.server_rss_bytes.map_or("n/a".into(), |b| format!(
+                "{:.1} MiB",
+                b as f64 / 1_048_576.0
+            )),
+        );
+    }
+    write_json(&a.json, &report)?;
     if report.viewers_connected == 0 {
         eprintln!("no viewer connected");
         return Ok(ExitCode::FAILURE);
@@ -207,6 +270,50 @@ async fn fanout_main(a: FanoutArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn churn_main(a: ChurnArgs) -> anyhow::Result<ExitCode> {
+    let opts = fanout_options(&a.base).await?;
+    let report = churn::run(opts, a.churn_per_second)
+        .await
+        .context("churn")?;
+    print!("{}", churn::render_table(&report));
+    write_json(&a.base.json, &report)?;
+    if let Some(max) = a.base.max_loss
+        && report.stayers_loss_percent > max
+    {
+        eprintln!(
+            "loss {:.3} % above --max-loss {max} %",
+            report.stayers_loss_percent
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(if report.joins_ok == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn captions_main(a: CaptionsArgs) -> anyhow::Result<ExitCode> {
+    let opts = fanout_options(&a.base).await?;
+    let captioner = match (&a.captioner_token, &a.base.secret) {
+        (Some(t), _) => t.clone(),
+        (None, Some(secret)) => token::mint(secret, "captioner", &a.base.session, "load-cart"),
+        (None, None) => bail!("give --secret or --captioner-token"),
+    };
+    let report = captions::run(opts, &captioner, a.captions_per_second)
+        .await
+        .context("captions")?;
+    print!("{}", captions::render_table(&report));
+    write_json(&a.base.json, &report)?;
+    Ok(
+        if report.captions_posted == 0 || report.latency_ms.count == 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        },
+    )
 }
 
 /// `POST /api/sessions` with an operator token; an existing session (409) is fine.
@@ -263,7 +370,10 @@ fn main() -> anyhow::Result<ExitCode> {
         .build()
         .context("tokio runtime")?;
     match cli.scenario {
-        Scenario::Fanout(a) => rt.block_on(fanout_main(a)),
+        Scenario::Fanout(a) => rt.block_on(fanout_main(a, None)),
+        Scenario::Churn(a) => rt.block_on(churn_main(a)),
+        Scenario::Captions(a) => rt.block_on(captions_main(a)),
+        Scenario::Soak(a) => rt.block_on(fanout_main(a.base, Some(a.timeline_every))),
         Scenario::Hands(a) => rt.block_on(hands_main(a)),
     }
 }

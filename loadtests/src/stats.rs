@@ -63,6 +63,18 @@ pub struct ServerUsage {
     pub rss_bytes: u64,
 }
 
+/// A soak's view of one interval of the window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TimelinePoint {
+    /// End of the interval, seconds into the window.
+    pub t_s: f64,
+    pub packets_per_second: f64,
+    pub loss_percent: f64,
+    pub video_freezes: u64,
+    pub server_cpu_seconds_per_second: Option<f64>,
+    pub server_rss_bytes: Option<u64>,
+}
+
 /// The result of one `fanout` run, written with `--json`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FanoutReport {
@@ -118,6 +130,8 @@ pub struct FanoutReport {
     /// Load generator's own CPU seconds per second (it can be the bottleneck), and per viewer.
     pub generator_cpu_seconds_per_second: f64,
     pub generator_cpu_per_viewer: f64,
+    /// Soak: one point per interval of the window.
+    pub timeline: Vec<TimelinePoint>,
     pub errors: Vec<String>,
 }
 

@@ -14,91 +14,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::Client;
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
-use crate::light::{AuthSample, LightConfig, LightViewer, Target};
-use crate::peer::{Kinds, PeerError};
+use super::crowd::{JOINS_IN_FLIGHT, Joined, close_all, ramp};
+pub use super::crowd::{Mode, ServerTarget};
+use crate::light::AuthSample;
+use crate::peer::PeerError;
 use crate::process_usage::{self, cpu_rate};
 use crate::publisher::{Publisher, PublisherConfig, PublisherStats};
-use crate::stats::{FanoutReport, ServerUsage, Summary};
-use crate::viewer::{Viewer, ViewerConfig, ViewerStats};
-
-/// How viewers are built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// webrtc-rs peers; every packet authenticated and decrypted.
-    #[default]
-    Full,
-    /// str0m peers; media counted from RTP headers, SRTP checked on a sample.
-    Light,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Full => "full",
-            Mode::Light => "light",
-        }
-    }
-}
-
-/// Who serves the viewers.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ServerTarget {
-    /// Floorcast: WHEP viewers, and our synthetic publisher over WHIP.
-    #[default]
-    Floorcast,
-    /// Janus's Streaming plugin, `url` its HTTP API root: viewers watch `mountpoint`, which
-    /// its own sender feeds.
-    Janus { mountpoint: u64 },
-}
-
-/// A viewer of either mode.
-enum AnyViewer {
-    Full(Viewer),
-    Light(LightViewer),
-}
-
-impl AnyViewer {
-    fn stats(&self) -> ViewerStats {
-        match self {
-            AnyViewer::Full(v) => v.stats(),
-            AnyViewer::Light(v) => v.stats(),
-        }
-    }
-
-    fn auth(&self) -> Option<AuthSample> {
-        match self {
-            AnyViewer::Full(_) => None,
-            AnyViewer::Light(v) => Some(v.auth()),
-        }
-    }
-
-    fn forget_gaps(&self) {
-        match self {
-            AnyViewer::Full(v) => v.forget_gaps(),
-            AnyViewer::Light(v) => v.forget_gaps(),
-        }
-    }
-
-    async fn wait_until(&self, timeout: Duration, pred: impl Fn(&ViewerStats) -> bool) -> bool {
-        match self {
-            AnyViewer::Full(v) => v.wait_until(timeout, pred).await,
-            AnyViewer::Light(v) => v.wait_until(timeout, pred).await,
-        }
-    }
-
-    async fn close(self) {
-        match self {
-            AnyViewer::Full(v) => {
-                v.close().await;
-            }
-            AnyViewer::Light(v) => v.close().await,
-        }
-    }
-}
+use crate::stats::{FanoutReport, ServerUsage, Summary, TimelinePoint};
+use crate::viewer::ViewerStats;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -125,6 +50,10 @@ pub struct FanoutOptions {
     pub target: ServerTarget,
     /// Light mode: one packet in this many is authenticated and decrypted after the join.
     pub sample_every: u32,
+    /// Record a timeline point (server CPU and RSS, loss, packets/s) this often (soak).
+    pub timeline_every: Option<Duration>,
+    /// Light mode: viewers open the `captions` data channel.
+    pub captions: bool,
 }
 
 impl FanoutOptions {
@@ -145,96 +74,45 @@ impl FanoutOptions {
             mode: Mode::Full,
             target: ServerTarget::Floorcast,
             sample_every: 64,
+            timeline_every: None,
+            captions: false,
         }
     }
 }
 
-struct Joined {
-    viewer: AnyViewer,
-    audio_only: bool,
-    join: Duration,
-}
-
-async fn join_one(
-    client: Client,
-    opts: Arc<FanoutOptions>,
-    audio_only: bool,
-) -> Result<Joined, String> {
-    let kinds = if audio_only {
-        Kinds::AUDIO_ONLY
-    } else {
-        Kinds::BOTH
-    };
-    let viewer = match (opts.mode, &opts.target) {
-        (Mode::Full, ServerTarget::Floorcast) => {
-            let cfg = ViewerConfig {
-                kinds,
-                ..ViewerConfig::default()
-            };
-            let v = Viewer::whep(cfg, &client, &opts.url, &opts.session, &opts.viewer_token)
-                .await
-                .map_err(|e| format!("join: {e}"))?;
-            AnyViewer::Full(v)
-        }
-        (Mode::Full, ServerTarget::Janus { .. }) => {
-            return Err("the janus target needs --mode light".into());
-        }
-        (Mode::Light, target) => {
-            let cfg = LightConfig {
-                kinds,
-                sample_every: opts.sample_every,
-                ..LightConfig::default()
-            };
-            let target = match target {
-                ServerTarget::Floorcast => Target::Whep {
-                    url: opts.url.clone(),
-                    session: opts.session.clone(),
-                    token: opts.viewer_token.clone(),
-                },
-                ServerTarget::Janus { mountpoint } => Target::Janus {
-                    url: opts.url.clone(),
-                    mountpoint: *mountpoint,
-                },
-            };
-            let v = LightViewer::connect(cfg, &client, &target)
-                .await
-                .map_err(|e| format!("join: {e}"))?;
-            AnyViewer::Light(v)
-        }
-    };
-    let got_media = viewer
-        .wait_until(opts.join_timeout, |s| {
-            if audio_only {
-                s.audio.first_packet_after.is_some()
-            } else {
-                s.first_keyframe_after.is_some()
-            }
-        })
-        .await;
-    let s = viewer.stats();
-    let join = if audio_only {
-        s.audio.first_packet_after
-    } else {
-        s.first_keyframe_after
-    };
-    match (got_media, join) {
-        (true, Some(join)) => Ok(Joined {
-            viewer,
-            audio_only,
-            join,
-        }),
-        _ => {
-            let detail = format!(
-                "no {} within {:?} (audio {} pkts, video {} pkts, state {})",
-                if audio_only { "audio" } else { "keyframe" },
-                opts.join_timeout,
-                s.audio.packets,
-                s.video.packets,
-                s.state
-            );
-            viewer.close().await;
-            Err(detail)
-        }
+/// One point of a soak's timeline: the interval that just ended.
+fn timeline_point(
+    at: Duration,
+    interval: Duration,
+    server: (
+        &Option<process_usage::Sample>,
+        &Option<process_usage::Sample>,
+    ),
+    viewers: (&[ViewerStats], &[ViewerStats]),
+) -> TimelinePoint {
+    let (mut lost, mut expected, mut packets, mut freezes) = (0u64, 0u64, 0u64, 0u64);
+    for (a, b) in viewers.0.iter().zip(viewers.1) {
+        let (l, e) = window_loss(a, b);
+        lost += l;
+        expected += e;
+        packets += b.packets() - a.packets();
+        freezes += b.video.freezes - a.video.freezes;
+    }
+    let secs = interval.as_secs_f64().max(1e-3);
+    TimelinePoint {
+        t_s: at.as_secs_f64(),
+        packets_per_second: packets as f64 / secs,
+        loss_percent: if expected == 0 {
+            0.0
+        } else {
+            lost as f64 * 100.0 / expected as f64
+        },
+        video_freezes: freezes,
+        server_cpu_seconds_per_second: match server {
+            (Some(a), Some(b)) => Some(cpu_rate(a, b)),
+            _ => None,
+        },
+        server_rss_bytes: server.1.as_ref().map(|s| s.rss_bytes),
     }
 }
 
@@ -324,38 +202,10 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Ramp: start joins at the given rate, at most 64 handshakes in flight.
-    let gate = Arc::new(Semaphore::new(64));
-    let mut joins = JoinSet::new();
-    let step = Duration::from_secs_f64(1.0 / opts.ramp_per_second.max(0.01));
-    let audio_only_every = if opts.audio_only_share > 0.0 {
-        (1.0 / opts.audio_only_share.min(1.0)).round().max(1.0) as usize
-    } else {
-        0
-    };
+    let gate = Arc::new(Semaphore::new(JOINS_IN_FLIGHT));
     let ramp_start = Instant::now();
-    for i in 0..opts.viewers {
-        let due = ramp_start + step.mul_f64(i as f64);
-        tokio::time::sleep_until(due.into()).await;
-        let audio_only = audio_only_every > 0 && i % audio_only_every == audio_only_every - 1;
-        let (client, opts, gate) = (client.clone(), Arc::clone(&opts), Arc::clone(&gate));
-        joins.spawn(async move {
-            let _permit = gate.acquire_owned().await;
-            join_one(client, opts, audio_only).await
-        });
-    }
-    let mut viewers = Vec::new();
-    let mut join_ms = Vec::new();
-    while let Some(r) = joins.join_next().await {
-        match r {
-            Ok(Ok(j)) => {
-                join_ms.push(j.join.as_secs_f64() * 1000.0);
-                viewers.push(j);
-            }
-            Ok(Err(e)) => report.errors.push(e),
-            Err(e) => report.errors.push(format!("join task: {e}")),
-        }
-    }
+    let (viewers, join_ms, errors) = ramp(&client, &opts, &gate).await;
+    report.errors.extend(errors);
     report.viewers_connected = viewers.len();
     report.viewers_failed = opts.viewers - viewers.len();
     report.audio_only_viewers = viewers.iter().filter(|v| v.audio_only).count();
@@ -388,11 +238,24 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     let (pub_a, view_a, _) = quiet_snapshot(publisher.as_ref(), &viewers).await;
     let t_a = Instant::now();
     let end = t_a + opts.duration;
+    let step = opts.timeline_every.unwrap_or(Duration::from_secs(5));
+    let mut last = (Instant::now(), server_a.clone(), view_a.clone());
     while Instant::now() < end {
         let left = end.saturating_duration_since(Instant::now());
-        tokio::time::sleep(left.min(Duration::from_secs(5))).await;
+        tokio::time::sleep(left.min(step)).await;
+        let now_stats: Vec<ViewerStats> = viewers.iter().map(|j| j.viewer.stats()).collect();
+        if opts.timeline_every.is_some() {
+            let server_now = pid.as_deref().and_then(process_usage::sample);
+            report.timeline.push(timeline_point(
+                t_a.elapsed(),
+                last.0.elapsed(),
+                (&last.1, &server_now),
+                (&last.2, &now_stats),
+            ));
+            last = (Instant::now(), server_now, now_stats.clone());
+        }
         if opts.verbose {
-            let pkts: u64 = viewers.iter().map(|j| j.viewer.stats().packets()).sum();
+            let pkts: u64 = now_stats.iter().map(|s| s.packets()).sum();
             eprintln!(
                 "t+{:.0}s: {pkts} packets received in total",
                 t_a.elapsed().as_secs_f64()
@@ -498,19 +361,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
         }
     }
 
-    // Teardown: DELETE everything, a few at a time, bounded.
-    let mut closes = JoinSet::new();
-    for j in viewers {
-        let gate = Arc::clone(&gate);
-        closes.spawn(async move {
-            let _permit = gate.acquire_owned().await;
-            j.viewer.close().await
-        });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(30), async {
-        while closes.join_next().await.is_some() {}
-    })
-    .await;
+    close_all(viewers, &gate).await;
     if let Some(publisher) = publisher {
         publisher.close().await;
     }

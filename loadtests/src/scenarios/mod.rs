@@ -1,3 +1,6 @@
 //! Load scenarios run by the `floorcast-load` binary.
+pub mod captions;
+pub mod churn;
+pub mod crowd;
 pub mod fanout;
 pub mod hands;
