@@ -239,7 +239,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     let t_a = Instant::now();
     let end = t_a + opts.duration;
     let step = opts.timeline_every.unwrap_or(Duration::from_secs(5));
-    let mut last = (Instant::now(), server_a.clone(), view_a.clone());
+    let mut last = (Instant::now(), server_a, view_a.clone());
     while Instant::now() < end {
         let left = end.saturating_duration_since(Instant::now());
         tokio::time::sleep(left.min(step)).await;
