@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use floorcast_load::scenarios::compare::{self, CompareOptions};
 use floorcast_load::scenarios::fanout::{self, FanoutOptions, Mode, ServerTarget};
 use floorcast_load::scenarios::hands::{self, HandsOptions};
 use floorcast_load::scenarios::{captions, churn};
@@ -40,6 +41,8 @@ enum Scenario {
     Captions(CaptionsArgs),
     /// A long fan-out (bounded by --duration) with a timeline of server CPU, RSS and loss.
     Soak(SoakArgs),
+    /// The same N light viewers against Floorcast, then Janus (each alone); one table.
+    Compare(CompareArgs),
     /// N participants raise hands (C in flight), a moderator grants the first; prints
     /// raises/s, raise latency p50/p99 and (with --media) grant → first speaker packet.
     Hands(HandsArgs),
@@ -101,6 +104,68 @@ struct CaptionsArgs {
     /// A captioner token (default: minted from --secret).
     #[arg(long)]
     captioner_token: Option<String>,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    #[arg(long, default_value_t = 50)]
+    viewers: usize,
+    #[arg(long, default_value_t = 15.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 40.0)]
+    ramp_per_second: f64,
+    /// The floorcast binary (default: next to this one).
+    #[arg(long)]
+    floorcast_bin: Option<PathBuf>,
+    /// The Janus anchor (its run.sh); default: $FLOORCAST_JANUS_ANCHOR, ../shared/anchors/janus
+    /// from here or above, or /work/shared/anchors/janus.
+    #[arg(long)]
+    janus_dir: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    sample_every: u32,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Where the Janus anchor is when no --janus-dir is given.
+fn find_janus_anchor() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("FLOORCAST_JANUS_ANCHOR") {
+        return Some(PathBuf::from(p));
+    }
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .map(|d| d.join("shared/anchors/janus"))
+        .chain(std::iter::once(PathBuf::from("/work/shared/anchors/janus")))
+        .find(|d| d.join("run.sh").is_file())
+}
+
+async fn compare_main(a: CompareArgs) -> anyhow::Result<ExitCode> {
+    let floorcast_bin = match a.floorcast_bin {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("floorcast"),
+    };
+    let janus_dir = match a.janus_dir {
+        Some(p) => p,
+        None => find_janus_anchor().context("no Janus anchor found: give --janus-dir")?,
+    };
+    let report = compare::run(CompareOptions {
+        viewers: a.viewers,
+        duration: Duration::from_secs_f64(a.duration.max(1.0)),
+        ramp_per_second: a.ramp_per_second,
+        floorcast_bin,
+        janus_dir,
+        sample_every: a.sample_every.max(1),
+    })
+    .await?;
+    print!("{}", compare::render_table(&report));
+    write_json(&a.json, &report)?;
+    Ok(
+        if report.floorcast.viewers == a.viewers && report.janus.viewers == a.viewers {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }
 
 #[derive(Args)]
@@ -373,6 +438,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Scenario::Fanout(a) => rt.block_on(fanout_main(a, None)),
         Scenario::Churn(a) => rt.block_on(churn_main(a)),
         Scenario::Captions(a) => rt.block_on(captions_main(a)),
+        Scenario::Compare(a) => rt.block_on(compare_main(a)),
         Scenario::Soak(a) => rt.block_on(fanout_main(a.base, Some(a.timeline_every))),
         Scenario::Hands(a) => rt.block_on(hands_main(a)),
     }
