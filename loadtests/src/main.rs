@@ -127,18 +127,6 @@ struct CompareArgs {
     json: Option<PathBuf>,
 }
 
-/// Where the Janus anchor is when no --janus-dir is given.
-fn find_janus_anchor() -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("FLOORCAST_JANUS_ANCHOR") {
-        return Some(PathBuf::from(p));
-    }
-    let cwd = std::env::current_dir().ok()?;
-    cwd.ancestors()
-        .map(|d| d.join("shared/anchors/janus"))
-        .chain(std::iter::once(PathBuf::from("/work/shared/anchors/janus")))
-        .find(|d| d.join("run.sh").is_file())
-}
-
 async fn compare_main(a: CompareArgs) -> anyhow::Result<ExitCode> {
     let floorcast_bin = match a.floorcast_bin {
         Some(p) => p,
@@ -146,7 +134,7 @@ async fn compare_main(a: CompareArgs) -> anyhow::Result<ExitCode> {
     };
     let janus_dir = match a.janus_dir {
         Some(p) => p,
-        None => find_janus_anchor().context("no Janus anchor found: give --janus-dir")?,
+        None => compare::find_janus_anchor().context("no Janus anchor found: give --janus-dir")?,
     };
     let report = compare::run(CompareOptions {
         viewers: a.viewers,

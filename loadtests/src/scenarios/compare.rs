@@ -5,7 +5,7 @@
 //! ≈1 Mbit/s GStreamer sender, and stopped with `run.sh stop`. Server CPU is read from
 //! `/proc/<pid>` for both.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -76,6 +76,20 @@ fn side(target: &str, r: FanoutReport) -> Side {
     }
 }
 
+/// Where the Janus anchor is when none is given: `$FLOORCAST_JANUS_ANCHOR`,
+/// `shared/anchors/janus` in the working directory or any above it, or
+/// `/work/shared/anchors/janus`.
+pub fn find_janus_anchor() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("FLOORCAST_JANUS_ANCHOR") {
+        return Some(PathBuf::from(p));
+    }
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors()
+        .map(|d| d.join("shared/anchors/janus"))
+        .chain(std::iter::once(PathBuf::from("/work/shared/anchors/janus")))
+        .find(|d| d.join("run.sh").is_file())
+}
+
 pub async fn run(opts: CompareOptions) -> Result<CompareReport, CompareError> {
     let floorcast = run_floorcast(&opts).await?;
     let janus = run_janus(&opts).await?;
@@ -140,7 +154,7 @@ struct Janus {
 }
 
 impl Janus {
-    fn start(dir: &PathBuf) -> Result<Self, CompareError> {
+    fn start(dir: &Path) -> Result<Self, CompareError> {
         let out = Command::new("bash")
             .arg(dir.join("run.sh"))
             .arg("--bg")
@@ -154,7 +168,7 @@ impl Janus {
         };
         match (out.status.success(), value("url="), value("janus_pid=")) {
             (true, Some(url), Some(pid)) => Ok(Janus {
-                dir: dir.clone(),
+                dir: dir.to_path_buf(),
                 url,
                 pid: pid
                     .parse()
