@@ -84,6 +84,15 @@ struct HandsArgs {
     json: Option<PathBuf>,
     #[arg(long, short)]
     verbose: bool,
+    /// Share (0..1) of the participants that are hubs (hub tokens, one hand per hub).
+    #[arg(long, default_value_t = 0.0)]
+    hub_share: f64,
+    /// Share (0..1) of the raised hands withdrawn afterwards by their owners.
+    #[arg(long, default_value_t = 0.0)]
+    withdraw_share: f64,
+    /// Light-mode viewers watching a floor feed through the storm (not with --media).
+    #[arg(long, default_value_t = 0)]
+    watchers: usize,
 }
 
 #[derive(Args)]
@@ -398,6 +407,9 @@ async fn hands_main(a: HandsArgs) -> anyhow::Result<ExitCode> {
     opts.grant = !a.no_grant;
     opts.limit_s = a.limit_s;
     opts.media = a.media;
+    opts.hub_share = a.hub_share.clamp(0.0, 1.0);
+    opts.withdraw_share = a.withdraw_share.clamp(0.0, 1.0);
+    opts.watchers = a.watchers;
     opts.server_pid = a.server_pid;
     opts.verbose = a.verbose;
     let report = hands::run(opts).await.context("hands")?;

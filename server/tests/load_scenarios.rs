@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use floorcast_load::scenarios::compare::{self, CompareOptions};
 use floorcast_load::scenarios::fanout::{self, FanoutOptions, Mode};
-use floorcast_load::scenarios::{captions, churn};
+use floorcast_load::scenarios::{captions, churn, hands};
 use floorcast_load::server_process::{ServerOptions, ServerProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_floorcast");
@@ -153,4 +153,27 @@ async fn compare_with_janus_at_five_viewers() {
         assert!(side.receive_mbps_per_viewer > 0.7, "{}", side.target);
     }
     assert!(r.viewers_per_core_ratio > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_storm_from_hubs_with_withdrawals_while_viewers_watch() {
+    let _serial = SERIAL.lock().await;
+    let (server, _) = server("storm").await;
+    let mut o = hands::HandsOptions::new(&server.base_url, "storm", SECRET);
+    o.hands = 200;
+    o.concurrency = 16;
+    o.hub_share = 0.2;
+    o.withdraw_share = 0.5;
+    o.watchers = 3;
+    o.server_pid = Some(server.pid());
+    let r = hands::run(o).await.expect("hands");
+    println!("{}", hands::render_table(&r));
+    assert_eq!(r.raised, 200, "{:?}", r.errors);
+    assert_eq!(r.hub_hands, 40);
+    assert_eq!(r.withdrawn, 100, "{:?}", r.errors);
+    assert_eq!(r.queue_after_withdraw, Some(100));
+    assert!(r.withdraw_ms.count == 100 && r.withdraw_ms.min > 0.0);
+    let w = r.watchers.expect("watchers");
+    assert_eq!((w.viewers, w.loss_percent, w.video_freezes), (3, 0.0, 0));
+    assert!(w.min_receive_mbps > 0.5, "{w:?}");
 }

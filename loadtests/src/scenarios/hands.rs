@@ -12,6 +12,11 @@
 //! speaker's packets from the venue's (the SFU rewrites both onto the same SSRCs), so the
 //! first packet after the grant must be the speaker's.
 //!
+//! A storm as conferences see it: `hub_share` of the hands are hubs (hub tokens, one hand
+//! per hub, with a head-count), `withdraw_share` of the raised hands are then withdrawn by
+//! their owners concurrently, and `watchers` light-mode viewers watch a floor feed through it
+//! all, so the report says whether the storm cost the viewers anything (loss, freezes).
+//!
 //! The HTTP helpers ([`raise_all`], [`queue`], [`grant`], [`revoke`]) are also what the
 //! server's floor tests drive it with.
 
@@ -81,6 +86,12 @@ pub struct HandsOptions {
     /// Server process id, for its CPU during the raises.
     pub server_pid: Option<u32>,
     pub verbose: bool,
+    /// Share (0..=1) of participants that are hubs.
+    pub hub_share: f64,
+    /// Share (0..=1) of raised hands withdrawn by their owners after the raises.
+    pub withdraw_share: f64,
+    /// Light-mode viewers watching a floor feed during the storm (not with `media`).
+    pub watchers: usize,
 }
 
 impl HandsOptions {
@@ -97,6 +108,9 @@ impl HandsOptions {
             media: false,
             server_pid: None,
             verbose: false,
+            hub_share: 0.0,
+            withdraw_share: 0.0,
+            watchers: 0,
         }
     }
 }
@@ -143,6 +157,24 @@ pub struct HandsReport {
     pub server_rss_bytes: Option<u64>,
     /// The generator's own CPU seconds per second during the raises.
     pub generator_cpu_seconds_per_second: f64,
+    /// Hands raised by hub tokens.
+    pub hub_hands: usize,
+    /// Withdrawals answered 200, their latency, and whether the queue then held exactly
+    /// the raised hands less the withdrawn ones.
+    pub withdrawn: usize,
+    pub withdraw_ms: Summary,
+    pub queue_after_withdraw: Option<usize>,
+    /// What the watchers saw from the start of the raises to the end of the withdrawals.
+    pub watchers: Option<WatcherFigures>,
+}
+
+/// The viewers watching through the storm.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WatcherFigures {
+    pub viewers: usize,
+    pub loss_percent: f64,
+    pub video_freezes: u64,
+    pub min_receive_mbps: f64,
 }
 
 /// One raised hand.
@@ -199,9 +231,20 @@ pub async fn raise_all(
     concurrency: usize,
     body: &str,
 ) -> RaiseResults {
+    raise_all_with(base, session, tokens, concurrency, &[body.to_owned()]).await
+}
+
+/// [`raise_all`] with a body per token (`bodies[i]` for `tokens[i]`), or one for all.
+pub async fn raise_all_with(
+    base: &str,
+    session: &str,
+    tokens: &[String],
+    concurrency: usize,
+    bodies: &[String],
+) -> RaiseResults {
     let url: Arc<str> = api(base, session, "hands").into();
     let tokens: Arc<[String]> = tokens.into();
-    let body: Arc<str> = body.into();
+    let body: Arc<[String]> = bodies.into();
     let next = Arc::new(AtomicUsize::new(0));
     let workers = concurrency.clamp(1, tokens.len().max(1));
     let clients: Vec<Client> = (0..workers.div_ceil(WORKERS_PER_CLIENT))
@@ -227,7 +270,7 @@ pub async fn raise_all(
                     .post(&*url)
                     .header(AUTHORIZATION, format!("Bearer {token}"))
                     .header(CONTENT_TYPE, "application/json")
-                    .body(body.to_string())
+                    .body(body[if body.len() == 1 { 0 } else { i }].clone())
                     .send()
                     .await;
                 let answer = match sent {
@@ -377,9 +420,20 @@ pub async fn run(opts: HandsOptions) -> Result<HandsReport, HandsError> {
     let names: Vec<String> = (0..opts.hands)
         .map(|i| format!("{}-{i}", opts.name_prefix))
         .collect();
+    let hub_every = share_every(opts.hub_share);
+    let is_hub = |i: usize| hub_every > 0 && i % hub_every == hub_every - 1;
     let tokens: Vec<String> = names
         .iter()
-        .map(|n| token::mint(&opts.secret, "viewer", &opts.session, n))
+        .enumerate()
+        .map(|(i, n)| {
+            if is_hub(i) {
+                let mut c = token::Claims::new("hub", &opts.session, n, Duration::from_secs(3600));
+                c.hub = Some(format!("{n}-hub"));
+                token::sign(&c, &opts.secret).expect("HS256 signing")
+            } else {
+                token::mint(&opts.secret, "viewer", &opts.session, n)
+            }
+        })
         .collect();
     let moderator = token::mint(
         &opts.secret,
@@ -425,11 +479,28 @@ pub async fn run(opts: HandsOptions) -> Result<HandsReport, HandsError> {
             opts.hands, opts.concurrency
         );
     }
+    let crowd = if opts.watchers > 0 && !opts.media {
+        Some(Watchers::start(&opts, &http).await?)
+    } else {
+        None
+    };
+    let crowd_a = crowd.as_ref().map(Watchers::stats);
     let pid = opts.server_pid.map(|p| p.to_string());
     let server_a = pid.as_deref().and_then(process_usage::sample);
     let self_a = process_usage::sample("self");
-    let body = r#"{"topic":"load test"}"#;
-    let results = raise_all(&opts.url, &opts.session, &tokens, opts.concurrency, body).await;
+    // Only hubs report a head-count (the server refuses it from anyone else).
+    let bodies: Vec<String> = (0..tokens.len())
+        .map(|i| {
+            if is_hub(i) {
+                r#"{"topic":"load test","head_count":12}"#.to_owned()
+            } else {
+                r#"{"topic":"load test"}"#.to_owned()
+            }
+        })
+        .collect();
+    let results =
+        raise_all_with(&opts.url, &opts.session, &tokens, opts.concurrency, &bodies).await;
+    report.hub_hands = results.hands.iter().filter(|h| is_hub(h.index)).count();
     let server_b = pid.as_deref().and_then(process_usage::sample);
     let self_b = process_usage::sample("self");
     if let (Some(a), Some(b)) = (server_a, server_b) {
@@ -453,10 +524,35 @@ pub async fn run(opts: HandsOptions) -> Result<HandsReport, HandsError> {
     let t = Instant::now();
     let q = queue(&http, &opts.url, &opts.session, &moderator).await?;
     report.queue_read_ms = ms(t.elapsed());
-    let ids = queue_ids(&q);
+    let mut ids = queue_ids(&q);
     report.queue_length = ids.len();
     let in_queue: std::collections::HashSet<u64> = ids.iter().copied().collect();
     report.all_raised_in_queue = results.hands.iter().all(|h| in_queue.contains(&h.id));
+
+    let withdraw_every = share_every(opts.withdraw_share);
+    if withdraw_every > 0 {
+        let leaving: Vec<(String, u64)> = results
+            .hands
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| k % withdraw_every == withdraw_every - 1)
+            .map(|(_, h)| (tokens[h.index].clone(), h.id))
+            .collect();
+        let (done, latencies, errors) =
+            withdraw_all(&opts.url, &opts.session, leaving, opts.concurrency).await;
+        report.withdrawn = done;
+        report.withdraw_ms = Summary::of(&latencies);
+        for e in errors {
+            *report.errors.entry(e).or_default() += 1;
+        }
+        let q = queue(&http, &opts.url, &opts.session, &moderator).await?;
+        ids = queue_ids(&q);
+        report.queue_after_withdraw = Some(ids.len());
+    }
+    if let (Some(crowd), Some(a)) = (crowd, crowd_a) {
+        report.watchers = Some(crowd.figures(&a));
+        crowd.close().await;
+    }
 
     if !opts.grant || ids.is_empty() {
         if let Some(v) = watcher {
@@ -539,6 +635,150 @@ pub async fn run(opts: HandsOptions) -> Result<HandsReport, HandsError> {
     Ok(report)
 }
 
+/// `1/share` rounded: every that-many-th item is picked (0: none).
+fn share_every(share: f64) -> usize {
+    if share > 0.0 {
+        (1.0 / share.min(1.0)).round().max(1.0) as usize
+    } else {
+        0
+    }
+}
+
+/// Withdraws each `(owner token, hand)` with `DELETE …/hands/{id}`, `concurrency` at a
+/// time. Returns how many answered 200, their latencies (ms) and the failures.
+pub async fn withdraw_all(
+    base: &str,
+    session: &str,
+    hands: Vec<(String, u64)>,
+    concurrency: usize,
+) -> (usize, Vec<f64>, Vec<String>) {
+    let gate = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let http = client();
+    let mut set = JoinSet::new();
+    for (token, id) in hands {
+        let (gate, http, url) = (
+            Arc::clone(&gate),
+            http.clone(),
+            api(base, session, &format!("hands/{id}")),
+        );
+        set.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let t0 = Instant::now();
+            let r = http
+                .delete(&url)
+                .header(AUTHORIZATION, format!("Bearer {token}"))
+                .send()
+                .await;
+            match r {
+                Ok(resp) if resp.status() == StatusCode::OK => Ok(ms(t0.elapsed())),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let body = resp.text().await.unwrap_or_default();
+                    Err(format!("withdraw {}", failure_key(status, &body)))
+                }
+                Err(e) => Err(format!("withdraw: {e}")),
+            }
+        });
+    }
+    let (mut done, mut latencies, mut errors) = (0, Vec::new(), Vec::new());
+    while let Some(r) = set.join_next().await {
+        match r {
+            Ok(Ok(ms)) => {
+                done += 1;
+                latencies.push(ms);
+            }
+            Ok(Err(e)) => errors.push(e),
+            Err(e) => errors.push(format!("withdraw task: {e}")),
+        }
+    }
+    (done, latencies, errors)
+}
+
+/// A floor publisher and light viewers that watch while the storm runs.
+struct Watchers {
+    publisher: Publisher,
+    viewers: Vec<crate::light::LightViewer>,
+}
+
+impl Watchers {
+    async fn start(opts: &HandsOptions, http: &Client) -> Result<Self, HandsError> {
+        let venue = token::mint(&opts.secret, "venue", &opts.session, "storm-venue");
+        let watcher = token::mint(&opts.secret, "viewer", &opts.session, "storm-watcher");
+        let publisher = Publisher::whip(
+            PublisherConfig::default(),
+            http,
+            &opts.url,
+            &opts.session,
+            &venue,
+        )
+        .await?;
+        let target = crate::light::Target::Whep {
+            url: opts.url.clone(),
+            session: opts.session.clone(),
+            token: watcher,
+        };
+        let mut viewers = Vec::new();
+        for _ in 0..opts.watchers {
+            let v = crate::light::LightViewer::connect(Default::default(), http, &target)
+                .await
+                .map_err(|e| HandsError::Setup(format!("watcher: {e}")))?;
+            viewers.push(v);
+        }
+        for v in &viewers {
+            if !v
+                .wait_until(Duration::from_secs(10), |s| {
+                    s.first_keyframe_after.is_some()
+                })
+                .await
+            {
+                return Err(HandsError::Setup("a watcher got no keyframe".into()));
+            }
+        }
+        Ok(Watchers { publisher, viewers })
+    }
+
+    fn stats(&self) -> (Instant, Vec<crate::viewer::ViewerStats>) {
+        (
+            Instant::now(),
+            self.viewers.iter().map(|v| v.stats()).collect(),
+        )
+    }
+
+    fn figures(&self, before: &(Instant, Vec<crate::viewer::ViewerStats>)) -> WatcherFigures {
+        let (then, before) = before;
+        let (_, after) = self.stats();
+        let secs = then.elapsed().as_secs_f64().max(1e-3);
+        let (mut lost, mut expected, mut freezes) = (0u64, 0u64, 0u64);
+        let mut min_mbps = f64::MAX;
+        for (a, b) in before.iter().zip(&after) {
+            for (x, y) in [(&a.audio, &b.audio), (&a.video, &b.video)] {
+                lost += y.seq.lost.saturating_sub(x.seq.lost);
+                expected += y.seq.expected.saturating_sub(x.seq.expected);
+            }
+            freezes += b.video.freezes - a.video.freezes;
+            let bits = ((b.audio.bytes + b.video.bytes) - (a.audio.bytes + a.video.bytes)) * 8;
+            min_mbps = min_mbps.min(bits as f64 / secs / 1e6);
+        }
+        WatcherFigures {
+            viewers: self.viewers.len(),
+            loss_percent: if expected == 0 {
+                0.0
+            } else {
+                lost as f64 * 100.0 / expected as f64
+            },
+            video_freezes: freezes,
+            min_receive_mbps: if min_mbps == f64::MAX { 0.0 } else { min_mbps },
+        }
+    }
+
+    async fn close(self) {
+        for v in self.viewers {
+            v.close().await;
+        }
+        self.publisher.close().await;
+    }
+}
+
 /// The human table printed by the binary.
 pub fn render_table(r: &HandsReport) -> String {
     let mut out = String::new();
@@ -555,6 +795,27 @@ pub fn render_table(r: &HandsReport) -> String {
         row("failures", list.join(", "));
     }
     row("raises/s", format!("{:.0}", r.raises_per_second));
+    if r.hub_hands > 0 {
+        row("of which hubs", r.hub_hands.to_string());
+    }
+    if let Some(q) = r.queue_after_withdraw {
+        row(
+            "withdrawn",
+            format!(
+                "{} (p50 {:.1} / p99 {:.1} ms); queue then {q}",
+                r.withdrawn, r.withdraw_ms.p50, r.withdraw_ms.p99
+            ),
+        );
+    }
+    if let Some(w) = &r.watchers {
+        row(
+            "watchers during the storm",
+            format!(
+                "{} viewers: loss {:.3} %, {} freezes, ≥ {:.2} Mbit/s each",
+                w.viewers, w.loss_percent, w.video_freezes, w.min_receive_mbps
+            ),
+        );
+    }
     row(
         "raise latency ms",
         format!(
