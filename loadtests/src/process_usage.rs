@@ -64,6 +64,32 @@ pub fn cpu_rate(a: &Sample, b: &Sample) -> f64 {
     b.cpu.saturating_sub(a.cpu).as_secs_f64() / wall
 }
 
+/// The same reading from a server's `/metrics` (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`), for a server on another machine.
+pub async fn scrape(client: &reqwest::Client, base: &str) -> Option<Sample> {
+    let url = format!("{}/metrics", base.trim_end_matches('/'));
+    let text = client.get(url).send().await.ok()?.text().await.ok()?;
+    parse_metrics(&text)
+}
+
+/// Reads the two process metrics from a Prometheus text exposition.
+pub fn parse_metrics(text: &str) -> Option<Sample> {
+    let value = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    Some(Sample {
+        at: Instant::now(),
+        cpu: Duration::from_secs_f64(value("process_cpu_seconds_total")?.max(0.0)),
+        rss_bytes: value("process_resident_memory_bytes")? as u64,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +111,15 @@ mod tests {
     fn reads_this_process() {
         let s = sample("self").expect("/proc/self on Linux");
         assert!(s.rss_bytes > 0);
+    }
+
+    #[test]
+    fn reads_process_metrics_from_an_exposition() {
+        let text = "# HELP process_cpu_seconds_total x\nprocess_cpu_seconds_total 12.5\n\
+                    process_resident_memory_bytes 4.2e+07\nprocess_cpu_seconds_total_x 1\n";
+        let s = parse_metrics(text).unwrap();
+        assert_eq!(s.cpu, Duration::from_millis(12_500));
+        assert_eq!(s.rss_bytes, 42_000_000);
+        assert!(parse_metrics("floorcast_viewers 3\n").is_none());
     }
 }

@@ -24,6 +24,7 @@ mod layers;
 pub mod media_engine;
 pub mod media_events;
 pub mod metrics;
+mod process_metrics;
 pub mod secret;
 pub mod session;
 pub mod signal;

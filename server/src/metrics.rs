@@ -171,6 +171,9 @@ impl Metrics {
             }
         }
 
+        // process_cpu_seconds_total, process_resident_memory_bytes, open fds…: what a load
+        // generator on another machine reads the server's CPU and memory from.
+        registry.register(Box::new(crate::process_metrics::ProcessMetrics::new()?))?;
         registry.register(Box::new(sessions.clone()))?;
         registry.register(Box::new(viewers.clone()))?;
         registry.register(Box::new(publishers.clone()))?;

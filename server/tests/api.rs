@@ -813,6 +813,8 @@ async fn health_ready_metrics() {
         "floorcast_http_requests_total{route=\"/readyz\",status=\"200\"} 1",
         "floorcast_http_requests_total{route=\"unmatched\",status=\"404\"} 1",
         "floorcast_build_info{version=",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
     ] {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }

@@ -85,8 +85,12 @@ async fn soak_fills_its_timeline() {
     let (_server, mut o) = server("soak").await;
     o.duration = Duration::from_secs(4);
     o.timeline_every = Some(Duration::from_secs(1));
+    // As from another machine: the server's CPU and RSS come from its /metrics.
+    o.server_pid = None;
     let r = fanout::run(o).await.expect("soak");
     assert!(r.timeline.len() >= 3, "{:?}", r.timeline);
+    let server = r.server.expect("server usage scraped from /metrics");
+    assert!(server.cpu_seconds_per_second > 0.0 && server.rss_bytes > 10_000_000);
     for p in &r.timeline {
         assert!(p.packets_per_second > 500.0, "{p:?}");
         assert_eq!(p.loss_percent, 0.0, "{p:?}");

@@ -232,8 +232,18 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Measurement window.
+    // The server's CPU and memory: from /proc when it runs here (its pid), else from its
+    // /metrics (Floorcast exports the process metrics; Janus does not).
     let pid = opts.server_pid.map(|p| p.to_string());
-    let server_a = pid.as_deref().and_then(process_usage::sample);
+    let scrape = pid.is_none() && opts.target == ServerTarget::Floorcast;
+    let server_sample = || async {
+        match (&pid, scrape) {
+            (Some(pid), _) => process_usage::sample(pid),
+            (None, true) => process_usage::scrape(&client, &opts.url).await,
+            (None, false) => None,
+        }
+    };
+    let server_a = server_sample().await;
     let self_a = process_usage::sample("self");
     let (pub_a, view_a, _) = quiet_snapshot(publisher.as_ref(), &viewers).await;
     let t_a = Instant::now();
@@ -245,7 +255,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
         tokio::time::sleep(left.min(step)).await;
         let now_stats: Vec<ViewerStats> = viewers.iter().map(|j| j.viewer.stats()).collect();
         if opts.timeline_every.is_some() {
-            let server_now = pid.as_deref().and_then(process_usage::sample);
+            let server_now = server_sample().await;
             report.timeline.push(timeline_point(
                 t_a.elapsed(),
                 last.0.elapsed(),
@@ -265,7 +275,7 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
     let wall = t_a.elapsed().as_secs_f64();
     let view_b: Vec<ViewerStats> = viewers.iter().map(|j| j.viewer.stats()).collect();
     let pub_b = publisher.as_ref().map(|p| p.stats()).unwrap_or_default();
-    let server_b = pid.as_deref().and_then(process_usage::sample);
+    let server_b = server_sample().await;
     let self_b = process_usage::sample("self");
     // Then stop sending and let queues drain: the exact delivered share, and how long the
     // backlog took to clear (a server or generator that falls behind shows up here, while
