@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use media::{Kind, MediaStats};
+use media::{Kind, MediaStats, ViewerLink};
 use prometheus::core::{AtomicU64, GenericCounter};
 use prometheus::{
     Counter, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
@@ -44,11 +44,28 @@ struct Inner {
     caption_latency: HistogramVec,
     asr_rtf: GaugeVec,
     asr_dropped: Counter,
+    hub_viewers: IntGaugeVec,
+    viewers_by_link: IntGaugeVec,
+    viewer_loss: GaugeVec,
+    rtt: GaugeVec,
+    udp_send_drops: IntCounter,
+    draining: IntGauge,
     /// Held while copying media counters and encoding (see module doc).
     scrape: Mutex<()>,
 }
 
 const DIRECTIONS: [&str; 2] = ["in", "out"];
+const LINKS: [&str; 4] = ["good", "fair", "poor", "unknown"];
+/// Hub label values per session; hubs beyond these (by name) are counted under `other`, so a
+/// token minted with a made-up hub cannot grow the series without bound.
+pub const MAX_HUB_LABELS: usize = 64;
+
+/// One connected viewer as `/metrics` sees it.
+pub struct ViewerSample<'a> {
+    pub session: &'a str,
+    pub hub: Option<&'a str>,
+    pub link: Option<ViewerLink>,
+}
 const KINDS: [Kind; 2] = [Kind::Audio, Kind::Video];
 
 impl Metrics {
@@ -187,8 +204,55 @@ impl Metrics {
         registry.register(Box::new(floor_wait.clone()))?;
         registry.register(Box::new(floor_grants.clone()))?;
         registry.register(Box::new(caption_latency.clone()))?;
+
         registry.register(Box::new(asr_rtf.clone()))?;
         registry.register(Box::new(asr_dropped.clone()))?;
+        let hub_viewers = IntGaugeVec::new(
+            Opts::new(
+                "floorcast_hub_viewers",
+                "Connected viewers per session and hub (hubs past the first 64 by name: other).",
+            ),
+            &["session", "hub"],
+        )?;
+        let viewers_by_link = IntGaugeVec::new(
+            Opts::new(
+                "floorcast_viewers_by_link",
+                "Connected viewers per session by link quality from their RTCP receiver reports \
+                 (good < 1 % loss, fair < 5 %, poor, unknown before the first report).",
+            ),
+            &["session", "link"],
+        )?;
+        let viewer_loss = GaugeVec::new(
+            Opts::new(
+                "floorcast_viewer_loss_ratio",
+                "Fraction of packets lost as viewers report it (RTCP), quantile over a \
+                 session's viewers (1: the worst viewer).",
+            ),
+            &["session", "quantile"],
+        )?;
+        let rtt = GaugeVec::new(
+            Opts::new(
+                "floorcast_rtt_seconds",
+                "Round-trip time to viewers (RTCP), quantile over a session's viewers.",
+            ),
+            &["session", "quantile"],
+        )?;
+        let udp_send_drops = IntCounter::new(
+            "floorcast_udp_send_drops_total",
+            "Datagrams the media socket could not send (its buffer was full).",
+        )?;
+        let draining = IntGauge::new(
+            "floorcast_draining",
+            "1 while the node drains after SIGTERM (no new viewers or publishers).",
+        )?;
+        for c in [&hub_viewers, &viewers_by_link] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        for c in [&viewer_loss, &rtt] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(udp_send_drops.clone()))?;
+        registry.register(Box::new(draining.clone()))?;
         registry.register(Box::new(build_info))?;
 
         Ok(Metrics {
@@ -209,6 +273,12 @@ impl Metrics {
                 caption_latency,
                 asr_rtf,
                 asr_dropped,
+                hub_viewers,
+                viewers_by_link,
+                viewer_loss,
+                rtt,
+                udp_send_drops,
+                draining,
                 scrape: Mutex::new(()),
             }),
         })
@@ -287,6 +357,7 @@ impl Metrics {
         &self,
         sessions: &[SessionId],
         stats: Option<&MediaStats>,
+        viewers: &[ViewerSample<'_>],
     ) -> Result<String, MetricsError> {
         let inner = &*self.inner;
         let _scrape = inner.scrape.lock().unwrap_or_else(|e| e.into_inner());
@@ -337,13 +408,86 @@ impl Metrics {
             }
             advance(&inner.nacks, stats.nacks.get());
             advance(&inner.plis, stats.plis.get());
+            advance(&inner.udp_send_drops, stats.send_drops.get());
         }
+        self.render_audience(sessions, viewers);
 
         let mut out = Vec::new();
         TextEncoder::new().encode(&inner.registry.gather(), &mut out)?;
         // The text encoder writes only UTF-8 (names, labels and numbers we control).
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
+}
+
+impl Metrics {
+    pub fn set_draining(&self, draining: bool) {
+        self.inner.draining.set(i64::from(draining));
+    }
+
+    /// Hubs, link quality, loss and RTT per session, from the viewers connected now.
+    fn render_audience(&self, sessions: &[SessionId], viewers: &[ViewerSample<'_>]) {
+        let inner = &*self.inner;
+        for g in [&inner.hub_viewers, &inner.viewers_by_link] {
+            g.reset();
+        }
+        for g in [&inner.viewer_loss, &inner.rtt] {
+            g.reset();
+        }
+        for id in sessions {
+            let id = id.as_str();
+            let mine: Vec<&ViewerSample<'_>> = viewers.iter().filter(|v| v.session == id).collect();
+            for link in LINKS {
+                inner.viewers_by_link.with_label_values(&[id, link]).set(0);
+            }
+            let mut hubs: Vec<&str> = mine.iter().filter_map(|v| v.hub).collect();
+            hubs.sort_unstable();
+            hubs.dedup();
+            let named: &[&str] = &hubs[..hubs.len().min(MAX_HUB_LABELS)];
+            let (mut losses, mut rtts) = (Vec::new(), Vec::new());
+            for v in &mine {
+                if let Some(hub) = v.hub {
+                    let label = if named.binary_search(&hub).is_ok() {
+                        hub
+                    } else {
+                        "other"
+                    };
+                    inner.hub_viewers.with_label_values(&[id, label]).inc();
+                }
+                let link = match v.link {
+                    Some(l) => {
+                        // f32 from RTCP's 8-bit fraction: six decimals say all it knows.
+                        losses.push((f64::from(l.loss) * 1e6).round() / 1e6);
+                        if let Some(ms) = l.rtt_ms {
+                            rtts.push(f64::from(ms) / 1000.0);
+                        }
+                        crate::signal::audience::quality(l.loss)
+                    }
+                    None => "unknown",
+                };
+                inner.viewers_by_link.with_label_values(&[id, link]).inc();
+            }
+            for (q, p) in [("0.5", 0.5), ("0.95", 0.95), ("1", 1.0)] {
+                if let Some(x) = quantile(&mut losses, p) {
+                    inner.viewer_loss.with_label_values(&[id, q]).set(x);
+                }
+            }
+            for (q, p) in [("0.5", 0.5), ("0.95", 0.95)] {
+                if let Some(x) = quantile(&mut rtts, p) {
+                    inner.rtt.with_label_values(&[id, q]).set(x);
+                }
+            }
+        }
+    }
+}
+
+/// Nearest-rank quantile (sorts in place); `None` for no samples.
+fn quantile(samples: &mut [f64], p: f64) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable_by(f64::total_cmp);
+    let rank = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+    Some(samples[rank - 1])
 }
 
 /// Moves a Prometheus counter up to the engine's absolute value. An engine restart (value
@@ -369,7 +513,9 @@ mod tests {
         m.observe_join(Duration::from_millis(700));
         m.record_http("/whip/{session}", 201);
         let s1 = SessionId::parse("s1").unwrap();
-        let text = m.render(std::slice::from_ref(&s1), Some(&stats)).unwrap();
+        let text = m
+            .render(std::slice::from_ref(&s1), Some(&stats), &[])
+            .unwrap();
         for needle in [
             "floorcast_sessions 1",
             "floorcast_viewers{session=\"s1\"} 0",
@@ -387,12 +533,75 @@ mod tests {
 
         // A second scrape does not add the same delta twice.
         stats.rtp_in.record(Kind::Video, 1, 100);
-        let text = m.render(&[], Some(&stats)).unwrap();
+        let text = m.render(&[], Some(&stats), &[]).unwrap();
         assert!(text.contains("floorcast_rtp_packets_total{direction=\"in\",kind=\"video\"} 4"));
         assert!(text.contains("floorcast_sessions 0"));
         assert!(
             !text.contains("session=\"s1\""),
             "deleted sessions lose their series"
         );
+    }
+
+    #[test]
+    fn audience_by_hub_link_loss_and_rtt_with_bounded_hub_labels() {
+        let m = Metrics::new().unwrap();
+        let s1 = SessionId::parse("s1").unwrap();
+        let link = |loss: f32, rtt: u32| {
+            Some(ViewerLink {
+                loss,
+                rtt_ms: Some(rtt),
+            })
+        };
+        let hubs: Vec<String> = (0..MAX_HUB_LABELS + 2)
+            .map(|i| format!("hub{i:03}"))
+            .collect();
+        let mut viewers: Vec<ViewerSample<'_>> = hubs
+            .iter()
+            .map(|h| ViewerSample {
+                session: "s1",
+                hub: Some(h.as_str()),
+                link: None,
+            })
+            .collect();
+        viewers.push(ViewerSample {
+            session: "s1",
+            hub: Some("hub000"),
+            link: link(0.0, 20),
+        });
+        viewers.push(ViewerSample {
+            session: "s1",
+            hub: None,
+            link: link(0.10, 200),
+        });
+        viewers.push(ViewerSample {
+            session: "s1",
+            hub: None,
+            link: link(0.02, 40),
+        });
+        // A viewer of a session the node does not serve is not counted.
+        viewers.push(ViewerSample {
+            session: "gone",
+            hub: Some("x"),
+            link: None,
+        });
+        m.set_draining(true);
+        let text = m.render(std::slice::from_ref(&s1), None, &viewers).unwrap();
+        for needle in [
+            "floorcast_hub_viewers{hub=\"hub000\",session=\"s1\"} 2",
+            "floorcast_hub_viewers{hub=\"hub063\",session=\"s1\"} 1",
+            "floorcast_hub_viewers{hub=\"other\",session=\"s1\"} 2",
+            "floorcast_viewers_by_link{link=\"unknown\",session=\"s1\"} 66",
+            "floorcast_viewers_by_link{link=\"good\",session=\"s1\"} 1",
+            "floorcast_viewers_by_link{link=\"fair\",session=\"s1\"} 1",
+            "floorcast_viewers_by_link{link=\"poor\",session=\"s1\"} 1",
+            "floorcast_viewer_loss_ratio{quantile=\"0.5\",session=\"s1\"} 0.02",
+            "floorcast_viewer_loss_ratio{quantile=\"1\",session=\"s1\"} 0.1",
+            "floorcast_rtt_seconds{quantile=\"0.95\",session=\"s1\"} 0.2",
+            "floorcast_draining 1",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert!(!text.contains("hub064"), "hub labels are bounded");
+        assert!(!text.contains("session=\"gone\""));
     }
 }

@@ -3,6 +3,9 @@
 //! collector counts whole seconds), memory and threads from `/proc/self/status`, open file
 //! descriptors from `/proc/self/fd`. A load generator on another machine reads the server's
 //! cost from these.
+//!
+//! Also `floorcast_media_thread_cpu_seconds_total`: the SFU forwards on one thread, so that
+//! thread's CPU rate reaching 1.0 is the node's capacity, whatever the process total says.
 
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,8 +22,13 @@ pub struct ProcessMetrics {
     threads: IntGauge,
     open_fds: IntGauge,
     start_time: Gauge,
+    media_cpu: Counter,
+    media_cpu_seen: Mutex<f64>,
     descs: Vec<Desc>,
 }
+
+/// The media engine's thread name (media/src/driver.rs).
+const MEDIA_THREAD: &str = "floorcast-media";
 
 impl ProcessMetrics {
     pub fn new() -> prometheus::Result<Self> {
@@ -38,6 +46,10 @@ impl ProcessMetrics {
             "process_start_time_seconds",
             "Start time of the process since unix epoch in seconds.",
         )?;
+        let media_cpu = Counter::with_opts(Opts::new(
+            "floorcast_media_thread_cpu_seconds_total",
+            "CPU time of the SFU's media thread; a rate near 1 means the node is at capacity.",
+        ))?;
         start_time.set(
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -49,6 +61,7 @@ impl ProcessMetrics {
             threads.desc(),
             open_fds.desc(),
             start_time.desc(),
+            media_cpu.desc(),
         ]
         .into_iter()
         .flatten()
@@ -61,6 +74,8 @@ impl ProcessMetrics {
             threads,
             open_fds,
             start_time,
+            media_cpu,
+            media_cpu_seen: Mutex::new(0.0),
             descs,
         })
     }
@@ -84,6 +99,16 @@ impl ProcessMetrics {
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
             self.open_fds.set(dir.count() as i64);
         }
+        if let Some(total) = thread_cpu_seconds(MEDIA_THREAD) {
+            let mut seen = self
+                .media_cpu_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if total > *seen {
+                self.media_cpu.inc_by(total - *seen);
+                *seen = total;
+            }
+        }
     }
 }
 
@@ -99,6 +124,7 @@ impl Collector for ProcessMetrics {
         out.extend(self.threads.collect());
         out.extend(self.open_fds.collect());
         out.extend(self.start_time.collect());
+        out.extend(self.media_cpu.collect());
         out
     }
 }
@@ -116,6 +142,40 @@ fn cpu_seconds() -> Option<f64> {
     let u = unsafe { usage.assume_init() };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     Some(secs(u.ru_utime) + secs(u.ru_stime))
+}
+
+/// User + system CPU of this process's threads named `name`, seconds (clock-tick resolution,
+/// 10 ms); `None` when there is no such thread.
+fn thread_cpu_seconds(name: &str) -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
+    let mut total = None;
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let path = task.path();
+        let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        if let Some(t) = stat_cpu_ticks(&stat) {
+            *total.get_or_insert(0.0) += t as f64 / ticks;
+        }
+    }
+    total
+}
+
+/// utime + stime (clock ticks) from a `stat` line; fields counted after the last `)`, since
+/// the name may hold spaces and parentheses.
+fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// The number in a `/proc/self/status` line such as `VmRSS:   12345 kB`.
@@ -161,6 +221,17 @@ mod tests {
         assert!(value("process_resident_memory_bytes") > 1_000_000.0);
         assert!(value("process_threads") >= 1.0);
         assert!(value("process_open_fds") >= 3.0);
+    }
+
+    #[test]
+    fn reads_a_threads_cpu_from_its_stat_line() {
+        let stat = "4242 (floorcast-me dia)) R 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 1 0";
+        assert_eq!(stat_cpu_ticks(stat), Some(175));
+        assert_eq!(stat_cpu_ticks("garbage"), None);
+        // This test's own thread is found by its name.
+        let name = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+        assert!(thread_cpu_seconds(name.trim_end()).is_some());
+        assert!(thread_cpu_seconds("no-such-thread").is_none());
     }
 
     #[test]

@@ -13,8 +13,9 @@ use serde_json::json;
 
 use super::error::ApiError;
 use crate::media_engine::Media;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ViewerSample};
 use crate::session::SessionRegistry;
+use crate::signal::resources::Resources;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -63,10 +64,24 @@ async fn metrics(
     State(metrics): State<Metrics>,
     State(sessions): State<SessionRegistry>,
     State(media): State<Media>,
+    State(resources): State<Resources>,
 ) -> Result<Response, ApiError> {
     let stats = media.engine().map(|e| e.stats());
+    let links = stats
+        .as_deref()
+        .map(|s| s.viewer_links())
+        .unwrap_or_default();
+    let viewers = resources.viewers();
+    let samples: Vec<ViewerSample<'_>> = viewers
+        .iter()
+        .map(|(peer, session, hub)| ViewerSample {
+            session: session.as_str(),
+            hub: hub.as_deref(),
+            link: links.get(peer).copied(),
+        })
+        .collect();
     let text = metrics
-        .render(&sessions.ids(), stats.as_deref())
+        .render(&sessions.ids(), stats.as_deref(), &samples)
         .map_err(ApiError::internal)?;
     Ok((
         [(

@@ -108,7 +108,7 @@ pub fn by_hub(
     groups.into_values().collect()
 }
 
-fn quality(loss: f32) -> &'static str {
+pub(crate) fn quality(loss: f32) -> &'static str {
     if loss >= POOR_LOSS {
         "poor"
     } else if loss >= FAIR_LOSS {

@@ -6,7 +6,7 @@
 //! token scope (404/403), session exists (404), body type and content (415/400). Body size is
 //! limited for every route by the layers in `layers` (413).
 
-mod audience;
+pub(crate) mod audience;
 mod lifecycle;
 pub mod resources;
 pub mod sdp;

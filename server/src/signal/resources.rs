@@ -91,6 +91,15 @@ impl Resources {
         before - map.len()
     }
 
+    /// Every viewer (WHEP resource): its peer, session and hub.
+    pub fn viewers(&self) -> Vec<(PeerId, SessionId, Option<String>)> {
+        self.lock()
+            .iter()
+            .filter(|(_, r)| r.kind == ResourceKind::Whep)
+            .map(|(p, r)| (*p, r.session.clone(), r.hub.clone()))
+            .collect()
+    }
+
     /// The viewers (WHEP resources) of one session and the hub each watches for.
     pub fn viewers_of(&self, session: &SessionId) -> Vec<(PeerId, Option<String>)> {
         self.lock()
