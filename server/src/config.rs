@@ -35,6 +35,7 @@ const ENV_KEYS: &[&str] = &[
     "caption_lang",
     "whisper_model",
     "cart_precedence_seconds",
+    "drain_timeout_seconds",
     "dev",
 ];
 
@@ -82,6 +83,9 @@ pub struct Config {
     /// Machine captions of a language stay hidden from viewers while a human captioner
     /// (CART) of that language sent text within this many seconds.
     pub cart_precedence_seconds: u32,
+    /// After SIGTERM, how long current viewers and publishers may stay before the node stops
+    /// anyway (a second SIGTERM stops it at once).
+    pub drain_timeout_seconds: u32,
     /// Development mode: generate a secret, create session `demo`, print links and tokens.
     pub dev: bool,
     #[serde(rename = "session")]
@@ -104,6 +108,7 @@ impl Default for Config {
             caption_lang: "en-US".into(),
             whisper_model: None,
             cart_precedence_seconds: 10,
+            drain_timeout_seconds: 600,
             dev: false,
             sessions: Vec::new(),
         }
@@ -213,6 +218,12 @@ impl Config {
             return Err(ConfigError::invalid(
                 "floor_actions_per_minute",
                 format!("{} is outside 1..=10000", self.floor_actions_per_minute),
+            ));
+        }
+        if self.drain_timeout_seconds > 86_400 {
+            return Err(ConfigError::invalid(
+                "drain_timeout_seconds",
+                format!("{} is over a day (86400)", self.drain_timeout_seconds),
             ));
         }
         if !(1..=300).contains(&self.cart_precedence_seconds) {

@@ -19,6 +19,7 @@ pub mod captions;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod drain;
 pub mod floor;
 mod layers;
 pub mod media_engine;
@@ -76,6 +77,9 @@ pub fn app(state: AppState) -> Router {
         .merge(web::routes());
     layers::wrap(routes, &state).with_state(state)
 }
+
+/// Open HTTP responses (event streams) may go on this long after a shutdown has begun.
+const HTTP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Starts a node on `listener` and serves until `shutdown` resolves.
 pub async fn run(
@@ -181,9 +185,24 @@ impl Server {
             media_events::spawn(engine, state.resources.clone(), state.metrics.clone())
         });
         let engine = state.media.engine().cloned();
-        let result = axum::serve(self.listener, app(state))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // Long-lived responses (event streams) would hold a graceful shutdown open for ever:
+        // they get a short grace once the shutdown has begun, then the node stops anyway.
+        let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = begun_tx.send(());
+        };
+        let serve = axum::serve(self.listener, app(state)).with_graceful_shutdown(shutdown);
+        let result = tokio::select! {
+            r = serve => r,
+            () = async {
+                if begun_rx.await.is_ok() {
+                    tokio::time::sleep(HTTP_GRACE).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => Ok(()),
+        };
         if let Some(engine) = engine {
             engine.shutdown();
         }

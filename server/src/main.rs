@@ -4,14 +4,15 @@
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::Parser;
 use server::auth::AuthKeys;
 use server::cli::{Cli, Command, ServeArgs, TokenArgs};
-use server::{Config, Server, secret};
+use server::{Config, Server, drain, secret};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -59,7 +60,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     out.flush()?;
     drop(out);
 
-    server.serve(shutdown_signal()).await?;
+    let state = server.state();
+    let (first, again) = signals();
+    let stop = drain::run(
+        state.drain.clone(),
+        state.resources.clone(),
+        state.metrics.clone(),
+        Duration::from_secs(state.config.drain_timeout_seconds.into()),
+        async {
+            let _ = first.await;
+        },
+        async {
+            let _ = again.await;
+        },
+    );
+    server
+        .serve(async move {
+            stop.await;
+        })
+        .await?;
     Ok(())
 }
 
@@ -73,31 +92,43 @@ fn token(args: TokenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ctrl-C or SIGTERM (systemd, Kubernetes) starts a graceful shutdown.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+/// Ctrl-C or SIGTERM (systemd, Kubernetes): the first starts the drain (see `drain`), the
+/// second stops the node at once. A listener that cannot be installed is logged and never
+/// fires.
+fn signals() -> (oneshot::Receiver<()>, oneshot::Receiver<()>) {
+    let (first_tx, first_rx) = oneshot::channel();
+    let (again_tx, again_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    None
+                }
+            };
+        let next = async |term: &mut Option<tokio::signal::unix::Signal>| {
+            let sigterm = async {
+                match term {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => {
+                    if r.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                () = sigterm => {}
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
+        };
+        next(&mut term).await;
+        let _ = first_tx.send(());
+        next(&mut term).await;
+        let _ = again_tx.send(());
+    });
+    (first_rx, again_rx)
 }

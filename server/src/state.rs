@@ -9,6 +9,7 @@ use axum::extract::FromRef;
 use crate::auth::AuthKeys;
 use crate::captions::feed::CaptionFeed;
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::floor::rate_limit::RateLimiter;
 use crate::floor::runtime::Floors;
 use crate::media_engine::Media;
@@ -29,6 +30,7 @@ pub struct AppState {
     pub floors: Floors,
     pub floor_limiter: RateLimiter,
     pub captions: CaptionFeed,
+    pub drain: Drain,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,7 @@ impl AppState {
             metrics,
             resources,
             floors,
+            drain: Drain::default(),
         })
     }
 }

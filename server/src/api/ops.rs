@@ -12,6 +12,7 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::error::ApiError;
+use crate::drain::Drain;
 use crate::media_engine::Media;
 use crate::metrics::{Metrics, ViewerSample};
 use crate::session::SessionRegistry;
@@ -35,7 +36,15 @@ async fn healthz() -> Response {
 async fn readyz(
     State(media): State<Media>,
     State(store): State<Store>,
+    State(drain): State<Drain>,
 ) -> Result<Response, ApiError> {
+    if drain.is_draining() {
+        return Err(ApiError::unavailable(
+            "draining",
+            "this node is shutting down: it keeps its current viewers and takes no new ones",
+            Duration::from_secs(10),
+        ));
+    }
     let (media, database) = tokio::join!(media.check(), async {
         match tokio::time::timeout(PROBE_TIMEOUT, store.ping()).await {
             Ok(Ok(())) => Ok(()),

@@ -25,6 +25,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::error::ApiError;
 use crate::auth::{Grant, Permission};
+use crate::drain::Drain;
 use crate::floor::api::participant;
 use crate::floor::runtime::Floors;
 use crate::media_engine::{BoxFuture, Media, MediaEngine, reply};
@@ -42,6 +43,7 @@ pub struct SignalDeps {
     pub resources: Resources,
     pub floors: Floors,
     pub store: Store,
+    pub drain: Drain,
 }
 
 impl FromRef<AppState> for SignalDeps {
@@ -52,6 +54,7 @@ impl FromRef<AppState> for SignalDeps {
             resources: state.resources.clone(),
             floors: state.floors.clone(),
             store: state.store.clone(),
+            drain: state.drain.clone(),
         }
     }
 }
@@ -122,6 +125,14 @@ where
     ) -> BoxFuture<'a, Result<Answer, MediaError>>,
 {
     grant.require_role(permission)?;
+    if deps.drain.is_draining() {
+        return Err(ApiError::unavailable(
+            "draining",
+            "this node is shutting down and takes no new viewers or publishers: try again \
+             (a load balancer sends you to another node)",
+            Duration::from_secs(5),
+        ));
+    }
     let id = SessionId::parse(session).map_err(|_| unknown_session_id())?;
     grant.require(permission, &id)?;
     if !deps.sessions.contains(&id) {
