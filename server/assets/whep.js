@@ -8,7 +8,7 @@
 // offer (the server sends one JSON message per caption: see docs/CONTRACT.md); each is
 // dispatched as a `caption` event whose `detail` is the parsed message.
 
-import { SignalError, deleteResource, negotiate } from "./whip.js";
+import { SignalError, deleteResource, iceServersFor, negotiate } from "./whip.js";
 
 export { SignalError, sessionFromPage, tokenFromPage } from "./whip.js";
 
@@ -20,13 +20,16 @@ export { SignalError, sessionFromPage, tokenFromPage } from "./whip.js";
  *   await client.stop();
  */
 export class WhepClient extends EventTarget {
-  constructor(endpoint, token, { video = true, captions = true, iceServers = [] } = {}) {
+  /** `iceServers`: null asks the server (TURN credentials; see whip.js `iceServersFor`). */
+  /** `relayOnly`: media only through TURN (`iceTransportPolicy: "relay"`), as behind a firewall. */
+  constructor(endpoint, token, { video = true, captions = true, iceServers = null, relayOnly = false } = {}) {
     super();
     this.endpoint = endpoint;
     this.token = token;
     this.video = video;
     this.captions = captions;
     this.iceServers = iceServers;
+    this.relayOnly = relayOnly;
     this.pc = null;
     this.resourceUrl = null;
     this.state = "idle";
@@ -35,7 +38,13 @@ export class WhepClient extends EventTarget {
   /** Negotiates and resolves with the MediaStream the remote tracks arrive on. */
   async connect() {
     if (this.pc) throw new Error("already connected; call stop() first");
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
+    const iceServers = this.iceServers ?? (await iceServersFor(this.endpoint, this.token));
+    if (this.pc) throw new Error("already connected; call stop() first");
+    const pc = new RTCPeerConnection({
+      iceServers,
+      bundlePolicy: "max-bundle",
+      iceTransportPolicy: this.relayOnly ? "relay" : "all",
+    });
     this.pc = pc;
     const stream = new MediaStream();
     pc.addEventListener("track", (event) => {

@@ -166,6 +166,26 @@ export async function negotiate(pc, endpoint, token) {
   return { resourceUrl, etag };
 }
 
+/**
+ * The node's ICE servers (TURN with fresh credentials, for networks that block UDP) for the
+ * session of a `/whip/{session}` or `/whep/{session}` endpoint. Never throws: without them a
+ * page still tries the direct path.
+ */
+export async function iceServersFor(endpoint, token) {
+  const m = new URL(endpoint, window.location.href).pathname.match(/^\/wh[ie]p\/([^/]+)/);
+  if (!m) return [];
+  try {
+    const url = new URL(`/api/sessions/${m[1]}/ice-servers`, new URL(endpoint, window.location.href));
+    const res = await send(url.href, { method: "GET", token, timeoutMs: 5000 });
+    if (!res.ok) return [];
+    const body = await res.json();
+    return Array.isArray(body.ice_servers) ? body.ice_servers : [];
+  } catch (err) {
+    console.warn(`no ICE servers: ${err.message || err}`);
+    return [];
+  }
+}
+
 /** Ends a WHIP/WHEP resource. Never throws: leaving must always work from the page's view. */
 export async function deleteResource(resourceUrl, token, { keepalive = false } = {}) {
   if (!resourceUrl) return;
@@ -208,7 +228,8 @@ export function sessionFromPage() {
  * "closed" after stop. It fires a "state" event on every change.
  */
 export class WhipClient extends EventTarget {
-  constructor(endpoint, token, { iceServers = [] } = {}) {
+  /** `iceServers`: null asks the server (see `iceServersFor`). */
+  constructor(endpoint, token, { iceServers = null } = {}) {
     super();
     this.endpoint = endpoint;
     this.token = token;
@@ -221,7 +242,8 @@ export class WhipClient extends EventTarget {
 
   async publish(stream) {
     if (this.pc) throw new Error("already publishing; call stop() first");
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: "max-bundle" });
+    const iceServers = this.iceServers ?? (await iceServersFor(this.endpoint, this.token));
+    const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
     this.pc = pc;
     pc.addEventListener("connectionstatechange", () => this.#setState(pc.connectionState));
     for (const kind of ["audio", "video"]) {

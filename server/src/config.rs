@@ -36,6 +36,9 @@ const ENV_KEYS: &[&str] = &[
     "whisper_model",
     "cart_precedence_seconds",
     "drain_timeout_seconds",
+    "turn_urls",
+    "turn_secret",
+    "turn_ttl_seconds",
     "dev",
 ];
 
@@ -86,6 +89,13 @@ pub struct Config {
     /// After SIGTERM, how long current viewers and publishers may stay before the node stops
     /// anyway (a second SIGTERM stops it at once).
     pub drain_timeout_seconds: u32,
+    /// TURN servers handed to browsers (e.g. `turn:turn.example.org:3478?transport=udp`,
+    /// `turns:turn.example.org:443?transport=tcp`), for hubs behind firewalls that block UDP.
+    pub turn_urls: Vec<String>,
+    /// coturn's `static-auth-secret` (`use-auth-secret`): credentials are derived from it.
+    pub turn_secret: Option<String>,
+    /// How long handed-out TURN credentials stay valid (a conference day).
+    pub turn_ttl_seconds: u32,
     /// Development mode: generate a secret, create session `demo`, print links and tokens.
     pub dev: bool,
     #[serde(rename = "session")]
@@ -109,6 +119,9 @@ impl Default for Config {
             whisper_model: None,
             cart_precedence_seconds: 10,
             drain_timeout_seconds: 600,
+            turn_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl_seconds: 12 * 3600,
             dev: false,
             sessions: Vec::new(),
         }
@@ -218,6 +231,27 @@ impl Config {
             return Err(ConfigError::invalid(
                 "floor_actions_per_minute",
                 format!("{} is outside 1..=10000", self.floor_actions_per_minute),
+            ));
+        }
+        for url in &self.turn_urls {
+            if !(url.starts_with("turn:") || url.starts_with("turns:") || url.starts_with("stun:"))
+            {
+                return Err(ConfigError::invalid(
+                    "turn_urls",
+                    format!("{url:?} is not a turn:, turns: or stun: URL"),
+                ));
+            }
+        }
+        if self.turn_urls.iter().any(|u| !u.starts_with("stun:")) && self.turn_secret.is_none() {
+            return Err(ConfigError::invalid(
+                "turn_secret",
+                "TURN servers are listed but there is no turn_secret to derive credentials from",
+            ));
+        }
+        if !(60..=7 * 86_400).contains(&self.turn_ttl_seconds) {
+            return Err(ConfigError::invalid(
+                "turn_ttl_seconds",
+                format!("{} is outside 60..=604800", self.turn_ttl_seconds),
             ));
         }
         if self.drain_timeout_seconds > 86_400 {

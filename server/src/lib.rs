@@ -31,6 +31,7 @@ pub mod session;
 pub mod signal;
 pub mod state;
 pub mod store;
+pub mod turn;
 pub mod web;
 
 use std::future::Future;
@@ -74,6 +75,7 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(api::routes())
         .merge(signal::routes())
+        .merge(turn::routes())
         .merge(web::routes());
     layers::wrap(routes, &state).with_state(state)
 }

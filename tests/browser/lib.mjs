@@ -110,7 +110,7 @@ export class Server {
   }
 
   /** `httpAddr`/`mediaAddr` (default: ephemeral ports) let a restart come back on the same addresses. */
-  async start(dataDir, { httpAddr = "127.0.0.1:0", mediaAddr = "127.0.0.1:0" } = {}) {
+  async start(dataDir, { httpAddr = "127.0.0.1:0", mediaAddr = "127.0.0.1:0", env = {} } = {}) {
     if (!existsSync(BIN)) {
       throw new Error(`floorcast binary not found at ${BIN}: run \`make build\` (cargo test --workspace --no-run) or set FLOORCAST_BIN`);
     }
@@ -126,7 +126,7 @@ export class Server {
     log.write(`$ ${BIN} ${args.join(" ").replace(JWT_SECRET, "<secret>")}\n`);
     const child = spawn(BIN, args, {
       stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info", ...env },
     });
     this.child = child;
     this.exited = new Promise((resolveExit) => child.once("exit", (code, signal) => resolveExit({ code, signal })));

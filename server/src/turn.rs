@@ -1,0 +1,146 @@
+//! ICE servers for browsers: TURN with time-limited credentials in the "TURN REST API" scheme
+//! coturn implements with `use-auth-secret` (draft-uberti-behave-turn-rest): the username is
+//! `<expiry unix time>:<who>`, the password base64(HMAC-SHA1(shared secret, username)). coturn
+//! checks both against the same secret, so no credential is stored anywhere, and a leaked one
+//! stops working at its expiry. Hubs behind firewalls that block UDP reach the media over
+//! TURN/TCP or TURN/TLS on 443.
+//!
+//! `GET /api/sessions/{id}/ice-servers` (any token of the session) answers
+//! `{"ice_servers": [RTCIceServer…], "expires_at_ms"}`; the pages pass it to
+//! `RTCPeerConnection`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use base64::Engine;
+use serde::Serialize;
+
+use crate::api::error::ApiError;
+use crate::api::json::ApiJson;
+use crate::api::path::ApiPath;
+use crate::auth::{Grant, Permission};
+use crate::config::Config;
+use crate::session::{SessionId, SessionRegistry};
+use crate::state::AppState;
+
+/// One `RTCIceServer` as browsers take it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IceServers {
+    pub ice_servers: Vec<IceServer>,
+    /// When the TURN credentials stop working (Unix ms); `None` without TURN.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// The REST credentials for `who`, valid until `now + ttl` (Unix seconds).
+pub fn credentials(secret: &str, who: &str, now_s: u64, ttl_s: u64) -> (String, String) {
+    // A colon in `who` would end coturn's timestamp field early: keep it out.
+    let who: String = who.chars().filter(|c| *c != ':').take(64).collect();
+    let username = format!("{}:{who}", now_s + ttl_s);
+    let key = aws_lc_rs::hmac::Key::new(
+        aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        secret.as_bytes(),
+    );
+    let tag = aws_lc_rs::hmac::sign(&key, username.as_bytes());
+    let password = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+    (username, password)
+}
+
+/// The ICE servers of this node for `who`: STUN URLs as they are, TURN URLs with fresh
+/// credentials (one entry for all of them).
+pub fn ice_servers(config: &Config, who: &str, now_s: u64) -> IceServers {
+    let (stun, turn): (Vec<String>, Vec<String>) = config
+        .turn_urls
+        .iter()
+        .cloned()
+        .partition(|u| u.starts_with("stun:"));
+    let mut out = Vec::new();
+    if !stun.is_empty() {
+        out.push(IceServer {
+            urls: stun,
+            username: None,
+            credential: None,
+        });
+    }
+    let mut expires_at_ms = None;
+    if let (false, Some(secret)) = (turn.is_empty(), config.turn_secret.as_deref()) {
+        let ttl = u64::from(config.turn_ttl_seconds);
+        let (username, credential) = credentials(secret, who, now_s, ttl);
+        expires_at_ms = Some((now_s + ttl) * 1000);
+        out.push(IceServer {
+            urls: turn,
+            username: Some(username),
+            credential: Some(credential),
+        });
+    }
+    IceServers {
+        ice_servers: out,
+        expires_at_ms,
+    }
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/sessions/{id}/ice-servers", get(handler))
+}
+
+async fn handler(
+    State(config): State<std::sync::Arc<Config>>,
+    State(sessions): State<SessionRegistry>,
+    ApiPath(id): ApiPath<String>,
+    grant: Grant,
+) -> Result<ApiJson<IceServers>, ApiError> {
+    grant.require_role(Permission::Subscribe)?;
+    let id = SessionId::parse(&id).map_err(|_| ApiError::session_not_found("with this id"))?;
+    grant.require(Permission::Subscribe, &id)?;
+    if !sessions.contains(&id) {
+        return Err(ApiError::session_not_found(&id));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    Ok(ApiJson(ice_servers(&config, &grant.claims.sub, now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_follow_the_turn_rest_scheme() {
+        // Checked against `openssl dgst -sha1 -hmac secret -binary | base64` of the username.
+        let (user, pass) = credentials("north", "hub:dakar", 1_800_000_000, 3600);
+        assert_eq!(user, "1800003600:hubdakar");
+        assert_eq!(pass, "MbaX9ysadqNGNLNWJN6Zt8M4wdc=");
+    }
+
+    #[test]
+    fn stun_as_is_turn_with_credentials() {
+        let config = Config {
+            turn_urls: vec![
+                "stun:stun.example.org:3478".into(),
+                "turn:turn.example.org:3478?transport=udp".into(),
+                "turns:turn.example.org:443?transport=tcp".into(),
+            ],
+            turn_secret: Some("s3cret".into()),
+            turn_ttl_seconds: 600,
+            ..Config::default()
+        };
+        let s = ice_servers(&config, "viewer-1", 1_000);
+        assert_eq!(s.ice_servers.len(), 2);
+        assert_eq!(s.ice_servers[0].urls, vec!["stun:stun.example.org:3478"]);
+        assert_eq!(s.ice_servers[0].username, None);
+        assert_eq!(s.ice_servers[1].urls.len(), 2);
+        assert_eq!(s.ice_servers[1].username.as_deref(), Some("1600:viewer-1"));
+        assert_eq!(s.expires_at_ms, Some(1_600_000));
+        let none = ice_servers(&Config::default(), "v", 1_000);
+        assert!(none.ice_servers.is_empty() && none.expires_at_ms.is_none());
+    }
+}
