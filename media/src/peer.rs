@@ -156,6 +156,7 @@ impl ViewerState {
                     mid,
                     nacks_seen: 0,
                     loss: 0.0,
+                    jitter_s: 0.0,
                 });
                 self.reports.len() - 1
             }
@@ -167,6 +168,12 @@ impl ViewerState {
     pub fn worst_loss(&mut self, mid: Mid, loss: f32) -> f32 {
         self.report(mid).loss = loss;
         self.reports.iter().map(|r| r.loss).fold(0.0, f32::max)
+    }
+
+    /// Records one m-line's reported jitter (seconds) and returns the worst of its m-lines.
+    pub fn worst_jitter(&mut self, mid: Mid, jitter_s: f32) -> f32 {
+        self.report(mid).jitter_s = jitter_s;
+        self.reports.iter().map(|r| r.jitter_s).fold(0.0, f32::max)
     }
 
     /// Returns how many new NACKs this report adds (str0m's counts are cumulative).
@@ -185,4 +192,6 @@ pub(crate) struct MidReport {
     pub nacks_seen: u64,
     /// Fraction lost per the viewer's receiver reports, 0..=1.
     pub loss: f32,
+    /// Interarrival jitter per the viewer's receiver reports, seconds.
+    pub jitter_s: f32,
 }

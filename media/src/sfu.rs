@@ -544,13 +544,25 @@ impl Sfu {
                 }
             }
             Event::MediaEgressStats(s) => {
+                // RFC 3550 jitter is in the stream's RTP clock units.
+                let clock = match self.peers.get_mut(&id).and_then(|p| p.rtc.media(s.mid)) {
+                    Some(m) if m.kind() == MediaKind::Audio => Some(48_000.0),
+                    Some(_) => Some(90_000.0),
+                    None => None,
+                };
                 if let Some(v) = self.peers.get_mut(&id).and_then(|p| p.viewer()) {
                     let d = v.nack_delta(s.mid, s.nacks);
                     self.stats.nacks.add(d);
+                    let jitter = s
+                        .remote
+                        .as_ref()
+                        .zip(clock)
+                        .map(|(r, clock)| v.worst_jitter(s.mid, r.jitter as f32 / clock));
                     if let Some(loss) = s.loss {
                         let link = ViewerLink {
                             loss: v.worst_loss(s.mid, loss.clamp(0.0, 1.0)),
                             rtt_ms: s.rtt.map(|r| r.as_millis().min(u32::MAX as u128) as u32),
+                            jitter_s: jitter,
                         };
                         self.stats.viewer_link(id, link);
                     }

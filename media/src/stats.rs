@@ -79,6 +79,8 @@ pub struct ViewerLink {
     pub loss: f32,
     /// Round-trip time, when a report allowed measuring it.
     pub rtt_ms: Option<u32>,
+    /// RFC 3550 interarrival jitter the viewer reports, worst of its m-lines, seconds.
+    pub jitter_s: Option<f32>,
 }
 
 /// Peers connected to one session right now.

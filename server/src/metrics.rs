@@ -48,6 +48,7 @@ struct Inner {
     viewers_by_link: IntGaugeVec,
     viewer_loss: GaugeVec,
     rtt: GaugeVec,
+    jitter: GaugeVec,
     udp_send_drops: IntCounter,
     draining: IntGauge,
     /// Held while copying media counters and encoding (see module doc).
@@ -237,6 +238,14 @@ impl Metrics {
             ),
             &["session", "quantile"],
         )?;
+        let jitter = GaugeVec::new(
+            Opts::new(
+                "floorcast_jitter_seconds",
+                "RFC 3550 interarrival jitter viewers report (RTCP), quantile over a session's \
+                 viewers.",
+            ),
+            &["session", "quantile"],
+        )?;
         let udp_send_drops = IntCounter::new(
             "floorcast_udp_send_drops_total",
             "Datagrams the media socket could not send (its buffer was full).",
@@ -248,7 +257,7 @@ impl Metrics {
         for c in [&hub_viewers, &viewers_by_link] {
             registry.register(Box::new(c.clone()))?;
         }
-        for c in [&viewer_loss, &rtt] {
+        for c in [&viewer_loss, &rtt, &jitter] {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(udp_send_drops.clone()))?;
@@ -277,6 +286,7 @@ impl Metrics {
                 viewers_by_link,
                 viewer_loss,
                 rtt,
+                jitter,
                 udp_send_drops,
                 draining,
                 scrape: Mutex::new(()),
@@ -430,7 +440,7 @@ impl Metrics {
         for g in [&inner.hub_viewers, &inner.viewers_by_link] {
             g.reset();
         }
-        for g in [&inner.viewer_loss, &inner.rtt] {
+        for g in [&inner.viewer_loss, &inner.rtt, &inner.jitter] {
             g.reset();
         }
         for id in sessions {
@@ -443,7 +453,7 @@ impl Metrics {
             hubs.sort_unstable();
             hubs.dedup();
             let named: &[&str] = &hubs[..hubs.len().min(MAX_HUB_LABELS)];
-            let (mut losses, mut rtts) = (Vec::new(), Vec::new());
+            let (mut losses, mut rtts, mut jitters) = (Vec::new(), Vec::new(), Vec::new());
             for v in &mine {
                 if let Some(hub) = v.hub {
                     let label = if named.binary_search(&hub).is_ok() {
@@ -460,6 +470,9 @@ impl Metrics {
                         if let Some(ms) = l.rtt_ms {
                             rtts.push(f64::from(ms) / 1000.0);
                         }
+                        if let Some(j) = l.jitter_s {
+                            jitters.push((f64::from(j) * 1e6).round() / 1e6);
+                        }
                         crate::signal::audience::quality(l.loss)
                     }
                     None => "unknown",
@@ -474,6 +487,9 @@ impl Metrics {
             for (q, p) in [("0.5", 0.5), ("0.95", 0.95)] {
                 if let Some(x) = quantile(&mut rtts, p) {
                     inner.rtt.with_label_values(&[id, q]).set(x);
+                }
+                if let Some(x) = quantile(&mut jitters, p) {
+                    inner.jitter.with_label_values(&[id, q]).set(x);
                 }
             }
         }
@@ -550,6 +566,7 @@ mod tests {
             Some(ViewerLink {
                 loss,
                 rtt_ms: Some(rtt),
+                jitter_s: Some(rtt as f32 / 10_000.0),
             })
         };
         let hubs: Vec<String> = (0..MAX_HUB_LABELS + 2)
@@ -597,6 +614,7 @@ mod tests {
             "floorcast_viewer_loss_ratio{quantile=\"0.5\",session=\"s1\"} 0.02",
             "floorcast_viewer_loss_ratio{quantile=\"1\",session=\"s1\"} 0.1",
             "floorcast_rtt_seconds{quantile=\"0.95\",session=\"s1\"} 0.2",
+            "floorcast_jitter_seconds{quantile=\"0.5\",session=\"s1\"} 0.004",
             "floorcast_draining 1",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");

@@ -126,6 +126,7 @@ mod tests {
         ViewerLink {
             loss,
             rtt_ms: Some(rtt),
+            jitter_s: None,
         }
     }
 
