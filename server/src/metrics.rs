@@ -377,6 +377,8 @@ impl Metrics {
         inner.publishers.reset();
         for id in sessions {
             inner.viewers.with_label_values(&[id.as_str()]).set(0);
+            // A session nobody raised a hand in yet has an empty queue, not no queue.
+            inner.floor_queue_length.with_label_values(&[id.as_str()]);
             for role in ["floor", "speaker"] {
                 inner
                     .publishers
