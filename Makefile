@@ -51,6 +51,7 @@ help:
 	@echo "make test         everything CI runs: fmt, clippy, cargo tests, browser test, fanout bench"
 	@echo "make browser-test only the browser test (builds the debug binary first)"
 	@echo "make bench        only the short fanout benchmark"
+	@echo "make deploy-check alert rule tests, systemd, Helm and Compose checks"
 
 # ---------------------------------------------------------------------------------------
 # Run
@@ -120,6 +121,13 @@ BENCH_SECONDS ?= 10
 bench: build
 	FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR) .ci/fanout-bench $(BENCH_VIEWERS) $(BENCH_SECONDS)
 
+.PHONY: deploy-check
+# Alert rules (promtool check + unit tests), systemd unit, Helm chart (rendered and checked),
+# Compose files; the chart's config is run through the debug binary.
+deploy-check: deps-test build
+	deploy/prometheus/check.sh
+	FLOORCAST_BIN=$(FLOORCAST_BIN) deploy/check-packaging.sh
+
 .PHONY: test
-test: deps-test fmt clippy unit check-whisper build browser-test bench
+test: deps-test fmt clippy unit check-whisper build browser-test bench deploy-check
 	@echo "==> make test: all checks passed"

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Checks the deployment files with what can check them here:
+#   - systemd: `systemd-analyze verify` on the unit (ExecStart pointed at a binary that exists);
+#   - Helm: deploy/render_helm.py renders the chart with three sets of values and checks the
+#     objects (helm lint/template too where helm is installed);
+#   - the rendered floorcast.toml is accepted by the real binary (FLOORCAST_BIN, if built);
+#   - Compose: `docker compose config` where the plugin exists, else the YAML is parsed and
+#     its services, coturn's auth mode and the Grafana/Prometheus provisioning are checked.
+#   deploy/check-packaging.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+echo "==> systemd unit"
+if command -v systemd-analyze >/dev/null; then
+  sed 's#^ExecStart=/usr/local/bin/floorcast #ExecStart=/bin/true #; /^AssertPathExists=/d' \
+    systemd/floorcast.service >"$tmp/floorcast.service"
+  out="$(systemd-analyze verify "$tmp/floorcast.service" 2>&1 || true)"
+  # Warnings about the host (no systemd as PID 1 in a container) are not the unit's fault.
+  errors="$(printf '%s\n' "$out" | grep -v -e 'Failed to connect' -e 'not been booted' -e '^$' || true)"
+  if [ -n "$errors" ]; then printf '%s\n' "$errors"; exit 1; fi
+  grep -q '^TimeoutStopSec=15min' systemd/floorcast.service
+  echo "systemd-analyze verify: clean"
+else
+  echo "systemd-analyze not installed: skipped"
+fi
+
+echo "==> Helm chart"
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+python3 render_helm.py --quiet --set secrets.jwtSecret=check-secret
+python3 render_helm.py --quiet --set secrets.existingSecret=floorcast-secrets --set serviceMonitor.enabled=false
+python3 render_helm.py --set secrets.jwtSecret=x --set 'config.turn_urls=["turn:turn.example.org:3478"]' \
+  >"$tmp/rendered.yaml"
+if python3 render_helm.py --quiet 2>"$tmp/err"; then
+  echo "rendering without a JWT secret should fail"; exit 1
+fi
+grep -q 'secrets.jwtSecret' "$tmp/err"
+if command -v helm >/dev/null; then
+  helm lint helm/floorcast --set secrets.jwtSecret=x
+  helm template conf helm/floorcast --set secrets.jwtSecret=x >/dev/null
+fi
+
+bin="${FLOORCAST_BIN:-../target/debug/floorcast}"
+if [ -x "$bin" ]; then
+  echo "==> the chart's floorcast.toml is accepted by $bin"
+  python3 - "$tmp/rendered.yaml" "$tmp/floorcast.toml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+cm = next(d for d in docs if d["kind"] == "ConfigMap")
+open(sys.argv[2], "w").write(cm["data"]["floorcast.toml"])
+PY
+  # Loopback and ephemeral ports for the check; every other key comes from the chart.
+  FLOORCAST_JWT_SECRET=check-packaging-secret-0123456789abcdef FLOORCAST_TURN_SECRET=t \
+    FLOORCAST_HTTP_ADDR=127.0.0.1:0 FLOORCAST_MEDIA_UDP_ADDR=127.0.0.1:0 FLOORCAST_DATA_DIR="$tmp/data" \
+    FLOORCAST_CAPTION_ENGINE=off timeout 10 "$bin" serve --config "$tmp/floorcast.toml" >"$tmp/out" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do grep -q 'floorcast listening on' "$tmp/out" && break; sleep 0.1; done
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  grep -q 'floorcast listening on' "$tmp/out" || { cat "$tmp/out"; exit 1; }
+  echo "accepted"
+fi
+
+echo "==> Compose"
+if docker compose version >/dev/null 2>&1; then
+  (cd compose && FLOORCAST_JWT_SECRET=x TURN_SECRET=y PUBLIC_IP=192.0.2.1 docker compose config -q)
+fi
+python3 - <<'PY'
+import yaml
+c = yaml.safe_load(open("compose/docker-compose.yml"))
+s = c["services"]
+for name in ("floorcast", "coturn", "prometheus", "grafana"):
+    assert name in s, f"no {name} service"
+assert "--use-auth-secret" in s["coturn"]["command"], "coturn without use-auth-secret"
+env = s["floorcast"]["environment"]
+for key in ("FLOORCAST_TURN_URLS", "FLOORCAST_TURN_SECRET", "FLOORCAST_JWT_SECRET", "FLOORCAST_MEDIA_PUBLIC_IPS"):
+    assert key in env, f"floorcast without {key}"
+assert s["floorcast"]["stop_grace_period"] == "15m"
+assert any("rules.yml" in v for v in s["prometheus"]["volumes"]), "alert rules not mounted"
+p = yaml.safe_load(open("compose/prometheus.yml"))
+assert p["scrape_configs"][0]["job_name"] == "floorcast"
+d = yaml.safe_load(open("compose/grafana/provisioning/datasources/prometheus.yml"))
+assert d["datasources"][0]["uid"] == "prometheus"
+b = yaml.safe_load(open("compose/grafana/provisioning/dashboards/floorcast.yml"))
+assert b["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/floorcast"
+print("compose: services, TURN, rules and Grafana provisioning present")
+PY
+echo "==> packaging checks passed"

@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""Renders and checks deploy/helm/floorcast where `helm` is not installable (no Debian
+package; only package registries are reachable here). It implements the part of Helm's Go
+templates the chart uses — `.Values/.Release/.Chart` paths, `if`/`with`/`define`/`end`,
+`include`, `quote`, `nindent`, `toYaml`, `toJson`, `default`, `required`, `not`, and the
+`{{-`/`-}}` whitespace trimming — then parses every document and checks what a node needs
+(host network, probes, a grace period longer than the drain, the secret, the ServiceMonitor).
+
+  python3 deploy/render_helm.py [-f values.yaml] [--set a.b=c ...] [--release NAME] [--quiet]
+
+Prints the rendered YAML; exits 1 with the reason on any failure. `helm template` remains the
+reference where helm exists (deploy/check-packaging.sh runs both then).
+"""
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+CHART = Path(__file__).resolve().parent / "helm" / "floorcast"
+ACTION = re.compile(r"{{(-?)\s*(.*?)\s*(-?)}}", re.S)
+
+
+class TemplateError(Exception):
+    pass
+
+
+# ------------------------------------------------------------------ parsing
+
+def lex(src):
+    """Text and actions, with {{- and -}} trimming applied to the neighbouring text."""
+    out, pos, trim_next = [], 0, False
+    for m in ACTION.finditer(src):
+        text = src[pos:m.start()]
+        if trim_next:
+            text = text.lstrip()
+        if m.group(1):
+            text = text.rstrip()
+        out.append(("text", text))
+        out.append(("action", m.group(2)))
+        trim_next = bool(m.group(3))
+        pos = m.end()
+    text = src[pos:]
+    out.append(("text", text.lstrip() if trim_next else text))
+    return out
+
+
+def parse(tokens, i=0, stop=("end",)):
+    """A list of nodes up to a closing `end`; returns (nodes, next index)."""
+    nodes = []
+    while i < len(tokens):
+        kind, value = tokens[i]
+        i += 1
+        if kind == "text":
+            nodes.append(("text", value))
+        elif value.startswith("/*"):
+            continue
+        elif value == "end":
+            return nodes, i
+        elif value.split(" ", 1)[0] in ("if", "with", "define"):
+            word, arg = value.split(" ", 1)
+            body, i = parse(tokens, i)
+            nodes.append((word, arg, body))
+        else:
+            nodes.append(("expr", value))
+    return nodes, i
+
+
+def split_words(expr):
+    """Words of a command: quoted strings, parenthesised sub-pipelines, plain words."""
+    words, i = [], 0
+    while i < len(expr):
+        c = expr[i]
+        if c.isspace():
+            i += 1
+        elif c == '"':
+            j = i + 1
+            while expr[j] != '"':
+                j += 2 if expr[j] == "\\" else 1
+            words.append(("str", json.loads(expr[i:j + 1])))
+            i = j + 1
+        elif c == "(":
+            depth, j = 1, i + 1
+            while depth:
+                depth += {"(": 1, ")": -1}.get(expr[j], 0)
+                j += 1
+            words.append(("pipe", expr[i + 1:j - 1]))
+            i = j
+        else:
+            j = i
+            while j < len(expr) and not expr[j].isspace() and expr[j] not in '()"':
+                j += 1
+            words.append(("word", expr[i:j]))
+            i = j
+    return words
+
+
+def split_pipe(expr):
+    parts, depth, quoted, cur = [], 0, False, ""
+    for c in expr:
+        if c == '"' and not cur.endswith("\\"):
+            quoted = not quoted
+        if not quoted:
+            depth += {"(": 1, ")": -1}.get(c, 0)
+        if c == "|" and depth == 0 and not quoted:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += c
+    parts.append(cur)
+    return [p.strip() for p in parts]
+
+
+# ------------------------------------------------------------------ evaluation
+
+def truthy(v):
+    return v not in (None, False, 0, "", [], {})
+
+
+def to_yaml(v):
+    if v in ({}, []):
+        return json.dumps(v)
+    return yaml.safe_dump(v, default_flow_style=False, sort_keys=False).rstrip("\n")
+
+
+class Renderer:
+    def __init__(self, root):
+        self.root = root
+        self.defines = {}
+
+    def value(self, word, dot):
+        kind, w = word
+        if kind == "str":
+            return w
+        if kind == "pipe":
+            return self.pipeline(w, dot)
+        if w == ".":
+            return dot
+        if w.startswith("."):
+            cur = self.root if w.split(".")[1] in ("Values", "Release", "Chart") else dot
+            for key in w.strip(".").split("."):
+                cur = cur.get(key) if isinstance(cur, dict) else None
+            return cur
+        if re.fullmatch(r"-?\d+", w):
+            return int(w)
+        return self.call(w, [], dot)
+
+    def call(self, fn, args, dot, piped=None):
+        vals = [self.value(a, dot) for a in args]
+        if piped is not None:
+            vals.append(piped[0])
+        if fn == "include":
+            name, scope = vals
+            return self.render(self.defines[name], scope)
+        if fn == "quote":
+            return json.dumps("" if vals[0] is None else str(vals[0]))
+        if fn == "nindent":
+            n, s = vals
+            return "\n" + "\n".join((" " * n + line) if line else line for line in str(s).split("\n"))
+        if fn == "toYaml":
+            return to_yaml(vals[0])
+        if fn == "toJson":
+            return json.dumps(vals[0])
+        if fn == "default":
+            fallback, v = vals
+            return v if truthy(v) else fallback
+        if fn == "required":
+            msg, v = vals
+            if not truthy(v):
+                raise TemplateError(msg)
+            return v
+        if fn == "not":
+            return not truthy(vals[0])
+        raise TemplateError(f"unsupported function {fn!r}")
+
+    def pipeline(self, expr, dot):
+        result = None
+        for n, cmd in enumerate(split_pipe(expr)):
+            words = split_words(cmd)
+            head = words[0]
+            if head[0] == "word" and not head[1].startswith(".") and not re.fullmatch(r"-?\d+", head[1]):
+                result = self.call(head[1], words[1:], dot, None if n == 0 else (result,))
+            elif n == 0 and len(words) == 1:
+                result = self.value(head, dot)
+            else:
+                raise TemplateError(f"cannot evaluate {cmd!r}")
+        return result
+
+    def render(self, nodes, dot):
+        out = []
+        for node in nodes:
+            if node[0] == "text":
+                out.append(node[1])
+            elif node[0] == "expr":
+                v = self.pipeline(node[1], dot)
+                out.append("" if v is None else (v if isinstance(v, str) else
+                                                 json.dumps(v) if isinstance(v, (bool, list, dict)) else str(v)))
+            elif node[0] == "define":
+                self.defines[json.loads(node[1])] = node[2]
+            elif node[0] == "if":
+                if truthy(self.pipeline(node[1], dot)):
+                    out.append(self.render(node[2], dot))
+            elif node[0] == "with":
+                v = self.pipeline(node[1], dot)
+                if truthy(v):
+                    out.append(self.render(node[2], v))
+        return "".join(out)
+
+
+# ------------------------------------------------------------------ values and checks
+
+def merge(base, over):
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+def set_value(values, assignment):
+    path, raw = assignment.split("=", 1)
+    cur = values
+    keys = path.split(".")
+    for k in keys[:-1]:
+        cur = cur.setdefault(k, {})
+    cur[keys[-1]] = yaml.safe_load(raw) if raw else ""
+
+
+def render_chart(values, release):
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    root = {
+        "Values": values,
+        "Release": {"Name": release, "Namespace": "default"},
+        "Chart": {"Name": chart["name"], "Version": chart["version"], "AppVersion": chart["appVersion"]},
+    }
+    r = Renderer(root)
+    r.render(parse(lex((CHART / "templates" / "_helpers.tpl").read_text()))[0], root)
+    docs = {}
+    for path in sorted((CHART / "templates").glob("*.yaml")):
+        text = r.render(parse(lex(path.read_text()))[0], root)
+        docs[path.name] = text
+    return docs
+
+
+def check(docs, values):
+    problems, objects = [], []
+    for name, text in docs.items():
+        try:
+            for doc in yaml.safe_load_all(text):
+                if doc is None:
+                    continue
+                for key in ("apiVersion", "kind"):
+                    if key not in doc:
+                        problems.append(f"{name}: no {key}")
+                if not (doc.get("metadata") or {}).get("name"):
+                    problems.append(f"{name}: no metadata.name")
+                objects.append(doc)
+        except yaml.YAMLError as e:
+            problems.append(f"{name}: not YAML: {e}")
+    kinds = {o["kind"]: o for o in objects if "kind" in o}
+    dep = kinds.get("Deployment")
+    if not dep:
+        problems.append("no Deployment")
+    else:
+        spec = dep["spec"]["template"]["spec"]
+        c = spec["containers"][0]
+        if spec.get("hostNetwork") is not True:
+            problems.append("the pod does not use the host network (WebRTC media)")
+        if c.get("readinessProbe", {}).get("httpGet", {}).get("path") != "/readyz":
+            problems.append("readiness probe is not /readyz")
+        if c.get("livenessProbe", {}).get("httpGet", {}).get("path") != "/healthz":
+            problems.append("liveness probe is not /healthz")
+        grace = spec.get("terminationGracePeriodSeconds", 0)
+        drain = values["config"]["drain_timeout_seconds"]
+        if not isinstance(grace, int) or grace <= drain:
+            problems.append(f"terminationGracePeriodSeconds {grace} is not longer than the drain ({drain} s)")
+        env = {e["name"]: e for e in c.get("env", [])}
+        if "secretKeyRef" not in env.get("FLOORCAST_JWT_SECRET", {}).get("valueFrom", {}):
+            problems.append("FLOORCAST_JWT_SECRET does not come from a Secret")
+    cm = kinds.get("ConfigMap")
+    if not cm or "floorcast.toml" not in cm.get("data", {}):
+        problems.append("no ConfigMap with floorcast.toml")
+    elif "secret" in cm["data"]["floorcast.toml"]:
+        problems.append("the ConfigMap holds a secret")
+    if not values["secrets"]["existingSecret"]:
+        sec = kinds.get("Secret")
+        if not sec or not sec.get("stringData", {}).get("jwt_secret"):
+            problems.append("no Secret with jwt_secret")
+    if values["serviceMonitor"]["enabled"] and "ServiceMonitor" not in kinds:
+        problems.append("serviceMonitor.enabled but no ServiceMonitor")
+    if not values["serviceMonitor"]["enabled"] and "ServiceMonitor" in kinds:
+        problems.append("a ServiceMonitor although serviceMonitor.enabled is false")
+    return problems, objects
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-f", "--values", action="append", default=[])
+    ap.add_argument("--set", action="append", default=[])
+    ap.add_argument("--release", default="conf")
+    ap.add_argument("--quiet", action="store_true")
+    a = ap.parse_args()
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for f in a.values:
+        merge(values, yaml.safe_load(Path(f).read_text()) or {})
+    for s in a.set:
+        set_value(values, s)
+    try:
+        docs = render_chart(values, a.release)
+    except TemplateError as e:
+        print(f"render_helm: {e}", file=sys.stderr)
+        return 1
+    problems, objects = check(docs, values)
+    if not a.quiet:
+        for name, text in docs.items():
+            print(f"---\n# Source: floorcast/templates/{name}\n{text.strip()}")
+    for p in problems:
+        print(f"render_helm: {p}", file=sys.stderr)
+    if not problems:
+        print(f"render_helm: {len(objects)} objects rendered and checked: "
+              + ", ".join(sorted(o['kind'] for o in objects)), file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
