@@ -84,6 +84,12 @@ panel("timeseries", "RTT and jitter to viewers (p95)", [
     (f'max by (session) (floorcast_jitter_seconds{{{SESS},quantile="0.95"}})', "jitter {{session}}"),
     (f"sum(rate(floorcast_udp_send_drops_total{{{SEL}}}[1m]))", "UDP send drops/s")], 18, 6, unit="s")
 advance()
+panel("timeseries", "Forward latency p50 / p99 (inside the SFU)", [
+    (f"histogram_quantile(0.5, sum by (le) (rate(floorcast_forward_latency_seconds_bucket{{{SEL}}}[1m])))", "p50"),
+    (f"histogram_quantile(0.99, sum by (le) (rate(floorcast_forward_latency_seconds_bucket{{{SEL}}}[1m])))", "p99")],
+    0, 12, unit="s",
+    description="From a media loop turn's first received datagram to its copies handed to the kernel.")
+advance()
 
 row("Floor")
 panel("timeseries", "Queue length", [(f"sum by (session) (floorcast_floor_queue_length{{{SESS}}})", "{{session}}")], 0, 8)

@@ -137,6 +137,7 @@ async fn run(
     let mut batch = SendBatch::new();
     let mut buf = vec![0u8; 2048];
     loop {
+        let mut received_at = None;
         let now = Instant::now();
         let wake = sfu
             .poll_timeout()
@@ -150,6 +151,7 @@ async fn run(
                 }
             }
             r = socket.recv_from(&mut buf) => {
+                received_at = Some(Instant::now());
                 let mut tx = SocketTx { fd, batch: &mut batch, stats: &stats };
                 match r {
                     Ok((n, from)) => sfu.handle_datagram(Instant::now(), from, local, &buf[..n], &mut tx),
@@ -172,6 +174,9 @@ async fn run(
         };
         sfu.handle_timeout(Instant::now(), &mut tx);
         batch.flush(fd, &stats);
+        if let Some(t) = received_at {
+            stats.forward_latency.observe(t.elapsed());
+        }
         while let Some(e) = sfu.poll_event() {
             // No receiver is fine: nobody listens yet.
             let _ = events.send(e);

@@ -41,7 +41,9 @@ pub use config::MediaConfig;
 pub use error::MediaError;
 pub use handle::{Answer, MediaEvent, MediaHandle, Takeover};
 pub use ids::{PeerId, Role, SessionId};
-pub use stats::{Kind, MediaStats, SessionCounts, ViewerLink};
+pub use stats::{
+    FORWARD_LATENCY_BUCKETS_US, Kind, LatencyHistogram, MediaStats, SessionCounts, ViewerLink,
+};
 pub use tap::{AudioTap, TapPacket};
 
 /// Binds the media socket and starts the driver thread.

@@ -72,6 +72,53 @@ impl DirectionCounters {
     }
 }
 
+/// Upper bounds of [`LatencyHistogram`]'s buckets, microseconds.
+pub const FORWARD_LATENCY_BUCKETS_US: [u64; 11] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
+];
+
+/// A fixed-bucket latency histogram of relaxed atomics: one `observe` per media loop turn.
+#[derive(Default)]
+pub struct LatencyHistogram {
+    /// Per bucket (not cumulative); the last one is above every bound.
+    buckets: [AtomicU64; FORWARD_LATENCY_BUCKETS_US.len() + 1],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LatencyHistogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let us = d.as_micros() as u64;
+        let i = FORWARD_LATENCY_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(FORWARD_LATENCY_BUCKETS_US.len());
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_ns
+            .fetch_add(d.as_nanos().min(u128::from(u64::MAX)) as u64, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// Cumulative counts per bound of [`FORWARD_LATENCY_BUCKETS_US`], then the sum in
+    /// seconds and the count (what a Prometheus histogram exposes).
+    pub fn snapshot(&self) -> (Vec<u64>, f64, u64) {
+        let mut total = 0;
+        let cumulative = FORWARD_LATENCY_BUCKETS_US
+            .iter()
+            .enumerate()
+            .map(|(i, _)| {
+                total += self.buckets[i].load(Relaxed);
+                total
+            })
+            .collect();
+        (
+            cumulative,
+            self.sum_ns.load(Relaxed) as f64 / 1e9,
+            self.count.load(Relaxed),
+        )
+    }
+}
+
 /// A viewer's link as its receiver reports describe it (updated about once a second).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ViewerLink {
@@ -113,6 +160,9 @@ pub struct MediaStats {
     /// or its path is congested). Messages refused by a full command queue are not counted
     /// here: `MediaHandle::send_captions` returns false for those.
     pub captions_dropped: Counter,
+    /// From the first datagram of a loop turn to the turn's sends handed to the kernel: how
+    /// long the SFU holds what it forwards (once per turn that received media).
+    pub forward_latency: LatencyHistogram,
     /// Datagrams that no peer accepted (garbage, stale, unknown sender).
     pub unroutable_datagrams: Counter,
     /// All datagrams sent / bytes sent (media, RTCP, STUN, DTLS, retransmits).

@@ -377,8 +377,6 @@ impl Metrics {
         inner.publishers.reset();
         for id in sessions {
             inner.viewers.with_label_values(&[id.as_str()]).set(0);
-            // A session nobody raised a hand in yet has an empty queue, not no queue.
-            inner.floor_queue_length.with_label_values(&[id.as_str()]);
             for role in ["floor", "speaker"] {
                 inner
                     .publishers
@@ -425,7 +423,11 @@ impl Metrics {
         self.render_audience(sessions, viewers);
 
         let mut out = Vec::new();
-        TextEncoder::new().encode(&inner.registry.gather(), &mut out)?;
+        let mut families = inner.registry.gather();
+        if let Some(stats) = stats {
+            families.push(forward_latency_family(&stats.forward_latency));
+        }
+        TextEncoder::new().encode(&families, &mut out)?;
         // The text encoder writes only UTF-8 (names, labels and numbers we control).
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
@@ -498,6 +500,39 @@ impl Metrics {
     }
 }
 
+/// `floorcast_forward_latency_seconds`: the media engine keeps its own fixed-bucket
+/// histogram (atomics, no prometheus in the media crate); it is exposed as one here.
+fn forward_latency_family(h: &media::LatencyHistogram) -> prometheus::proto::MetricFamily {
+    use prometheus::proto;
+    let (cumulative, sum, count) = h.snapshot();
+    let mut hist = proto::Histogram::default();
+    let buckets = media::FORWARD_LATENCY_BUCKETS_US
+        .iter()
+        .zip(cumulative)
+        .map(|(bound_us, n)| {
+            let mut b = proto::Bucket::default();
+            b.set_upper_bound(*bound_us as f64 / 1e6);
+            b.set_cumulative_count(n);
+            b
+        })
+        .collect();
+    hist.set_bucket(buckets);
+    hist.set_sample_sum(sum);
+    hist.set_sample_count(count);
+    let mut m = proto::Metric::default();
+    m.set_histogram(hist);
+    let mut f = proto::MetricFamily::default();
+    f.set_name("floorcast_forward_latency_seconds".into());
+    f.set_help(
+        "Time the SFU holds forwarded media: from a loop turn's first received datagram to \
+         its copies handed to the kernel."
+            .into(),
+    );
+    f.set_field_type(proto::MetricType::HISTOGRAM);
+    f.set_metric(vec![m]);
+    f
+}
+
 /// Nearest-rank quantile (sorts in place); `None` for no samples.
 fn quantile(samples: &mut [f64], p: f64) -> Option<f64> {
     if samples.is_empty() {
@@ -528,6 +563,8 @@ mod tests {
         stats.rtp_in.record(Kind::Video, 3, 3000);
         stats.rtp_out.record(Kind::Audio, 10, 1000);
         stats.nacks.add(2);
+        stats.forward_latency.observe(Duration::from_micros(80));
+        stats.forward_latency.observe(Duration::from_millis(3));
         m.observe_join(Duration::from_millis(700));
         m.record_http("/whip/{session}", 201);
         let s1 = SessionId::parse("s1").unwrap();
@@ -541,6 +578,8 @@ mod tests {
             "floorcast_rtp_packets_total{direction=\"in\",kind=\"video\"} 3",
             "floorcast_rtp_bytes_total{direction=\"out\",kind=\"audio\"} 1000",
             "floorcast_nack_total 2",
+            "floorcast_forward_latency_seconds_bucket{le=\"0.0001\"} 1",
+            "floorcast_forward_latency_seconds_count 2",
             "floorcast_pli_total 0",
             "floorcast_join_duration_seconds_bucket{le=\"0.75\"} 1",
             "floorcast_http_requests_total{route=\"/whip/{session}\",status=\"201\"} 1",

@@ -124,6 +124,14 @@ async fn dashboard_queries_only_metrics_the_server_exports() {
     )
     .await
     .expect("viewer");
+    // The moderator's page opens the floor (its queue length series starts at 0).
+    let q = client
+        .get(server.url(&format!("/api/sessions/{SESSION}/queue")))
+        .bearer_auth(server.token("moderator", SESSION, "chair"))
+        .send()
+        .await
+        .unwrap();
+    assert!(q.status().is_success());
     let deadline = Instant::now() + Duration::from_secs(15);
     let text = loop {
         let text = client
