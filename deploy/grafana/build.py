@@ -64,8 +64,9 @@ panel("timeseries", "Viewer loss (p95 and worst viewer)", [
     (f'max by (session) (floorcast_viewer_loss_ratio{{{SESS},quantile="0.95"}})', "p95 {{session}}"),
     (f'max by (session) (floorcast_viewer_loss_ratio{{{SESS},quantile="1"}})', "worst {{session}}")],
     0, 8, unit="percentunit")
-panel("timeseries", "NACK and PLI rates", [
+panel("timeseries", "NACK, retransmission and PLI rates", [
     (f"sum(rate(floorcast_nack_total{{{SEL}}}[1m]))", "NACK/s"),
+    (f"sum(rate(floorcast_rtp_retransmitted_packets_total{{{SEL}}}[1m]))", "retransmitted/s"),
     (f"sum(rate(floorcast_pli_total{{{SEL}}}[1m]))", "keyframe requests/s")], 8, 8, unit="reqps")
 panel("timeseries", "Join time p50 / p95", [
     (f"histogram_quantile(0.5, sum by (le) (rate(floorcast_join_duration_seconds_bucket{{{SEL}}}[5m])))", "p50"),

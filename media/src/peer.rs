@@ -116,6 +116,9 @@ pub(crate) struct OutBinding {
     pub rewriter: Rewriter,
     /// Video starts (and restarts after a source change) on a keyframe.
     pub waiting_keyframe: bool,
+    /// Packets forwarded on this binding; str0m's count of packets sent on the stream less
+    /// this is what it retransmitted (NACK → RTX).
+    pub forwarded: u64,
 }
 
 pub(crate) struct ViewerState {
@@ -157,6 +160,7 @@ impl ViewerState {
                     nacks_seen: 0,
                     loss: 0.0,
                     jitter_s: 0.0,
+                    rtx_seen: 0,
                 });
                 self.reports.len() - 1
             }
@@ -168,6 +172,17 @@ impl ViewerState {
     pub fn worst_loss(&mut self, mid: Mid, loss: f32) -> f32 {
         self.report(mid).loss = loss;
         self.reports.iter().map(|r| r.loss).fold(0.0, f32::max)
+    }
+
+    /// str0m sent `sent` packets on the m-line of `kind`, retransmissions included: returns
+    /// how many more retransmissions that makes.
+    pub fn rtx_delta(&mut self, mid: Mid, kind: MediaKind, sent: u64) -> u64 {
+        let forwarded = self.binding(kind).map_or(0, |b| b.forwarded);
+        let rtx = sent.saturating_sub(forwarded);
+        let r = self.report(mid);
+        let d = rtx.saturating_sub(r.rtx_seen);
+        r.rtx_seen = r.rtx_seen.max(rtx);
+        d
     }
 
     /// Records one m-line's reported jitter (seconds) and returns the worst of its m-lines.
@@ -194,4 +209,35 @@ pub(crate) struct MidReport {
     pub loss: f32,
     /// Interarrival jitter per the viewer's receiver reports, seconds.
     pub jitter_s: f32,
+    /// Retransmissions counted so far on this m-line.
+    pub rtx_seen: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retransmissions_are_what_str0m_sent_beyond_what_was_forwarded() {
+        let mut v = ViewerState::new(Instant::now());
+        v.video = Some(OutBinding {
+            ssrc: 7.into(),
+            pts: [None; 3],
+            rewriter: Rewriter::new(90_000),
+            waiting_keyframe: false,
+            forwarded: 100,
+        });
+        let mid = Mid::from("1");
+        // str0m sent exactly what was forwarded: no retransmission.
+        assert_eq!(v.rtx_delta(mid, MediaKind::Video, 100), 0);
+        // Three more sent than forwarded: three resent packets, counted once.
+        assert_eq!(v.rtx_delta(mid, MediaKind::Video, 103), 3);
+        assert_eq!(v.rtx_delta(mid, MediaKind::Video, 103), 0);
+        v.video.as_mut().unwrap().forwarded = 150;
+        assert_eq!(v.rtx_delta(mid, MediaKind::Video, 155), 2);
+        // A report that lags the forwarding never counts negative.
+        assert_eq!(v.rtx_delta(mid, MediaKind::Video, 120), 0);
+        // No binding of that kind: everything sent is counted against zero forwarded.
+        assert_eq!(v.rtx_delta(Mid::from("0"), MediaKind::Audio, 0), 0);
+    }
 }

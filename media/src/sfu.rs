@@ -545,14 +545,25 @@ impl Sfu {
             }
             Event::MediaEgressStats(s) => {
                 // RFC 3550 jitter is in the stream's RTP clock units.
-                let clock = match self.peers.get_mut(&id).and_then(|p| p.rtc.media(s.mid)) {
-                    Some(m) if m.kind() == MediaKind::Audio => Some(48_000.0),
-                    Some(_) => Some(90_000.0),
-                    None => None,
-                };
+                let kind = self
+                    .peers
+                    .get_mut(&id)
+                    .and_then(|p| p.rtc.media(s.mid))
+                    .map(|m| m.kind());
+                let clock = kind.map(|k| {
+                    if k == MediaKind::Audio {
+                        48_000.0
+                    } else {
+                        90_000.0
+                    }
+                });
                 if let Some(v) = self.peers.get_mut(&id).and_then(|p| p.viewer()) {
                     let d = v.nack_delta(s.mid, s.nacks);
                     self.stats.nacks.add(d);
+                    if let Some(kind) = kind {
+                        let rtx = v.rtx_delta(s.mid, kind, s.packets);
+                        self.stats.retransmitted.add(rtx);
+                    }
                     let jitter = s
                         .remote
                         .as_ref()
@@ -649,6 +660,7 @@ impl Sfu {
                     pts,
                     rewriter: Rewriter::new(clock),
                     waiting_keyframe: waiting,
+                    forwarded: 0,
                 };
                 let v = peer.viewer().expect("viewer kind checked above");
                 match kind {
@@ -762,6 +774,7 @@ impl Sfu {
                 continue;
             };
             let out_ssrc = b.ssrc;
+            b.forwarded += 1;
             let first = !v.first_media_sent && (kind == Kind::Video || audio_only);
             if first {
                 v.first_media_sent = true;

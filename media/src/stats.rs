@@ -146,6 +146,8 @@ pub struct MediaStats {
     pub rtp_out: DirectionCounters,
     /// NACKs received from viewers.
     pub nacks: Counter,
+    /// RTP packets str0m resent to viewers after their NACKs (RTX).
+    pub retransmitted: Counter,
     /// Keyframe requests (PLI/FIR) sent to publishers.
     pub plis: Counter,
     /// Keyframe requests received from viewers (before rate limiting).

@@ -35,6 +35,7 @@ struct Inner {
     rtp_packets: IntCounterVec,
     rtp_bytes: IntCounterVec,
     nacks: IntCounter,
+    retransmitted: IntCounter,
     plis: IntCounter,
     join_duration: Histogram,
     http_requests: IntCounterVec,
@@ -99,6 +100,11 @@ impl Metrics {
             &["direction", "kind"],
         )?;
         let nacks = IntCounter::new("floorcast_nack_total", "NACKs received from viewers.")?;
+        let retransmitted = IntCounter::new(
+            "floorcast_rtp_retransmitted_packets_total",
+            "RTP packets resent to viewers after their NACKs (RTX).",
+        )?;
+        registry.register(Box::new(retransmitted.clone()))?;
         let plis = IntCounter::new(
             "floorcast_pli_total",
             "Keyframe requests (PLI/FIR) sent to publishers.",
@@ -273,6 +279,7 @@ impl Metrics {
                 rtp_packets,
                 rtp_bytes,
                 nacks,
+                retransmitted,
                 plis,
                 join_duration,
                 http_requests,
@@ -417,6 +424,7 @@ impl Metrics {
                 }
             }
             advance(&inner.nacks, stats.nacks.get());
+            advance(&inner.retransmitted, stats.retransmitted.get());
             advance(&inner.plis, stats.plis.get());
             advance(&inner.udp_send_drops, stats.send_drops.get());
         }
@@ -563,6 +571,7 @@ mod tests {
         stats.rtp_in.record(Kind::Video, 3, 3000);
         stats.rtp_out.record(Kind::Audio, 10, 1000);
         stats.nacks.add(2);
+        stats.retransmitted.add(3);
         stats.forward_latency.observe(Duration::from_micros(80));
         stats.forward_latency.observe(Duration::from_millis(3));
         m.observe_join(Duration::from_millis(700));
@@ -578,6 +587,7 @@ mod tests {
             "floorcast_rtp_packets_total{direction=\"in\",kind=\"video\"} 3",
             "floorcast_rtp_bytes_total{direction=\"out\",kind=\"audio\"} 1000",
             "floorcast_nack_total 2",
+            "floorcast_rtp_retransmitted_packets_total 3",
             "floorcast_forward_latency_seconds_bucket{le=\"0.0001\"} 1",
             "floorcast_forward_latency_seconds_count 2",
             "floorcast_pli_total 0",
