@@ -61,6 +61,9 @@ pub(crate) struct Peer {
     pub kind: PeerKind,
 }
 
+// Most peers are viewers, and the fan-out touches every viewer's state for every packet:
+// boxing the larger variant would add a pointer chase there to save memory on publishers.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum PeerKind {
     Publisher(PublisherState),
     Viewer(ViewerState),
