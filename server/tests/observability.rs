@@ -182,10 +182,10 @@ async fn dashboard_queries_only_metrics_the_server_exports() {
     publisher.close().await;
 }
 
-/// A Prometheus child process, killed on drop.
+/// A Prometheus child process, killed on drop (before its data directory is removed).
 struct Prometheus {
     child: Child,
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
     url: String,
 }
 
@@ -193,7 +193,6 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = &self.dir;
     }
 }
 
@@ -231,7 +230,7 @@ fn start_prometheus(target: std::net::SocketAddr) -> Prometheus {
         .expect("prometheus");
     Prometheus {
         child,
-        dir,
+        _dir: dir,
         url: format!("http://127.0.0.1:{port}"),
     }
 }
