@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use super::crowd::{JOINS_IN_FLIGHT, close_all, ramp};
+use super::crowd::{JOINS_IN_FLIGHT, close_all, floor_publisher, ramp};
 use super::fanout::{FanoutOptions, Mode};
 use crate::peer::PeerError;
-use crate::publisher::{Publisher, PublisherConfig};
 use crate::stats::Summary;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -44,18 +43,7 @@ pub async fn run(
         captions_per_second,
         ..Default::default()
     };
-    let publisher = Publisher::whip(
-        PublisherConfig {
-            video_bitrate_bps: opts.video_bitrate_bps,
-            ..PublisherConfig::default()
-        },
-        &client,
-        &opts.url,
-        &opts.session,
-        &opts.publish_token,
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = floor_publisher(&client, &opts).await?;
     let gate = Arc::new(Semaphore::new(JOINS_IN_FLIGHT));
     let (viewers, _, errors) = ramp(&client, &opts, &gate).await;
     report.errors.extend(errors);

@@ -13,11 +13,10 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::crowd::{JOINS_IN_FLIGHT, Joined, close_all, join_one, ramp};
+use super::crowd::{JOINS_IN_FLIGHT, Joined, close_all, floor_publisher, join_one, ramp};
 use super::fanout::FanoutOptions;
 use crate::peer::PeerError;
 use crate::process_usage::{self, cpu_rate};
-use crate::publisher::{Publisher, PublisherConfig};
 use crate::stats::Summary;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -53,18 +52,7 @@ pub async fn run(opts: FanoutOptions, churn_per_second: f64) -> Result<ChurnRepo
         duration_s: opts.duration.as_secs_f64(),
         ..Default::default()
     };
-    let publisher = Publisher::whip(
-        PublisherConfig {
-            video_bitrate_bps: opts.video_bitrate_bps,
-            ..PublisherConfig::default()
-        },
-        &client,
-        &opts.url,
-        &opts.session,
-        &opts.publish_token,
-    )
-    .await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let publisher = floor_publisher(&client, &opts).await?;
     let gate = Arc::new(Semaphore::new(JOINS_IN_FLIGHT));
     let (joined, _, errors) = ramp(&client, &opts, &gate).await;
     report.errors.extend(errors);

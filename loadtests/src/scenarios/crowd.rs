@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use super::fanout::FanoutOptions;
 use crate::light::{AuthSample, LightConfig, LightViewer, Target};
 use crate::peer::Kinds;
+use crate::publisher::{Publisher, PublisherConfig};
 use crate::viewer::{Viewer, ViewerConfig, ViewerStats};
 
 /// Handshakes (HTTP + ICE + DTLS) in flight at once.
@@ -188,6 +189,27 @@ pub async fn join_one(
             Err(detail)
         }
     }
+}
+
+/// The synthetic floor feed over WHIP (VP8 at `opts.video_bitrate_bps` + Opus), given half a
+/// second to start before viewers join.
+pub async fn floor_publisher(
+    client: &Client,
+    opts: &FanoutOptions,
+) -> Result<Publisher, crate::peer::PeerError> {
+    let publisher = Publisher::whip(
+        PublisherConfig {
+            video_bitrate_bps: opts.video_bitrate_bps,
+            ..PublisherConfig::default()
+        },
+        client,
+        &opts.url,
+        &opts.session,
+        &opts.publish_token,
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(publisher)
 }
 
 /// Starts `opts.viewers` joins at `opts.ramp_per_second` (every `1/share`-th audio-only) and

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use super::crowd::{JOINS_IN_FLIGHT, Joined, close_all, ramp};
+use super::crowd::{JOINS_IN_FLIGHT, Joined, close_all, floor_publisher, ramp};
 pub use super::crowd::{Mode, ServerTarget};
 use crate::light::AuthSample;
 use crate::peer::PeerError;
 use crate::process_usage::{self, cpu_rate};
-use crate::publisher::{Publisher, PublisherConfig, PublisherStats};
+use crate::publisher::{Publisher, PublisherStats};
 use crate::stats::{FanoutReport, ServerUsage, Summary, TimelinePoint};
 use crate::viewer::ViewerStats;
 
@@ -185,22 +185,9 @@ pub async fn run(opts: FanoutOptions) -> Result<FanoutReport, PeerError> {
         ServerTarget::Janus { .. } => "janus".to_owned(),
     };
     let publisher = match opts.target {
-        ServerTarget::Floorcast => Some(
-            Publisher::whip(
-                PublisherConfig {
-                    video_bitrate_bps: opts.video_bitrate_bps,
-                    ..PublisherConfig::default()
-                },
-                &client,
-                &opts.url,
-                &opts.session,
-                &opts.publish_token,
-            )
-            .await?,
-        ),
+        ServerTarget::Floorcast => Some(floor_publisher(&client, &opts).await?),
         ServerTarget::Janus { .. } => None,
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let gate = Arc::new(Semaphore::new(JOINS_IN_FLIGHT));
     let ramp_start = Instant::now();
