@@ -3,13 +3,16 @@
 //! causes, the body limit, and JSON answers for unknown routes and methods.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::HttpBody;
+use axum::body::{Body, HttpBody};
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower_http::trace::TraceLayer;
 
 use crate::api::error::{ApiError, ErrorDetail};
@@ -25,6 +28,10 @@ pub fn wrap(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost: extractors stop reading a chunked body past the limit.
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.config.clone(),
+            read_body_first,
+        ))
         .layer(middleware::from_fn_with_state(
             state.config.clone(),
             limit_declared_body,
@@ -72,10 +79,61 @@ async fn limit_declared_body(
         .or_else(|| Some(req.body().size_hint().lower()));
     match declared {
         Some(len) if len > config.max_body_bytes as u64 => {
-            ApiError::payload_too_large(config.max_body_bytes).into_response()
+            drain_briefly(req.into_body()).await;
+            // What was not drained is still coming: tell the client not to reuse this
+            // connection, which the server closes after answering.
+            let mut response = ApiError::payload_too_large(config.max_body_bytes).into_response();
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            response
         }
         _ => next.run(req).await,
     }
+}
+
+/// How much of a refused oversized body is read and dropped, and for how long, so that a
+/// client which sent a moderately large body still gets to read the 413.
+const DRAIN_MAX_BYTES: usize = 1024 * 1024;
+const DRAIN_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Reads the whole body (it is under the limit here) before any handler or extractor can
+/// answer. hyper closes a connection whose request body was left unread, and closing a
+/// socket with unread bytes in it sends a reset that destroys the response in flight: a
+/// client would see "connection reset" instead of its 401 or 415 with a JSON reason.
+async fn read_body_first(State(config): State<Arc<Config>>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    match Limited::new(body, config.max_body_bytes).collect().await {
+        Ok(collected) => {
+            next.run(Request::from_parts(parts, Body::from(collected.to_bytes())))
+                .await
+        }
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            ApiError::payload_too_large(config.max_body_bytes).into_response()
+        }
+        Err(e) => ApiError::bad_request(
+            "invalid_body",
+            format!("the request body could not be read: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Reads and drops up to `DRAIN_MAX_BYTES` of a body nobody will use, giving up at
+/// `DRAIN_DEADLINE`; a body larger than that still gets its connection closed under it.
+async fn drain_briefly(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0usize;
+    let _ = tokio::time::timeout(DRAIN_DEADLINE, async {
+        while read < DRAIN_MAX_BYTES {
+            match stream.next().await {
+                Some(Ok(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
+    })
+    .await;
 }
 
 /// Counts the response under its route template and logs what a 5xx hid from the client.

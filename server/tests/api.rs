@@ -995,3 +995,50 @@ async fn audience_groups_viewers_by_hub_for_staff_only() {
     .await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+// ---------------------------------------------------------------- keep-alive after early errors
+
+/// A client keeps its connection for the next request after an error the server decided
+/// from the headers alone (a declared size over the limit, a wrong Content-Type). The
+/// server reads (or drains) the body first, so it never closes a connection the client
+/// still believes reusable, and the next request on it never fails with a reset.
+#[tokio::test]
+async fn early_errors_leave_the_connection_usable() {
+    let (t, _fake) = with_fake().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = t.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let viewer = token(Role::Viewer, "demo");
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/whep/demo");
+    let offer = "v=0\r\n".repeat(800);
+
+    let mut failures = Vec::new();
+    for round in 0..30 {
+        let requests = [
+            (vec![b'x'; 96 * 1024], "application/sdp", 413),
+            (vec![b'x'; 8 << 20], "application/sdp", 413),
+            (offer.clone().into_bytes(), "text/plain", 415),
+            (offer.clone().into_bytes(), "application/json", 415),
+        ];
+        for (body, content_type, want) in requests {
+            let reply = client
+                .post(&url)
+                .bearer_auth(&viewer)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(body)
+                .send()
+                .await;
+            match reply {
+                Ok(r) if r.status().as_u16() == want => {}
+                Ok(r) => failures.push(format!(
+                    "round {round}: {want} expected, got {}",
+                    r.status()
+                )),
+                Err(e) => failures.push(format!("round {round}, {want} expected: {e:?}")),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

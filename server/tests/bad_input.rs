@@ -43,7 +43,7 @@ async fn run_case(client: &Client, server: &ServerProcess, c: &Case) -> Result<S
         .body(c.body.clone())
         .send()
         .await
-        .map_err(|e| format!("{}: request failed: {e}", c.name))?;
+        .map_err(|e| format!("{}: request failed: {e:?}", c.name))?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     let code = error_code(&body);
@@ -355,9 +355,18 @@ async fn body() {
             code: Some("not_floor_holder"),
         },
     ];
+    // One connection per case: each case is judged on its answer alone, whatever the case
+    // before it did to its connection (keep-alive reuse is api.rs's
+    // `early_errors_leave_the_connection_usable`).
+    let case_client = Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("reqwest client with static settings");
     let mut failures = Vec::new();
     for c in &cases {
-        match run_case(&client, &server, c).await {
+        match run_case(&case_client, &server, c).await {
             Ok(line) => println!("{line}"),
             Err(e) => failures.push(e),
         }

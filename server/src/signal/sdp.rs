@@ -60,8 +60,12 @@ impl<S: Send + Sync> FromRequest<S> for SdpOffer {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        require_content_type(req.headers(), SDP)?;
+        // The body is read (bounded by the body limit) before the Content-Type is judged:
+        // answering while the client is still sending makes the server close a socket with
+        // unread bytes, which resets the connection, and the client never sees the 415.
+        let content_type_ok = require_content_type(req.headers(), SDP);
         let body = Bytes::from_request(req, state).await;
+        content_type_ok?;
         text_body(body, "SDP offer").map(SdpOffer)
     }
 }
@@ -70,8 +74,11 @@ impl<S: Send + Sync> FromRequest<S> for SdpFragment {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        require_content_type(req.headers(), TRICKLE_ICE_SDPFRAG)?;
-        let bytes = Bytes::from_request(req, state).await?;
+        // Read first for the same reason as `SdpOffer`.
+        let content_type_ok = require_content_type(req.headers(), TRICKLE_ICE_SDPFRAG);
+        let body = Bytes::from_request(req, state).await;
+        content_type_ok?;
+        let bytes = body?;
         String::from_utf8(bytes.to_vec())
             .map(SdpFragment)
             .map_err(|_| {
