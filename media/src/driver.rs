@@ -201,9 +201,10 @@ fn apply(sfu: &mut Sfu, cmd: MediaCmd) -> bool {
         MediaCmd::Subscribe {
             session,
             offer,
+            follow,
             reply,
         } => {
-            let _ = reply.send(sfu.subscribe(now, session, &offer));
+            let _ = reply.send(sfu.subscribe(now, session, &offer, follow));
         }
         MediaCmd::AddCandidate {
             peer,

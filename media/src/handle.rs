@@ -25,6 +25,18 @@ pub enum Takeover {
     Replace,
 }
 
+/// Which publisher a viewer receives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Follow {
+    /// What the session shows now: the speaker holding the floor for the kinds it sends,
+    /// else the floor feed. What every viewer wants.
+    #[default]
+    Current,
+    /// The floor feed only, even while a speaker holds the floor: the venue screen's
+    /// picture-in-picture of the room under a remote speaker.
+    Floor,
+}
+
 /// Something the engine tells the server about, off the hot path.
 #[derive(Clone, Debug)]
 pub enum MediaEvent {
@@ -60,6 +72,7 @@ pub(crate) enum MediaCmd {
     Subscribe {
         session: SessionId,
         offer: String,
+        follow: Follow,
         reply: oneshot::Sender<Result<Answer, MediaError>>,
     },
     AddCandidate {
@@ -127,10 +140,16 @@ impl MediaHandle {
     }
 
     /// A viewer's SDP offer (WHEP) in, the SDP answer out.
-    pub async fn subscribe(&self, session: SessionId, offer: String) -> Result<Answer, MediaError> {
+    pub async fn subscribe(
+        &self,
+        session: SessionId,
+        offer: String,
+        follow: Follow,
+    ) -> Result<Answer, MediaError> {
         self.call(|reply| MediaCmd::Subscribe {
             session,
             offer,
+            follow,
             reply,
         })
         .await?

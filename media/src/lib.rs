@@ -39,7 +39,7 @@ pub mod tap;
 
 pub use config::MediaConfig;
 pub use error::MediaError;
-pub use handle::{Answer, MediaEvent, MediaHandle, Takeover};
+pub use handle::{Answer, Follow, MediaEvent, MediaHandle, Takeover};
 pub use ids::{PeerId, Role, SessionId};
 pub use stats::{
     FORWARD_LATENCY_BUCKETS_US, Kind, LatencyHistogram, MediaStats, SessionCounts, ViewerLink,

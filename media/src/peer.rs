@@ -11,6 +11,7 @@ use str0m::rtp::Ssrc;
 
 use crate::forward::keyframe::{KeyframeLimiter, VideoCodec};
 use crate::forward::rewrite::Rewriter;
+use crate::handle::Follow;
 use crate::ids::{PeerId, Role, SessionId};
 use crate::stats::Kind;
 
@@ -133,11 +134,13 @@ pub(crate) struct ViewerState {
     pub reports: Vec<MidReport>,
     /// The data channel the viewer opened for captions (label `captions`), once open.
     pub captions: Option<ChannelId>,
+    pub follow: Follow,
 }
 
 impl ViewerState {
-    pub fn new(offered_at: Instant) -> Self {
+    pub fn new(offered_at: Instant, follow: Follow) -> Self {
         Self {
+            follow,
             audio: None,
             video: None,
             offered_at,
@@ -222,7 +225,7 @@ mod tests {
 
     #[test]
     fn retransmissions_are_what_str0m_sent_beyond_what_was_forwarded() {
-        let mut v = ViewerState::new(Instant::now());
+        let mut v = ViewerState::new(Instant::now(), Follow::Current);
         v.video = Some(OutBinding {
             ssrc: 7.into(),
             pts: [None; 3],

@@ -21,7 +21,7 @@ use crate::demux::Demux;
 use crate::error::MediaError;
 use crate::forward::keyframe::starts_keyframe;
 use crate::forward::rewrite::{Rewriter, SourceKey};
-use crate::handle::{Answer, MediaEvent, Takeover};
+use crate::handle::{Answer, Follow, MediaEvent, Takeover};
 use crate::ids::{PeerId, Role, SessionId};
 use crate::peer::{FwdCodec, OutBinding, Peer, PeerKind, PublisherState, ViewerState};
 use crate::sdp_check::check_offer;
@@ -58,7 +58,10 @@ struct SessionPeers {
     /// path decides per packet without looking the speaker up.
     speaker_audio: bool,
     speaker_video: bool,
+    /// Viewers of whatever the session shows now (`Follow::Current`).
     viewers: Vec<PeerId>,
+    /// Viewers of the floor feed only (`Follow::Floor`).
+    floor_viewers: Vec<PeerId>,
 }
 
 /// Which publisher a session's viewers receive, per media kind.
@@ -66,6 +69,7 @@ struct SessionPeers {
 struct Sources {
     audio: Option<PeerId>,
     video: Option<PeerId>,
+    floor: Option<PeerId>,
 }
 
 impl SessionPeers {
@@ -87,6 +91,7 @@ impl SessionPeers {
         Sources {
             audio: self.source_for(MediaKind::Audio),
             video: self.source_for(MediaKind::Video),
+            floor: self.floor,
         }
     }
 
@@ -98,7 +103,22 @@ impl SessionPeers {
     }
 
     fn is_empty(&self) -> bool {
-        self.floor.is_none() && self.speaker.is_none() && self.viewers.is_empty()
+        self.floor.is_none()
+            && self.speaker.is_none()
+            && self.viewers.is_empty()
+            && self.floor_viewers.is_empty()
+    }
+
+    /// The publisher a viewer following `follow` receives video from now.
+    fn video_source_for(&self, follow: Follow) -> Option<PeerId> {
+        match follow {
+            Follow::Current => self.source_for(MediaKind::Video),
+            Follow::Floor => self.floor,
+        }
+    }
+
+    fn all_viewers(&self) -> impl Iterator<Item = &PeerId> {
+        self.viewers.iter().chain(&self.floor_viewers)
     }
 }
 
@@ -176,7 +196,10 @@ impl Sfu {
         match role {
             // Its kinds are unknown until str0m reports its m-lines: viewers stay on the
             // floor feed until then (`on_media_added` switches them).
-            Role::Speaker => s.set_speaker(Some(answer.peer)),
+            Role::Speaker => {
+                s.set_speaker(Some(answer.peer));
+                self.stats.set_speaker_video(&session, false);
+            }
             _ => s.floor = Some(answer.peer),
         }
         self.sources_changed(&session, before, now);
@@ -188,14 +211,15 @@ impl Sfu {
         now: Instant,
         session: SessionId,
         offer: &str,
+        follow: Follow,
     ) -> Result<Answer, MediaError> {
-        let kind = PeerKind::Viewer(ViewerState::new(now));
+        let kind = PeerKind::Viewer(ViewerState::new(now, follow));
         let answer = self.add_peer(now, session.clone(), Role::Viewer, offer, kind)?;
-        self.sessions
-            .entry(session)
-            .or_default()
-            .viewers
-            .push(answer.peer);
+        let s = self.sessions.entry(session).or_default();
+        match follow {
+            Follow::Current => s.viewers.push(answer.peer),
+            Follow::Floor => s.floor_viewers.push(answer.peer),
+        }
         Ok(answer)
     }
 
@@ -226,7 +250,7 @@ impl Sfu {
         if let Some(s) = self.sessions.get(session) {
             self.dead.extend(s.floor);
             self.dead.extend(s.speaker);
-            self.dead.extend(s.viewers.iter().copied());
+            self.dead.extend(s.all_viewers().copied());
         }
         self.reap(now);
     }
@@ -240,7 +264,7 @@ impl Sfu {
             return;
         };
         let mut written = Vec::new();
-        for &vid in &s.viewers {
+        for &vid in s.all_viewers() {
             let Some(peer) = self.peers.get_mut(&vid) else {
                 continue;
             };
@@ -514,14 +538,16 @@ impl Sfu {
                 let (session, role) = (peer.session.clone(), peer.role);
                 peer.span
                     .in_scope(|| info!(after_ms = (now - peer.created).as_millis(), "connected"));
-                let wants_video = peer.viewer().is_some_and(|v| v.video.is_some());
+                let wants_video = peer
+                    .viewer()
+                    .and_then(|v| v.video.is_some().then_some(v.follow));
                 self.push_event(MediaEvent::Connected {
                     peer: id,
                     session: session.clone(),
                     role,
                 });
-                if wants_video {
-                    self.request_keyframe(&session, now);
+                if let Some(follow) = wants_video {
+                    self.request_keyframe(&session, follow, now);
                 }
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -539,8 +565,10 @@ impl Sfu {
             }
             Event::KeyframeRequest(_) => {
                 self.stats.viewer_keyframe_requests.add(1);
-                if let Some(session) = self.peers.get(&id).map(|p| p.session.clone()) {
-                    self.request_keyframe(&session, now);
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    let session = peer.session.clone();
+                    let follow = peer.viewer().map_or(Follow::Current, |v| v.follow);
+                    self.request_keyframe(&session, follow, now);
                 }
             }
             Event::MediaEgressStats(s) => {
@@ -613,15 +641,18 @@ impl Sfu {
                 if s.speaker == Some(id) {
                     s.speaker_audio = audio;
                     s.speaker_video = video;
+                    self.stats.set_speaker_video(&session, video);
                 }
+                let is_floor = s.floor == Some(id);
                 let video_source = s.source_for(MediaKind::Video);
-                if !self.sources_changed(&session, before, now)
-                    && kind == MediaKind::Video
-                    && video_source == Some(id)
-                {
+                if !self.sources_changed(&session, before, now) && kind == MediaKind::Video {
                     // The video source became askable only now (its viewers were marked
                     // waiting when it became the source).
-                    self.request_keyframe(&session, now);
+                    if video_source == Some(id) {
+                        self.request_keyframe(&session, Follow::Current, now);
+                    } else if is_floor {
+                        self.request_keyframe(&session, Follow::Floor, now);
+                    }
                 }
             }
             PeerKind::Viewer(_) => {
@@ -724,7 +755,9 @@ impl Sfu {
         let Some(session) = self.sessions.get_mut(&session_id) else {
             return;
         };
-        if session.source_for(media_kind) != Some(from) {
+        let to_current = session.source_for(media_kind) == Some(from);
+        let to_floor = session.floor == Some(from) && !session.floor_viewers.is_empty();
+        if !to_current && !to_floor {
             return;
         }
         // What viewers hear, once per packet (not per viewer), for speech recognition.
@@ -742,11 +775,19 @@ impl Sfu {
         };
         let in_seq: u64 = *pkt.seq_no;
         // Taken out so viewers can be polled (and borrow `self`) inside the loop; nothing
-        // adds viewers meanwhile, and removals wait in `dead`.
-        let viewers = std::mem::take(&mut session.viewers);
+        // adds viewers meanwhile, and removals wait in `dead`. An empty Vec allocates nothing.
+        let take = |list: &mut Vec<PeerId>, wanted: bool| {
+            if wanted {
+                std::mem::take(list)
+            } else {
+                Vec::new()
+            }
+        };
+        let viewers = take(&mut session.viewers, to_current);
+        let floor_viewers = take(&mut session.floor_viewers, to_floor);
         let mut written = 0u64;
         let mut someone_waits = false;
-        for &vid in &viewers {
+        for &vid in viewers.iter().chain(&floor_viewers) {
             let Some(viewer) = self.peers.get_mut(&vid) else {
                 continue;
             };
@@ -796,24 +837,35 @@ impl Sfu {
             self.poll_peer(vid, now, tx);
         }
         if let Some(session) = self.sessions.get_mut(&session_id) {
-            debug_assert!(session.viewers.is_empty());
-            session.viewers = viewers;
+            if to_current {
+                debug_assert!(session.viewers.is_empty());
+                session.viewers = viewers;
+            }
+            if to_floor {
+                debug_assert!(session.floor_viewers.is_empty());
+                session.floor_viewers = floor_viewers;
+            }
         }
         self.stats.rtp_out.record(kind, written, written * len);
         if someone_waits {
-            self.request_keyframe(&session_id, now);
+            // Whoever waits gets this publisher's video: ask it.
+            self.request_keyframe_from(from, now);
         }
     }
 
-    /// Asks the session's current video source for a keyframe (rate-limited).
-    fn request_keyframe(&mut self, session: &SessionId, now: Instant) {
-        let Some(source) = self
+    /// Asks the video source of the viewers following `follow` for a keyframe.
+    fn request_keyframe(&mut self, session: &SessionId, follow: Follow, now: Instant) {
+        if let Some(source) = self
             .sessions
             .get(session)
-            .and_then(|s| s.source_for(MediaKind::Video))
-        else {
-            return;
-        };
+            .and_then(|s| s.video_source_for(follow))
+        {
+            self.request_keyframe_from(source, now);
+        }
+    }
+
+    /// Asks a publisher for a keyframe (rate-limited per publisher).
+    fn request_keyframe_from(&mut self, source: PeerId, now: Instant) {
         let Some(peer) = self.peers.get_mut(&source) else {
             return;
         };
@@ -869,20 +921,33 @@ impl Sfu {
                 info!(%session, kind, from = name(from), to = name(to), "source switched");
             }
         }
-        if after.video == before.video {
-            return true;
-        }
-        for vid in &s.viewers {
-            if let Some(b) = self
-                .peers
-                .get_mut(vid)
-                .and_then(|p| p.viewer())
-                .and_then(|v| v.video.as_mut())
-            {
-                b.waiting_keyframe = true;
+        let mut ask = [None, None];
+        for (i, (follow, changed, list)) in [
+            (Follow::Current, after.video != before.video, &s.viewers),
+            (Follow::Floor, after.floor != before.floor, &s.floor_viewers),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if !changed {
+                continue;
             }
+            for vid in list {
+                if let Some(b) = self
+                    .peers
+                    .get_mut(vid)
+                    .and_then(|p| p.viewer())
+                    .and_then(|v| v.video.as_mut())
+                {
+                    b.waiting_keyframe = true;
+                }
+            }
+            ask[i] = s.video_source_for(follow);
         }
-        self.request_keyframe(session, now);
+        // The floor may be both lists' source: the limiter sends one request for both.
+        for source in ask.into_iter().flatten() {
+            self.request_keyframe_from(source, now);
+        }
         true
     }
 
@@ -925,6 +990,7 @@ impl Sfu {
                     s.set_speaker(None);
                 }
                 s.viewers.retain(|v| *v != id);
+                s.floor_viewers.retain(|v| *v != id);
                 if s.is_empty() {
                     self.sessions.remove(&peer.session);
                 } else {

@@ -20,7 +20,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 use crate::config::MediaConfig;
 use crate::forward::keyframe::{VideoCodec, starts_keyframe};
-use crate::handle::{MediaEvent, Takeover};
+use crate::handle::{Follow, MediaEvent, Takeover};
 use crate::ids::{PeerId, Role, SessionId};
 use crate::sfu::{CAPTIONS_LABEL, Sfu, Transmit};
 use crate::stats::MediaStats;
@@ -323,11 +323,22 @@ impl World {
         kinds: &[MediaKind],
         channel: Option<&str>,
     ) -> usize {
+        self.add_viewer_following(port, session, kinds, channel, Follow::Current)
+    }
+
+    fn add_viewer_following(
+        &mut self,
+        port: u16,
+        session: &SessionId,
+        kinds: &[MediaKind],
+        channel: Option<&str>,
+        follow: Follow,
+    ) -> usize {
         let (mut c, offer) =
             Client::with_channel(port, self.now, Direction::RecvOnly, kinds, channel);
         let answer = self
             .sfu
-            .subscribe(self.now, session.clone(), &offer)
+            .subscribe(self.now, session.clone(), &offer, follow)
             .unwrap();
         c.accept(&answer.sdp);
         self.clients.push(c);
@@ -790,6 +801,116 @@ fn speaker_video_replaces_floor_video_from_a_keyframe_and_back() {
     assert_continuous(&seqs(v, MediaKind::Audio));
     assert_continuous(&seqs(v, MediaKind::Video));
     assert!(one_ssrc_per_kind(v));
+}
+
+fn speaker_video_flag(w: &World, session: &SessionId) -> bool {
+    w.sfu
+        .stats()
+        .sessions()
+        .into_iter()
+        .any(|(s, c)| &s == session && c.speaker_video)
+}
+
+#[test]
+fn a_floor_viewer_keeps_the_floor_feed_while_a_speaker_holds_the_floor() {
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let viewer = w.add_viewer(5001, &session, AV);
+    let pip = w.add_viewer_following(5003, &session, AV, None, Follow::Floor);
+    let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 3)));
+    let mut ft = 0;
+    for _ in 0..50 {
+        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
+        ft += 1;
+    }
+    for c in [viewer, pip] {
+        assert!(count_since(&w.clients[c], 0, MediaKind::Video, FLOOR_FILL) > 30);
+    }
+    assert!(!speaker_video_flag(&w, &session));
+
+    let (speaker, speaker_peer) =
+        w.add_publisher_as(5002, &session, Role::Speaker, AV, SPEAKER_FILL);
+    w.floor_until(floor, &mut ft, |w| {
+        w.clients[speaker].rtc.is_connected()
+            && w.sfu.source_of(&session, MediaKind::Video) == Some(speaker_peer)
+    });
+    assert!(speaker_video_flag(&w, &session), "the speaker sends video");
+    let (v_start, p_start) = (
+        w.clients[viewer].received.len(),
+        w.clients[pip].received.len(),
+    );
+    let mut st = 2;
+    w.floor_and_speaker((floor, &mut ft), (speaker, &mut st), 100);
+
+    let v = &w.clients[viewer];
+    assert!(only_since_first(v, v_start, MediaKind::Video, SPEAKER_FILL));
+    let p = &w.clients[pip];
+    for kind in [MediaKind::Video, MediaKind::Audio] {
+        assert_eq!(
+            count_since(p, p_start, kind, SPEAKER_FILL),
+            0,
+            "the floor viewer gets none of the speaker's {kind:?}"
+        );
+    }
+    let pip_video = count_since(p, p_start, MediaKind::Video, FLOOR_FILL);
+    assert!(
+        pip_video >= 145,
+        "floor video under the speaker: {pip_video} of 150"
+    );
+    assert!(count_since(p, p_start, MediaKind::Audio, FLOOR_FILL) >= 95);
+
+    // The speaker leaves: nothing changes for the floor viewer, not even a keyframe wait.
+    w.clients[speaker].rtc.disconnect();
+    w.sfu.close_peer(w.now, speaker_peer).unwrap();
+    assert!(!speaker_video_flag(&w, &session));
+    let p_start = w.clients[pip].received.len();
+    for _ in 0..50 {
+        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
+        ft += 1;
+    }
+    let p = &w.clients[pip];
+    assert!(count_since(p, p_start, MediaKind::Video, FLOOR_FILL) >= 70);
+    assert_continuous(&seqs(p, MediaKind::Audio));
+    assert_continuous(&seqs(p, MediaKind::Video));
+    assert!(one_ssrc_per_kind(p));
+}
+
+#[test]
+fn a_floor_viewer_joining_under_a_speaker_gets_a_floor_keyframe() {
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let viewer = w.add_viewer(5001, &session, AV);
+    let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
+    let (speaker, speaker_peer) =
+        w.add_publisher_as(5002, &session, Role::Speaker, AV, SPEAKER_FILL);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 3)));
+    assert_eq!(
+        w.sfu.source_of(&session, MediaKind::Video),
+        Some(speaker_peer)
+    );
+    let (mut ft, mut st) = (2, 2);
+    w.floor_and_speaker((floor, &mut ft), (speaker, &mut st), 50);
+    let floor_plis = w.clients[floor].plis;
+
+    let pip = w.add_viewer_following(5003, &session, &[MediaKind::Video], None, Follow::Floor);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 4)));
+    w.floor_and_speaker((floor, &mut ft), (speaker, &mut st), 100);
+    assert!(
+        w.clients[floor].plis > floor_plis,
+        "the floor is asked for a keyframe for its new viewer"
+    );
+    let p = &w.clients[pip];
+    let first = first_since(p, 0, MediaKind::Video, FLOOR_FILL).expect("floor video");
+    assert!(first.keyframe, "the floor viewer starts on a keyframe");
+    assert_eq!(count_since(p, 0, MediaKind::Video, SPEAKER_FILL), 0);
+    assert!(count_since(p, 0, MediaKind::Video, FLOOR_FILL) >= 120);
+    assert!(only_since_first(
+        &w.clients[viewer],
+        0,
+        MediaKind::Video,
+        SPEAKER_FILL
+    ));
 }
 
 fn drain_tap(rx: &mut tokio::sync::mpsc::Receiver<TapPacket>) -> Vec<TapPacket> {

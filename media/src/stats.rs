@@ -136,6 +136,9 @@ pub struct SessionCounts {
     pub viewers: u64,
     pub floor_publishers: u64,
     pub speaker_publishers: u64,
+    /// Whether the speaker holding the floor sends video (its camera replaces the floor
+    /// feed's picture), once its media is negotiated.
+    pub speaker_video: bool,
 }
 
 #[derive(Default)]
@@ -194,11 +197,21 @@ impl MediaStats {
             match role {
                 Role::Viewer => c.viewers = c.viewers.saturating_sub(1),
                 Role::Floor => c.floor_publishers = c.floor_publishers.saturating_sub(1),
-                Role::Speaker => c.speaker_publishers = c.speaker_publishers.saturating_sub(1),
+                Role::Speaker => {
+                    c.speaker_publishers = c.speaker_publishers.saturating_sub(1);
+                    c.speaker_video &= c.speaker_publishers > 0;
+                }
             }
             if *c == SessionCounts::default() {
                 map.remove(session);
             }
+        }
+    }
+
+    pub(crate) fn set_speaker_video(&self, session: &SessionId, video: bool) {
+        let mut map = self.sessions.lock().expect("stats lock poisoned");
+        if let Some(c) = map.get_mut(session) {
+            c.speaker_video = video;
         }
     }
 

@@ -22,10 +22,12 @@ export { SignalError, sessionFromPage, tokenFromPage } from "./whip.js";
 export class WhepClient extends EventTarget {
   /** `iceServers`: null asks the server (TURN credentials; see whip.js `iceServersFor`). */
   /** `relayOnly`: media only through TURN (`iceTransportPolicy: "relay"`), as behind a firewall. */
-  constructor(endpoint, token, { video = true, captions = true, iceServers = null, relayOnly = false } = {}) {
+  /** `audio: false` with `video: true`: picture only (the room screen's picture-in-picture). */
+  constructor(endpoint, token, { audio = true, video = true, captions = true, iceServers = null, relayOnly = false } = {}) {
     super();
     this.endpoint = endpoint;
     this.token = token;
+    this.audio = audio || !video;
     this.video = video;
     this.captions = captions;
     this.iceServers = iceServers;
@@ -51,7 +53,7 @@ export class WhepClient extends EventTarget {
       if (!stream.getTracks().includes(event.track)) stream.addTrack(event.track);
     });
     pc.addEventListener("connectionstatechange", () => this.#setState(pc.connectionState));
-    pc.addTransceiver("audio", { direction: "recvonly" });
+    if (this.audio) pc.addTransceiver("audio", { direction: "recvonly" });
     if (this.video) pc.addTransceiver("video", { direction: "recvonly" });
     if (this.captions) {
       const channel = pc.createDataChannel("captions");

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use media::{
-    Answer, MediaError, MediaEvent, MediaHandle, MediaStats, PeerId, Role, SessionId, Takeover,
+    Answer, Follow, MediaError, MediaEvent, MediaHandle, MediaStats, PeerId, Role, SessionId,
+    Takeover,
 };
 use tokio::sync::broadcast;
 
@@ -39,6 +40,7 @@ pub trait MediaEngine: Send + Sync + 'static {
         &self,
         session: SessionId,
         offer: String,
+        follow: Follow,
     ) -> BoxFuture<'_, Result<Answer, MediaError>>;
     fn add_candidate(
         &self,
@@ -75,8 +77,9 @@ impl MediaEngine for MediaHandle {
         &self,
         session: SessionId,
         offer: String,
+        follow: Follow,
     ) -> BoxFuture<'_, Result<Answer, MediaError>> {
-        Box::pin(MediaHandle::subscribe(self, session, offer))
+        Box::pin(MediaHandle::subscribe(self, session, offer, follow))
     }
     fn add_candidate(
         &self,

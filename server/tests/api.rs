@@ -605,6 +605,37 @@ async fn whip_resource_lifecycle() {
 }
 
 #[tokio::test]
+async fn whep_follow_chooses_the_floor_feed_or_what_the_session_shows() {
+    let (t, fake) = with_fake().await;
+    let viewer = token(Role::Venue, "demo");
+    for (query, want) in [
+        ("", media::Follow::Current),
+        ("?follow=floor", media::Follow::Floor),
+        ("?follow=current", media::Follow::Current),
+    ] {
+        let r = call(
+            &t.router,
+            sdp_req(&format!("/whep/demo{query}"), Some(&viewer), OFFER),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{query}: {:?}", r.body);
+        assert_eq!(fake.follows.lock().unwrap().last(), Some(&want), "{query}");
+    }
+    let before = fake.follows.lock().unwrap().len();
+    let r = call(
+        &t.router,
+        sdp_req("/whep/demo?follow=speaker", Some(&viewer), OFFER),
+    )
+    .await;
+    r.assert_error(StatusCode::BAD_REQUEST, "invalid_follow");
+    assert_eq!(
+        fake.follows.lock().unwrap().len(),
+        before,
+        "no viewer created"
+    );
+}
+
+#[tokio::test]
 async fn whep_any_role_of_the_session() {
     let (t, _fake) = with_fake().await;
     for role in [

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { chromium } from "playwright-core";
 
 import {
-  ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, freeAddrs, http, mintToken, recordConsole, screenshots, until,
+  ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Server, freeAddrs, http, inboundStats, mintToken, recordConsole, screenshots, until,
 } from "./lib.mjs";
 
 const server = new Server("floorcast-room.log");
@@ -91,5 +91,69 @@ describe("the room page", { timeout: 150_000 }, () => {
     assert.equal(end.status, 200, end.text);
     await until("the lower-third gone after the turn ends", 10_000, async () => ({ ok: await page.locator("#lower-third").isHidden() }));
     await page.close();
+  });
+
+  it("keeps the room in a corner while a remote speaker's camera fills the screen", async () => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+    await context.grantPermissions(["camera", "microphone"], { origin: server.base });
+    try {
+      const venue = mintToken({ role: "venue", session: SESSION, name: "Room B AV" });
+      const publisher = await context.newPage();
+      recordConsole(publisher, "room-floor", consoleLines);
+      await publisher.goto(`${server.base}/publish/${SESSION}?token=${venue}`);
+      await publisher.getByRole("button", { name: "Start publishing" }).click();
+
+      const room = await context.newPage();
+      recordConsole(room, "room-pip", consoleLines);
+      await room.goto(`${server.base}/room/${SESSION}?token=${venue}`);
+      await until("the floor feed on the room screen", 20_000, async () => {
+        const s = await inboundStats(room);
+        return { ok: s.framesDecoded > 0, ...s };
+      });
+      assert.equal(await room.evaluate(() => window.floorcast.pip), null, "no picture-in-picture without a speaker");
+
+      const chair = mintToken({ role: "moderator", session: SESSION, name: "Chair" });
+      const sami = mintToken({ role: "viewer", session: SESSION, name: "Sami Haddad", sub: "sami" });
+      const raised = await http(server.base, `/api/sessions/${SESSION}/hands`, { method: "POST", token: sami, body: { topic: "Broadband" } });
+      assert.equal(raised.status, 201, raised.text);
+      const g = await http(server.base, `/api/sessions/${SESSION}/floor`, { method: "POST", token: chair, body: { hand: raised.json.id, limit_s: 120 } });
+      assert.equal(g.status, 201, g.text);
+
+      const speaker = await context.newPage();
+      recordConsole(speaker, "room-speaker", consoleLines);
+      await speaker.goto(`${server.base}/watch/${SESSION}?token=${sami}`);
+      await until("the speaker's floor panel", 10_000, async () => ({ ok: await speaker.locator("#my-floor").isVisible() }));
+      await speaker.locator("#with-camera").check();
+      await speaker.getByRole("button", { name: "Start speaking" }).click();
+
+      const shown = await until("the floor feed in the corner, decoding", 20_000, async () => {
+        const s = await room.evaluate(async () => {
+          const pc = window.floorcast.pip;
+          if (!pc) return { pc: false };
+          let frames = 0;
+          let audio = 0;
+          (await pc.getStats()).forEach((r) => {
+            if (r.type !== "inbound-rtp") return;
+            if (r.kind === "video") frames += r.framesDecoded || 0;
+            else audio += 1;
+          });
+          return { pc: true, frames, audio, visible: !document.getElementById("pip").hidden };
+        });
+        return { ok: s.pc && s.frames > 10 && s.visible, ...s };
+      });
+      assert.equal(shown.audio, 0, "the corner picture carries no sound");
+      const box = await room.locator("#pip").boundingBox();
+      assert.ok(box && box.width < 1280 / 2 && box.x > 1280 / 2, `in a corner, not full screen: ${JSON.stringify(box)}`);
+      await screenshots(room, "room-pip");
+
+      const end = await http(server.base, `/api/sessions/${SESSION}/floor`, { method: "DELETE", token: chair });
+      assert.equal(end.status, 200, end.text);
+      await until("the corner picture gone after the turn", 10_000, async () => {
+        const gone = await room.evaluate(() => window.floorcast.pip === null && document.getElementById("pip").hidden);
+        return { ok: gone };
+      });
+    } finally {
+      await context.close().catch(() => {});
+    }
   });
 });

@@ -26,6 +26,8 @@ pub struct Audience {
     pub viewers: usize,
     pub floor_live: bool,
     pub speaker_live: bool,
+    /// The speaker's camera replaces the floor feed's picture (its video is negotiated).
+    pub speaker_video: bool,
     pub hubs: Vec<HubRow>,
 }
 
@@ -73,6 +75,7 @@ pub async fn viewers(
         viewers: viewers.len(),
         floor_live: counts.floor_publishers > 0,
         speaker_live: counts.speaker_publishers > 0,
+        speaker_video: counts.speaker_publishers > 0 && counts.speaker_video,
         hubs: by_hub(&viewers, &links),
     }))
 }

@@ -37,6 +37,8 @@ pub struct FakeEngine {
     pub peers: Mutex<Vec<PeerId>>,
     pub candidates: Mutex<Vec<(PeerId, String)>>,
     pub closed_sessions: Mutex<Vec<String>>,
+    /// What each viewer asked to follow, in order.
+    pub follows: Mutex<Vec<media::Follow>>,
     pub stats: Arc<MediaStats>,
     pub events: Option<broadcast::Sender<MediaEvent>>,
 }
@@ -87,8 +89,13 @@ impl MediaEngine for FakeEngine {
         &self,
         _session: MediaSessionId,
         offer: String,
+        follow: media::Follow,
     ) -> BoxFuture<'_, Result<Answer, MediaError>> {
-        Box::pin(async move { self.answer(&offer) })
+        Box::pin(async move {
+            let answer = self.answer(&offer)?;
+            self.follows.lock().unwrap().push(follow);
+            Ok(answer)
+        })
     }
     fn add_candidate(
         &self,
