@@ -2,13 +2,15 @@
 // loopback, Floorcast configured with its URL and shared secret. The watch page with
 // `?relay=1` may only use relay candidates (as a browser behind a UDP-blocking firewall with
 // a TURN server reachable); it gets credentials from /api/sessions/{id}/ice-servers and
-// decodes the floor feed through coturn. Real binary, Debian Chromium with fake devices.
+// decodes the floor feed through coturn. A second hub sits behind a firewall that drops all
+// UDP to the TURN server (an nftables rule on loopback) and gets the floor over TURN/TCP.
+// Real binary, Debian Chromium with fake devices.
 //
 //   node tests/browser/turn.test.mjs
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -29,6 +31,28 @@ let turnPort = 0;
 let context = null;
 let dataDir = null;
 let userDataDir = null;
+
+/** The selected candidate pair of the page's peer connection: local type, TURN protocol, bytes. */
+async function mediaPath(page) {
+  return page.evaluate(async () => {
+    const report = await window.floorcast.pc.getStats();
+    const byId = new Map();
+    report.forEach((s) => byId.set(s.id, s));
+    let pair = null;
+    report.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId);
+    });
+    if (!pair) report.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
+    const local = pair && byId.get(pair.localCandidateId);
+    return { local: local && local.candidateType, protocol: local && local.relayProtocol, bytes: pair && pair.bytesReceived };
+  });
+}
+
+const NFT_TABLE = "floorcast_turn_test";
+
+function nft(...args) {
+  return execFileSync("nft", args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
+}
 
 describe("media through TURN", { timeout: 120_000 }, () => {
   before(async () => {
@@ -51,7 +75,7 @@ describe("media through TURN", { timeout: 120_000 }, () => {
     userDataDir = await mkdtemp(join(tmpdir(), "floorcast-chromium-"));
     await server.start(dataDir, {
       env: {
-        FLOORCAST_TURN_URLS: `["turn:127.0.0.1:${turnPort}?transport=udp"]`,
+        FLOORCAST_TURN_URLS: `["turn:127.0.0.1:${turnPort}?transport=udp","turn:127.0.0.1:${turnPort}?transport=tcp"]`,
         FLOORCAST_TURN_SECRET: TURN_SECRET,
       },
     });
@@ -82,7 +106,7 @@ describe("media through TURN", { timeout: 120_000 }, () => {
     const ice = await http(server.base, `/api/sessions/${SESSION}/ice-servers`, { token: viewerToken });
     assert.equal(ice.status, 200, ice.text);
     const [entry] = ice.json.ice_servers;
-    assert.deepEqual(entry.urls, [`turn:127.0.0.1:${turnPort}?transport=udp`]);
+    assert.deepEqual(entry.urls, [`turn:127.0.0.1:${turnPort}?transport=udp`, `turn:127.0.0.1:${turnPort}?transport=tcp`]);
     assert.match(entry.username, /^\d+:/);
     assert.ok(Number(entry.username.split(":")[0]) > Date.now() / 1000, "the credential expires in the future");
     assert.ok(entry.credential.length > 20);
@@ -104,22 +128,59 @@ describe("media through TURN", { timeout: 120_000 }, () => {
       const s = await inboundStats(viewer);
       return { ...s, ok: s.framesDecoded > 10 && s.audioPackets > 20 };
     });
-    const path = await viewer.evaluate(async () => {
-      const report = await window.floorcast.pc.getStats();
-      const byId = new Map();
-      report.forEach((s) => byId.set(s.id, s));
-      let pair = null;
-      report.forEach((s) => {
-        if (s.type === "transport" && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId);
-      });
-      if (!pair) report.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
-      const local = pair && byId.get(pair.localCandidateId);
-      return { local: local && local.candidateType, protocol: local && local.relayProtocol, bytes: pair && pair.bytesReceived };
-    });
+    const path = await mediaPath(viewer);
     assert.equal(path.local, "relay", `the media path: ${JSON.stringify(path)}`);
     assert.ok(path.bytes > 0, `bytes through the relay: ${path.bytes}`);
     console.log(`# relay-only viewer: ${JSON.stringify(path)}`);
     await viewer.close();
+    await publisher.close();
+  });
+
+  it("a hub whose firewall drops all UDP to the TURN server gets the floor over TURN/TCP", async (t) => {
+    if (process.getuid && process.getuid() !== 0) {
+      t.skip("needs root to add an nftables rule");
+      return;
+    }
+    const venue = mintToken({ role: "venue", session: SESSION, name: "Mixer" });
+    const publisher = await context.newPage();
+    recordConsole(publisher, "turn-tcp-publish", consoleLines);
+    await publisher.goto(`${server.base}/publish/${SESSION}?token=${venue}`);
+    await publisher.getByRole("button", { name: "Start publishing" }).click();
+    await until("the floor feed encoding", PUBLISH_TIMEOUT_MS, async () => {
+      const s = await outboundStats(publisher);
+      return { ...s, ok: s.framesEncoded > 10 };
+    });
+
+    // The firewall: nothing over UDP reaches the TURN server's port (TCP still does). A table
+    // left by an interrupted run is replaced.
+    try {
+      nft("delete", "table", "inet", NFT_TABLE);
+    } catch {
+      // none left: the usual case
+    }
+    nft("add", "table", "inet", NFT_TABLE);
+    try {
+      nft("add", "chain", "inet", NFT_TABLE, "out", "{ type filter hook output priority 0 ; }");
+      nft("add", "rule", "inet", NFT_TABLE, "out", "ip", "daddr", "127.0.0.1", "udp", "dport", String(turnPort), "counter", "drop");
+      const hub = mintToken({ role: "hub", session: SESSION, name: "Firewalled hub", hub: "Lusaka" });
+      const viewer = await context.newPage();
+      recordConsole(viewer, "turn-tcp-watch", consoleLines);
+      await viewer.goto(`${server.base}/watch/${SESSION}?token=${hub}&relay=1`);
+      await until("the viewer decoding through TURN/TCP", MEDIA_TIMEOUT_MS + 20_000, async () => {
+        const s = await inboundStats(viewer);
+        return { ...s, ok: s.framesDecoded > 10 && s.audioPackets > 20 };
+      });
+      const path = await mediaPath(viewer);
+      assert.equal(path.local, "relay", `the media path: ${JSON.stringify(path)}`);
+      assert.equal(path.protocol, "tcp", `the media path: ${JSON.stringify(path)}`);
+      assert.ok(path.bytes > 0, `bytes through the relay: ${path.bytes}`);
+      const dropped = Number((nft("list", "table", "inet", NFT_TABLE).match(/packets (\d+)/) || [])[1] || 0);
+      assert.ok(dropped > 0, "the browser did try UDP first, and the firewall dropped it");
+      console.log(`# viewer behind a UDP-blocking firewall: ${JSON.stringify(path)}, ${dropped} UDP packets dropped`);
+      await viewer.close();
+    } finally {
+      nft("delete", "table", "inet", NFT_TABLE);
+    }
     await publisher.close();
   });
 });
