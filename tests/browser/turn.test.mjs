@@ -48,6 +48,32 @@ async function mediaPath(page) {
   });
 }
 
+/** The venue's /publish page sending the floor feed (fake camera and microphone). */
+async function startFloorFeed(name) {
+  const venue = mintToken({ role: "venue", session: SESSION, name: "Mixer" });
+  const publisher = await context.newPage();
+  recordConsole(publisher, name, consoleLines);
+  await publisher.goto(`${server.base}/publish/${SESSION}?token=${venue}`);
+  await publisher.getByRole("button", { name: "Start publishing" }).click();
+  await until("the floor feed encoding", PUBLISH_TIMEOUT_MS, async () => {
+    const s = await outboundStats(publisher);
+    return { ...s, ok: s.framesEncoded > 10 };
+  });
+  return publisher;
+}
+
+/** A /watch page that may use relay candidates only, once it decodes video and audio. */
+async function watchRelayOnly(token, name, timeoutMs) {
+  const viewer = await context.newPage();
+  recordConsole(viewer, name, consoleLines);
+  await viewer.goto(`${server.base}/watch/${SESSION}?token=${token}&relay=1`);
+  await until(`${name} decoding through the relay`, timeoutMs, async () => {
+    const s = await inboundStats(viewer);
+    return { ...s, ok: s.framesDecoded > 10 && s.audioPackets > 20 };
+  });
+  return viewer;
+}
+
 const NFT_TABLE = "floorcast_turn_test";
 
 function nft(...args) {
@@ -111,23 +137,8 @@ describe("media through TURN", { timeout: 120_000 }, () => {
     assert.ok(Number(entry.username.split(":")[0]) > Date.now() / 1000, "the credential expires in the future");
     assert.ok(entry.credential.length > 20);
 
-    const venue = mintToken({ role: "venue", session: SESSION, name: "Mixer" });
-    const publisher = await context.newPage();
-    recordConsole(publisher, "turn-publish", consoleLines);
-    await publisher.goto(`${server.base}/publish/${SESSION}?token=${venue}`);
-    await publisher.getByRole("button", { name: "Start publishing" }).click();
-    await until("the floor feed encoding", PUBLISH_TIMEOUT_MS, async () => {
-      const s = await outboundStats(publisher);
-      return { ...s, ok: s.framesEncoded > 10 };
-    });
-
-    const viewer = await context.newPage();
-    recordConsole(viewer, "turn-watch", consoleLines);
-    await viewer.goto(`${server.base}/watch/${SESSION}?token=${viewerToken}&relay=1`);
-    await until("the relay-only viewer decoding", MEDIA_TIMEOUT_MS + 10_000, async () => {
-      const s = await inboundStats(viewer);
-      return { ...s, ok: s.framesDecoded > 10 && s.audioPackets > 20 };
-    });
+    const publisher = await startFloorFeed("turn-publish");
+    const viewer = await watchRelayOnly(viewerToken, "turn-watch", MEDIA_TIMEOUT_MS + 10_000);
     const path = await mediaPath(viewer);
     assert.equal(path.local, "relay", `the media path: ${JSON.stringify(path)}`);
     assert.ok(path.bytes > 0, `bytes through the relay: ${path.bytes}`);
@@ -141,15 +152,7 @@ describe("media through TURN", { timeout: 120_000 }, () => {
       t.skip("needs root to add an nftables rule");
       return;
     }
-    const venue = mintToken({ role: "venue", session: SESSION, name: "Mixer" });
-    const publisher = await context.newPage();
-    recordConsole(publisher, "turn-tcp-publish", consoleLines);
-    await publisher.goto(`${server.base}/publish/${SESSION}?token=${venue}`);
-    await publisher.getByRole("button", { name: "Start publishing" }).click();
-    await until("the floor feed encoding", PUBLISH_TIMEOUT_MS, async () => {
-      const s = await outboundStats(publisher);
-      return { ...s, ok: s.framesEncoded > 10 };
-    });
+    const publisher = await startFloorFeed("turn-tcp-publish");
 
     // The firewall: nothing over UDP reaches the TURN server's port (TCP still does). A table
     // left by an interrupted run is replaced.
@@ -163,13 +166,7 @@ describe("media through TURN", { timeout: 120_000 }, () => {
       nft("add", "chain", "inet", NFT_TABLE, "out", "{ type filter hook output priority 0 ; }");
       nft("add", "rule", "inet", NFT_TABLE, "out", "ip", "daddr", "127.0.0.1", "udp", "dport", String(turnPort), "counter", "drop");
       const hub = mintToken({ role: "hub", session: SESSION, name: "Firewalled hub", hub: "Lusaka" });
-      const viewer = await context.newPage();
-      recordConsole(viewer, "turn-tcp-watch", consoleLines);
-      await viewer.goto(`${server.base}/watch/${SESSION}?token=${hub}&relay=1`);
-      await until("the viewer decoding through TURN/TCP", MEDIA_TIMEOUT_MS + 20_000, async () => {
-        const s = await inboundStats(viewer);
-        return { ...s, ok: s.framesDecoded > 10 && s.audioPackets > 20 };
-      });
+      const viewer = await watchRelayOnly(hub, "turn-tcp-watch", MEDIA_TIMEOUT_MS + 20_000);
       const path = await mediaPath(viewer);
       assert.equal(path.local, "relay", `the media path: ${JSON.stringify(path)}`);
       assert.equal(path.protocol, "tcp", `the media path: ${JSON.stringify(path)}`);
