@@ -24,7 +24,7 @@ use floorcast_load::token;
 #[derive(Parser)]
 #[command(
     name = "floorcast-load",
-    about = "Floorcast load generator (webrtc-rs peers)"
+    about = "Floorcast load generator: real WebRTC viewers (webrtc-rs in full mode, str0m in light mode)"
 )]
 struct Cli {
     #[command(subcommand)]
