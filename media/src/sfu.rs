@@ -48,6 +48,15 @@ pub(crate) const CAPTIONS_LABEL: &str = "captions";
 /// are a few hundred bytes a few times a second, so this is many seconds of them; a viewer
 /// further behind misses captions instead of holding memory, with thousands of viewers.
 pub(crate) const DATA_CHANNEL_BUFFER: usize = 32 * 1024;
+/// How far back a viewer's NACK can be answered. A retransmission is useful only if it
+/// arrives before the viewer's jitter buffer gives the packet up (browsers hold a few hundred
+/// ms), so a packet older than a second is never worth resending; str0m's default keeps 3 s,
+/// which at ≈ 1 Mbit/s is ≈ 400 KB of copies per viewer (most of a viewer's memory).
+const RTX_CACHE_AGE: Duration = Duration::from_secs(1);
+/// A second of video at 1080p rates with room to spare; the age limit binds first.
+const RTX_CACHE_PACKETS: usize = 1024;
+/// str0m's default: stop resending when retransmissions exceed 15 % of what a stream sends.
+const RTX_RATIO_CAP: f32 = 0.15;
 
 #[derive(Default)]
 struct SessionPeers {
@@ -672,12 +681,10 @@ impl Sfu {
                         pts[c as usize] = Some(p.pt());
                     }
                 }
-                let Some(ssrc) = peer
-                    .rtc
-                    .direct_api()
-                    .stream_tx_by_mid(mid, None)
-                    .map(|s| s.ssrc())
-                else {
+                let Some(ssrc) = peer.rtc.direct_api().stream_tx_by_mid(mid, None).map(|s| {
+                    s.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
+                    s.ssrc()
+                }) else {
                     peer.span
                         .in_scope(|| warn!(%mid, "no send stream for viewer media"));
                     return;
