@@ -612,6 +612,14 @@ impl World {
         panic!("condition not reached in 5 s of floor ticks");
     }
 
+    /// `n` ticks of the floor feed alone (20 ms each), counting on from `tick`.
+    fn floor_ticks(&mut self, floor: usize, tick: &mut u64, n: u64) {
+        for _ in 0..n {
+            self.publish_tick(floor, *tick, FLOOR_BASE, 1000);
+            *tick += 1;
+        }
+    }
+
     /// `n` ticks of the floor feed and the speaker together (20 ms each).
     fn floor_and_speaker(
         &mut self,
@@ -651,10 +659,7 @@ fn audio_only_speaker_replaces_floor_audio_and_keeps_floor_video() {
     let (floor, floor_peer) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
     assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
     let mut ft = 0;
-    for _ in 0..50 {
-        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
-        ft += 1;
-    }
+    w.floor_ticks(floor, &mut ft, 50);
     assert!(count_since(&w.clients[viewer], 0, MediaKind::Video, FLOOR_FILL) > 30);
 
     // The speaker joins while the floor keeps sending.
@@ -701,10 +706,7 @@ fn audio_only_speaker_replaces_floor_audio_and_keeps_floor_video() {
         Some(floor_peer)
     );
     let start = w.clients[viewer].received.len();
-    for _ in 0..100 {
-        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
-        ft += 1;
-    }
+    w.floor_ticks(floor, &mut ft, 100);
     let v = &w.clients[viewer];
     assert!(only_since_first(v, start, MediaKind::Audio, FLOOR_FILL));
     let floor_audio = count_since(v, start, MediaKind::Audio, FLOOR_FILL);
@@ -735,10 +737,7 @@ fn speaker_video_replaces_floor_video_from_a_keyframe_and_back() {
     let (floor, floor_peer) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
     assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
     let mut ft = 0;
-    for _ in 0..50 {
-        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
-        ft += 1;
-    }
+    w.floor_ticks(floor, &mut ft, 50);
     assert!(count_since(&w.clients[viewer], 0, MediaKind::Video, FLOOR_FILL) > 30);
 
     let (speaker, speaker_peer) =
@@ -792,10 +791,7 @@ fn speaker_video_replaces_floor_video_from_a_keyframe_and_back() {
         Some(floor_peer)
     );
     let start = w.clients[viewer].received.len();
-    for _ in 0..100 {
-        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
-        ft += 1;
-    }
+    w.floor_ticks(floor, &mut ft, 100);
     assert!(
         w.clients[floor].plis > floor_plis,
         "the floor was asked for a keyframe"
@@ -823,15 +819,9 @@ fn a_lost_video_packet_is_resent_after_the_viewers_nack() {
     let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
     assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
     let mut ft = 0;
-    for _ in 0..50 {
-        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
-        ft += 1;
-    }
+    w.floor_ticks(floor, &mut ft, 50);
     w.lose = Some((w.clients[viewer].addr, 2));
-    for _ in 0..100 {
-        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
-        ft += 1;
-    }
+    w.floor_ticks(floor, &mut ft, 100);
     assert_eq!(w.lose.map(|l| l.1), Some(0), "two video packets were lost");
     // Resends are counted as "sent beyond forwarded" from str0m's egress stats, so a report
     // taken while copies wait in str0m's queue counts them late; one taken with nothing
@@ -869,10 +859,7 @@ fn a_floor_viewer_keeps_the_floor_feed_while_a_speaker_holds_the_floor() {
     let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
     assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 3)));
     let mut ft = 0;
-    for _ in 0..50 {
-        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
-        ft += 1;
-    }
+    w.floor_ticks(floor, &mut ft, 50);
     for c in [viewer, pip] {
         assert!(count_since(&w.clients[c], 0, MediaKind::Video, FLOOR_FILL) > 30);
     }
@@ -914,10 +901,7 @@ fn a_floor_viewer_keeps_the_floor_feed_while_a_speaker_holds_the_floor() {
     w.sfu.close_peer(w.now, speaker_peer).unwrap();
     assert!(!speaker_video_flag(&w, &session));
     let p_start = w.clients[pip].received.len();
-    for _ in 0..50 {
-        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
-        ft += 1;
-    }
+    w.floor_ticks(floor, &mut ft, 50);
     let p = &w.clients[pip];
     assert!(count_since(p, p_start, MediaKind::Video, FLOOR_FILL) >= 70);
     assert_continuous(&seqs(p, MediaKind::Audio));
@@ -983,10 +967,7 @@ fn audio_tap_follows_the_current_audio_source() {
     let (floor, floor_peer) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
     assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 4)));
     let mut ft = 0;
-    for _ in 0..50 {
-        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
-        ft += 1;
-    }
+    w.floor_ticks(floor, &mut ft, 50);
     let floor_packets = drain_tap(&mut rx);
     // 50 audio packets in; 3 viewers and 75 video packets must not multiply them.
     assert_eq!(floor_packets.len(), 50);
@@ -1037,10 +1018,7 @@ fn audio_tap_follows_the_current_audio_source() {
     w.clients[speaker].rtc.disconnect();
     w.sfu.close_peer(w.now, speaker_peer).unwrap();
     assert_eq!(w.closed_event(speaker_peer), Some(Role::Speaker));
-    for _ in 0..20 {
-        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
-        ft += 1;
-    }
+    w.floor_ticks(floor, &mut ft, 20);
     let back = drain_tap(&mut rx);
     assert_eq!(back.len(), 20);
     assert!(back.iter().all(|p| p.source == floor_peer));
