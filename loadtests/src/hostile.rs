@@ -1,6 +1,10 @@
 //! Hostile input for the media port: random datagrams, and datagrams that look almost like
 //! STUN, RTP, RTCP or DTLS, plus well-formed STUN binding requests that name a real ICE
-//! session but fail MESSAGE-INTEGRITY (a hijack attempt an SFU must ignore).
+//! session but fail MESSAGE-INTEGRITY (a hijack attempt an SFU must ignore), sent from a
+//! forged source address when the attack needs one ([`SpoofingSocket`]).
+
+use std::io;
+use std::net::SocketAddrV4;
 
 use crate::synthetic::SplitMix64;
 
@@ -122,6 +126,74 @@ pub fn forged_binding_request(rng: &mut SplitMix64, username: &str) -> Vec<u8> {
     msg
 }
 
+/// A raw IPv4 socket that sends UDP datagrams with any source address, as an attacker on a
+/// venue's Wi-Fi can. Needs root (CAP_NET_RAW); on loopback the kernel delivers the datagram
+/// as if the forged source had sent it.
+pub struct SpoofingSocket {
+    fd: libc::c_int,
+}
+
+impl SpoofingSocket {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain socket(2) call with constant arguments; the result is checked.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // IPPROTO_RAW implies IP_HDRINCL: we write the IP header ourselves.
+        Ok(Self { fd })
+    }
+
+    /// Sends `payload` as a UDP datagram from `from` to `to`. The kernel fills in the IP
+    /// checksum and total length; the UDP checksum is left 0 (none), which IPv4 allows.
+    pub fn send(&self, from: SocketAddrV4, to: SocketAddrV4, payload: &[u8]) -> io::Result<()> {
+        let udp_len = 8 + payload.len();
+        let total = 20 + udp_len;
+        let mut pkt = Vec::with_capacity(total);
+        pkt.extend_from_slice(&[0x45, 0]); // version 4, IHL 5; DSCP 0
+        pkt.extend_from_slice(&(total as u16).to_be_bytes());
+        pkt.extend_from_slice(&[0, 0, 0x40, 0]); // id 0 (kernel sets it), DF
+        pkt.extend_from_slice(&[64, libc::IPPROTO_UDP as u8, 0, 0]); // TTL, UDP, checksum
+        pkt.extend_from_slice(&from.ip().octets());
+        pkt.extend_from_slice(&to.ip().octets());
+        pkt.extend_from_slice(&from.port().to_be_bytes());
+        pkt.extend_from_slice(&to.port().to_be_bytes());
+        pkt.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        pkt.extend_from_slice(&[0, 0]);
+        pkt.extend_from_slice(payload);
+        let dest = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(to.ip().octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        // SAFETY: `pkt` and `dest` are live for the call and the lengths passed are theirs.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd,
+                pkt.as_ptr().cast(),
+                pkt.len(),
+                0,
+                (&raw const dest).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for SpoofingSocket {
+    fn drop(&mut self) {
+        // SAFETY: `fd` is the socket this value owns, closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +225,28 @@ mod tests {
                 .any(|d| d.len() >= 8 && d[4..8] == [0x21, 0x12, 0xa4, 0x42])
         );
         assert!(g.iter().any(|d| d.first() == Some(&0x16)));
+    }
+
+    /// The forged datagram arrives at an ordinary UDP socket as if `from` had sent it.
+    #[test]
+    fn spoofed_datagram_arrives_from_the_forged_source() {
+        let Ok(raw) = SpoofingSocket::new() else {
+            eprintln!("skipped: raw sockets need root (CAP_NET_RAW)");
+            return;
+        };
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .expect("timeout");
+        let to = match rx.local_addr().expect("addr") {
+            std::net::SocketAddr::V4(a) => a,
+            other => panic!("not IPv4: {other}"),
+        };
+        let from: SocketAddrV4 = "127.0.0.77:4242".parse().expect("addr");
+        raw.send(from, to, b"hello").expect("send");
+        let mut buf = [0u8; 16];
+        let (n, src) = rx.recv_from(&mut buf).expect("datagram arrives");
+        assert_eq!(&buf[..n], b"hello");
+        assert_eq!(src, std::net::SocketAddr::V4(from));
     }
 
     #[test]

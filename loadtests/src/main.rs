@@ -270,6 +270,7 @@ async fn fanout_options(a: &FanoutArgs) -> anyhow::Result<FanoutOptions> {
         create_session(&a.url, &a.session, secret).await?;
     }
     let mut opts = FanoutOptions::new(&a.url, &a.session, &viewer_token, &publish_token);
+    opts.viewer_secret = a.secret.clone().filter(|_| !janus);
     opts.viewers = a.viewers;
     opts.ramp_per_second = a.ramp_per_second;
     opts.duration = Duration::from_secs_f64(a.duration.max(0.1));

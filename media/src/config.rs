@@ -16,6 +16,15 @@ pub struct MediaConfig {
     pub keyframe_min_interval: Duration,
     /// Peers (publishers + viewers) this node accepts before refusing new ones.
     pub max_peers: usize,
+    /// Peers one session may have, so one crowded (or flooded) session cannot take every
+    /// slot of the node from the others.
+    pub max_peers_per_session: usize,
+    /// Remote ICE candidates one peer may trickle; a real client sends a handful.
+    pub max_remote_candidates: usize,
+    /// The smallest interval between two keyframe requests one viewer may cause: its PLIs
+    /// and FIRs in between are counted and dropped, so one viewer cannot make the publisher
+    /// send keyframes (and lower the quality) for everyone.
+    pub viewer_keyframe_interval: Duration,
     /// A peer that has not completed ICE + DTLS by then is dropped.
     pub connect_timeout: Duration,
     /// Where each session's current audio is copied (see [`crate::tap`]); `None`: nowhere.
@@ -29,6 +38,9 @@ impl Default for MediaConfig {
             public_ips: Vec::new(),
             keyframe_min_interval: Duration::from_millis(500),
             max_peers: 10_000,
+            max_peers_per_session: 5_000,
+            max_remote_candidates: 32,
+            viewer_keyframe_interval: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(20),
             audio_tap: None,
         }

@@ -25,6 +25,9 @@ const COMMAND_QUEUE: usize = 1024;
 const EVENT_QUEUE: usize = 4096;
 /// Datagrams handled before the loop looks at commands and timers again.
 const MAX_DATAGRAMS_PER_TURN: usize = 256;
+/// Commands applied per turn (besides the one that may have woken the loop). An offer costs
+/// about as much as a few hundred forwarded packets: more than this waits for the next turn.
+const MAX_COMMANDS_PER_TURN: usize = 8;
 /// Socket buffers sized for bursts of fan-out (a keyframe to thousands of viewers).
 const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// Upper bound on sleeping, so housekeeping runs even with no peers.
@@ -136,36 +139,60 @@ async fn run(
     let fd = socket.as_raw_fd();
     let mut batch = SendBatch::new();
     let mut buf = vec![0u8; 2048];
-    loop {
-        let mut received_at = None;
+    'turns: loop {
         let now = Instant::now();
         let wake = sfu
             .poll_timeout()
             .map_or(now + MAX_SLEEP, |t| t.min(now + MAX_SLEEP));
+        // Wait for anything; the work itself is done below, media first, with a bound on
+        // each kind, so neither a datagram flood nor a command flood (offers cost far more
+        // than packets) can starve the other or the peers' timers.
         tokio::select! {
             biased;
+            _ = socket.readable() => {}
             cmd = cmds.recv() => {
                 let Some(cmd) = cmd else { break };
                 if !apply(&mut sfu, cmd) {
                     break;
                 }
             }
-            r = socket.recv_from(&mut buf) => {
-                received_at = Some(Instant::now());
-                let mut tx = SocketTx { fd, batch: &mut batch, stats: &stats };
-                match r {
-                    Ok((n, from)) => sfu.handle_datagram(Instant::now(), from, local, &buf[..n], &mut tx),
-                    Err(e) => debug!(error = %e, "recv failed"),
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        let mut received_at = None;
+        let mut tx = SocketTx {
+            fd,
+            batch: &mut batch,
+            stats: &stats,
+        };
+        for _ in 0..MAX_DATAGRAMS_PER_TURN {
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, from)) => {
+                    let at = Instant::now();
+                    received_at.get_or_insert(at);
+                    sfu.handle_datagram(at, from, local, &buf[..n], &mut tx);
                 }
-                // Drain what else is queued without going back to the reactor.
-                for _ in 0..MAX_DATAGRAMS_PER_TURN {
-                    match socket.try_recv_from(&mut buf) {
-                        Ok((n, from)) => sfu.handle_datagram(Instant::now(), from, local, &buf[..n], &mut tx),
-                        Err(_) => break,
-                    }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    debug!(error = %e, "recv failed");
+                    break;
                 }
             }
-            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+        for applied in 0.. {
+            if applied == MAX_COMMANDS_PER_TURN {
+                if !cmds.is_empty() {
+                    stats.commands_deferred_turns.add(1);
+                }
+                break;
+            }
+            match cmds.try_recv() {
+                Ok(cmd) => {
+                    if !apply(&mut sfu, cmd) {
+                        break 'turns;
+                    }
+                }
+                Err(_) => break,
+            }
         }
         let mut tx = SocketTx {
             fd,

@@ -15,6 +15,10 @@ pub enum MediaError {
     InvalidCandidate(String),
     #[error("the media node is at its peer limit ({0} peers)")]
     TooManyPeers(usize),
+    #[error("session {0} is at its peer limit ({1} peers)")]
+    SessionFull(SessionId, usize),
+    #[error("this peer already has {0} remote ICE candidates, the most one peer may send")]
+    TooManyCandidates(usize),
     #[error("the media engine is overloaded; retry shortly")]
     Overloaded,
     #[error("the media engine has stopped")]

@@ -57,6 +57,8 @@ pub(crate) struct Peer {
     pub span: tracing::Span,
     pub created: Instant,
     pub connected: bool,
+    /// Remote ICE candidates trickled so far (bounded by the config).
+    pub remote_candidates: usize,
     /// The deadline this peer is registered under in the SFU's timer set.
     pub deadline: Option<Instant>,
     pub kind: PeerKind,
@@ -135,6 +137,8 @@ pub(crate) struct ViewerState {
     /// The data channel the viewer opened for captions (label `captions`), once open.
     pub captions: Option<ChannelId>,
     pub follow: Follow,
+    /// When this viewer last caused a keyframe request (see `viewer_keyframe_interval`).
+    pub last_keyframe_request: Option<Instant>,
 }
 
 impl ViewerState {
@@ -147,6 +151,7 @@ impl ViewerState {
             first_media_sent: false,
             reports: Vec::new(),
             captions: None,
+            last_keyframe_request: None,
         }
     }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
 use str0m::channel::ChannelId;
+use str0m::config::DtlsCert;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
@@ -17,7 +18,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use tracing::{debug, info, info_span, warn};
 
 use crate::config::MediaConfig;
-use crate::demux::Demux;
+use crate::demux::{Demux, Route};
 use crate::error::MediaError;
 use crate::forward::keyframe::starts_keyframe;
 use crate::forward::rewrite::{Rewriter, SourceKey};
@@ -129,10 +130,22 @@ impl SessionPeers {
     fn all_viewers(&self) -> impl Iterator<Item = &PeerId> {
         self.viewers.iter().chain(&self.floor_viewers)
     }
+
+    /// Publishers and viewers.
+    fn len(&self) -> usize {
+        usize::from(self.floor.is_some())
+            + usize::from(self.speaker.is_some())
+            + self.viewers.len()
+            + self.floor_viewers.len()
+    }
 }
 
 pub(crate) struct Sfu {
     config: MediaConfig,
+    /// One DTLS certificate for every peer of the node: generating a key pair per offer cost
+    /// ≈ 3 ms of the media thread, which an offer flood turned into freezes for everyone.
+    /// Peers still get their own DTLS keys per handshake; only the identity is shared.
+    dtls_cert: Option<DtlsCert>,
     local_candidates: Vec<SocketAddr>,
     peers: HashMap<PeerId, Peer>,
     sessions: HashMap<SessionId, SessionPeers>,
@@ -152,8 +165,15 @@ impl Sfu {
         local_candidates: Vec<SocketAddr>,
         stats: Arc<MediaStats>,
     ) -> Self {
+        let dtls_cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate();
+        if dtls_cert.is_none() {
+            warn!("no shared DTLS certificate: each peer generates its own");
+        }
         Self {
             config,
+            dtls_cert,
             local_candidates,
             peers: HashMap::new(),
             sessions: HashMap::new(),
@@ -239,8 +259,14 @@ impl Sfu {
             .ok_or(MediaError::PeerNotFound(peer))?;
         let line = candidate.trim();
         let line = line.strip_prefix("a=").unwrap_or(line);
+        if p.remote_candidates >= self.config.max_remote_candidates {
+            return Err(MediaError::TooManyCandidates(
+                self.config.max_remote_candidates,
+            ));
+        }
         let c = Candidate::from_sdp_string(line)
             .map_err(|e| MediaError::InvalidCandidate(e.to_string()))?;
+        p.remote_candidates += 1;
         p.rtc.add_remote_candidate(c);
         self.schedule(peer, Some(Instant::now()));
         Ok(())
@@ -331,9 +357,16 @@ impl Sfu {
     ) {
         self.stats.udp_rx_datagrams.add(1);
         self.stats.udp_rx_bytes.add(data.len() as u64);
-        let Some(id) = self.demux.route(source, data) else {
-            self.stats.unroutable_datagrams.add(1);
-            return;
+        let id = match self.demux.route(source, data) {
+            Route::Peer(id) => id,
+            Route::Unknown => {
+                self.stats.unroutable_datagrams.add(1);
+                return;
+            }
+            Route::Unauthenticated => {
+                self.stats.stun_unauthenticated.add(1);
+                return;
+            }
         };
         let Ok(contents) = data.try_into() else {
             self.stats.unroutable_datagrams.add(1);
@@ -408,7 +441,7 @@ impl Sfu {
     // ---------------------------------------------------------------- internals
 
     fn new_rtc(&self, now: Instant) -> Rtc {
-        let mut rtc = RtcConfig::new()
+        let rtc = RtcConfig::new()
             .set_rtp_mode(true)
             .set_ice_lite(true)
             .clear_codecs()
@@ -416,8 +449,12 @@ impl Sfu {
             .enable_vp8(true)
             .enable_h264(true)
             .set_sctp_max_buffered_amount(DATA_CHANNEL_BUFFER)
-            .set_stats_interval(Some(Duration::from_secs(1)))
-            .build(now);
+            .set_stats_interval(Some(Duration::from_secs(1)));
+        let rtc = match &self.dtls_cert {
+            Some(cert) => rtc.set_dtls_cert(cert.clone()),
+            None => rtc,
+        };
+        let mut rtc = rtc.build(now);
         for addr in &self.local_candidates {
             match Candidate::host(*addr, "udp") {
                 Ok(c) => {
@@ -440,6 +477,13 @@ impl Sfu {
         if self.peers.len() >= self.config.max_peers {
             return Err(MediaError::TooManyPeers(self.config.max_peers));
         }
+        let in_session = self.sessions.get(&session).map_or(0, SessionPeers::len);
+        if in_session >= self.config.max_peers_per_session {
+            return Err(MediaError::SessionFull(
+                session,
+                self.config.max_peers_per_session,
+            ));
+        }
         check_offer(offer)?;
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
@@ -449,10 +493,10 @@ impl Sfu {
             .accept_offer(offer)
             .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
         let id = self.new_peer_id();
-        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let creds = rtc.direct_api().local_ice_credentials();
         let span = info_span!("peer", %session, peer = %id, role = role.as_str());
         span.in_scope(|| info!("peer created"));
-        self.demux.insert(id, ufrag);
+        self.demux.insert(id, creds.ufrag, creds.pass);
         self.stats.peer_added(&session, role);
         self.peers.insert(
             id,
@@ -464,6 +508,7 @@ impl Sfu {
                 span,
                 created: now,
                 connected: false,
+                remote_candidates: 0,
                 deadline: None,
                 kind,
             },
@@ -574,11 +619,23 @@ impl Sfu {
             }
             Event::KeyframeRequest(_) => {
                 self.stats.viewer_keyframe_requests.add(1);
-                if let Some(peer) = self.peers.get_mut(&id) {
-                    let session = peer.session.clone();
-                    let follow = peer.viewer().map_or(Follow::Current, |v| v.follow);
-                    self.request_keyframe(&session, follow, now);
+                let interval = self.config.viewer_keyframe_interval;
+                let Some(peer) = self.peers.get_mut(&id) else {
+                    return;
+                };
+                let session = peer.session.clone();
+                let Some(v) = peer.viewer() else {
+                    return;
+                };
+                // One viewer's requests are spaced out on their own, before the publisher's
+                // shared limit: a viewer spamming PLIs must not spend the others' budget.
+                if v.last_keyframe_request.is_some_and(|t| now < t + interval) {
+                    self.stats.viewer_keyframe_requests_dropped.add(1);
+                    return;
                 }
+                v.last_keyframe_request = Some(now);
+                let follow = v.follow;
+                self.request_keyframe(&session, follow, now);
             }
             Event::MediaEgressStats(s) => {
                 // RFC 3550 jitter is in the stream's RTP clock units.

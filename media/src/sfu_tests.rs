@@ -1212,3 +1212,131 @@ fn a_second_captions_channel_replaces_the_first() {
     );
     assert_eq!(w.sfu.stats().captions_sent.get(), 1);
 }
+
+/// The hijack of issue 16: an unsigned binding request naming another peer's ufrag, sent
+/// from the publisher's (spoofed) address. It is dropped and counted; the publisher keeps
+/// its address, so the viewers keep receiving every packet.
+#[test]
+fn spoofed_binding_request_cannot_steal_the_publishers_address() {
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let victim = w.add_viewer(5001, &session, AV);
+    // The attacker is an ordinary viewer: it learns its own server ufrag from its answer.
+    let (_c, offer) = Client::new(5002, w.now, Direction::RecvOnly, AV);
+    let answer = w
+        .sfu
+        .subscribe(w.now, session.clone(), &offer, Follow::Current)
+        .expect("attacker's viewer");
+    let attacker_ufrag = answer
+        .sdp
+        .lines()
+        .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+        .expect("ufrag in the answer")
+        .to_owned();
+    let p = w.add_publisher(5000, &session);
+    assert!(w.run_until(
+        Duration::from_secs(5),
+        |w| w.clients[victim].rtc.is_connected() && w.clients[p].rtc.is_connected()
+    ));
+    let forged = crate::stun::tests::binding_request(format!("{attacker_ufrag}:x").as_bytes());
+    let mut tick = 0;
+    w.floor_ticks(p, &mut tick, 10);
+    let before = seqs(&w.clients[victim], MediaKind::Audio).len();
+    let publisher = w.clients[p].addr;
+    for _ in 0..50 {
+        let now = w.now;
+        w.sfu.handle_datagram(
+            now,
+            publisher,
+            SFU_ADDR.parse().unwrap(),
+            &forged,
+            &mut w.wire,
+        );
+        w.publish_tick(p, tick, FLOOR_BASE, 1000);
+        tick += 1;
+    }
+    let received = seqs(&w.clients[victim], MediaKind::Audio).len() - before;
+    assert!(received >= 48, "victim got {received} of 50 audio packets");
+    assert_eq!(w.sfu.stats().stun_unauthenticated.get(), 50);
+}
+
+/// One session cannot take every peer slot of the node, and one peer cannot trickle
+/// candidates without end.
+#[test]
+fn peers_per_session_and_candidates_per_peer_are_capped() {
+    let mut w = World::with_config(MediaConfig {
+        max_peers_per_session: 2,
+        max_remote_candidates: 2,
+        ..MediaConfig::default()
+    });
+    let full = SessionId::new("full");
+    w.add_viewer(5001, &full, AV);
+    w.add_viewer(5002, &full, AV);
+    let (_c, offer) = Client::new(5003, w.now, Direction::RecvOnly, AV);
+    let err = w
+        .sfu
+        .subscribe(w.now, full.clone(), &offer, Follow::Current)
+        .unwrap_err();
+    assert!(matches!(err, crate::MediaError::SessionFull(_, 2)), "{err}");
+    let other = w
+        .sfu
+        .subscribe(w.now, SessionId::new("other"), &offer, Follow::Current)
+        .expect("another session still has room");
+    let candidate = "a=candidate:1 1 udp 2113937151 127.0.0.1 6000 typ host";
+    w.sfu.add_candidate(other.peer, candidate).expect("first");
+    w.sfu.add_candidate(other.peer, candidate).expect("second");
+    let err = w.sfu.add_candidate(other.peer, candidate).unwrap_err();
+    assert!(
+        matches!(err, crate::MediaError::TooManyCandidates(2)),
+        "{err}"
+    );
+}
+
+/// A viewer that sends a PLI every 20 ms causes one keyframe request to the publisher per
+/// `viewer_keyframe_interval`, not one per publisher limit (500 ms): the others' picture is
+/// not degraded by a stream of keyframes.
+#[test]
+fn one_viewers_keyframe_requests_are_spaced_out() {
+    let session = SessionId::new("s1");
+    let mut w = World::with_config(MediaConfig {
+        viewer_keyframe_interval: Duration::from_secs(2),
+        ..MediaConfig::default()
+    });
+    let v = w.add_viewer(5001, &session, AV);
+    let p = w.add_publisher(5000, &session);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
+    let mut tick = 0;
+    w.floor_until(p, &mut tick, |w| {
+        w.clients[v]
+            .received
+            .iter()
+            .any(|r| r.kind == MediaKind::Video)
+    });
+    let mid = w.clients[v]
+        .mids
+        .iter()
+        .find(|m| m.1 == MediaKind::Video)
+        .expect("video mid")
+        .0;
+    let plis_before = w.clients[p].plis;
+    let requests_before = w.sfu.stats().viewer_keyframe_requests.get();
+    // 5 s of ticks with a PLI from the viewer on each.
+    for _ in 0..250 {
+        if let Some(rx) = w.clients[v].rtc.direct_api().stream_rx_by_mid(mid, None) {
+            rx.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        }
+        w.publish_tick(p, tick, FLOOR_BASE, 1000);
+        tick += 1;
+    }
+    let asked = w.sfu.stats().viewer_keyframe_requests.get() - requests_before;
+    let reached = w.clients[p].plis - plis_before;
+    assert!(asked >= 20, "the viewer's PLIs reached the SFU: {asked}");
+    assert!(
+        (2..=4).contains(&reached),
+        "{asked} PLIs in 5 s became {reached} requests to the publisher"
+    );
+    assert_eq!(
+        w.sfu.stats().viewer_keyframe_requests_dropped.get(),
+        asked - reached as u64
+    );
+}

@@ -155,6 +155,8 @@ pub struct MediaStats {
     pub plis: Counter,
     /// Keyframe requests received from viewers (before rate limiting).
     pub viewer_keyframe_requests: Counter,
+    /// Of those, the ones dropped because the same viewer asked too recently.
+    pub viewer_keyframe_requests_dropped: Counter,
     /// Datagrams that could not be sent (socket buffer full).
     pub send_drops: Counter,
     /// Audio packets the tap's consumer was too slow to take.
@@ -168,8 +170,13 @@ pub struct MediaStats {
     /// From the first datagram of a loop turn to the turn's sends handed to the kernel: how
     /// long the SFU holds what it forwards (once per turn that received media).
     pub forward_latency: LatencyHistogram,
+    /// Media loop turns that left commands queued for the next turn (command flood).
+    pub commands_deferred_turns: Counter,
     /// Datagrams that no peer accepted (garbage, stale, unknown sender).
     pub unroutable_datagrams: Counter,
+    /// STUN requests naming a peer's ufrag from an unproven address without a valid
+    /// MESSAGE-INTEGRITY (spoofing, or a client with the wrong password): dropped.
+    pub stun_unauthenticated: Counter,
     /// All datagrams sent / bytes sent (media, RTCP, STUN, DTLS, retransmits).
     pub udp_tx_datagrams: Counter,
     pub udp_tx_bytes: Counter,

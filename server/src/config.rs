@@ -40,6 +40,18 @@ const ENV_KEYS: &[&str] = &[
     "turn_secret",
     "turn_ttl_seconds",
     "dev",
+    "max_http_connections",
+    "max_http_connections_per_ip",
+    "http_header_timeout_seconds",
+    "http_body_timeout_seconds",
+    "max_peers",
+    "max_peers_per_session",
+    "max_resources_per_token",
+    "creations_per_minute_per_token",
+    "creations_per_minute_per_ip",
+    "patches_per_minute_per_resource",
+    "max_remote_candidates",
+    "viewer_keyframe_interval_ms",
 ];
 
 /// A session declared in the config file (`[[session]]`); it exists after every start.
@@ -98,6 +110,33 @@ pub struct Config {
     pub turn_ttl_seconds: u32,
     /// Development mode: generate a secret, create session `demo`, print links and tokens.
     pub dev: bool,
+    // ---- Limits against hostile clients (each refusal counted in
+    // `floorcast_limit_refusals_total{limit}`).
+    /// Open HTTP connections; past it new connections get 503 and are closed.
+    pub max_http_connections: usize,
+    /// Open HTTP connections from one IP address (hubs behind one NAT share one).
+    pub max_http_connections_per_ip: usize,
+    /// A client must send a request's headers within this, and an idle keep-alive connection
+    /// is closed after it.
+    pub http_header_timeout_seconds: u32,
+    /// A client must send a request's whole body within this (408 otherwise).
+    pub http_body_timeout_seconds: u32,
+    /// WebRTC peers (publishers and viewers) this node serves.
+    pub max_peers: usize,
+    /// WebRTC peers one session may have.
+    pub max_peers_per_session: usize,
+    /// WHIP/WHEP resources one token (`sub`) may hold at once.
+    pub max_resources_per_token: usize,
+    /// WHIP/WHEP resources one token may create per minute.
+    pub creations_per_minute_per_token: u32,
+    /// WHIP/WHEP resources one IP address may create per minute.
+    pub creations_per_minute_per_ip: u32,
+    /// Trickle PATCHes one WHIP/WHEP resource may receive per minute.
+    pub patches_per_minute_per_resource: u32,
+    /// Remote ICE candidates one peer may trickle.
+    pub max_remote_candidates: usize,
+    /// One viewer's keyframe requests (PLI/FIR) reach the publisher at most this often.
+    pub viewer_keyframe_interval_ms: u32,
     #[serde(rename = "session")]
     pub sessions: Vec<SessionDecl>,
 }
@@ -123,6 +162,18 @@ impl Default for Config {
             turn_secret: None,
             turn_ttl_seconds: 12 * 3600,
             dev: false,
+            max_http_connections: 4096,
+            max_http_connections_per_ip: 512,
+            http_header_timeout_seconds: 10,
+            http_body_timeout_seconds: 10,
+            max_peers: 10_000,
+            max_peers_per_session: 5_000,
+            max_resources_per_token: 8,
+            creations_per_minute_per_token: 30,
+            creations_per_minute_per_ip: 600,
+            patches_per_minute_per_resource: 120,
+            max_remote_candidates: 32,
+            viewer_keyframe_interval_ms: 2000,
             sessions: Vec::new(),
         }
     }
@@ -287,6 +338,7 @@ impl Config {
                 format!("{} is outside 1024..=16777216", self.max_body_bytes),
             ));
         }
+        self.validate_limits()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid("data_dir", "must not be empty"));
         }
@@ -306,6 +358,77 @@ impl Config {
                 return Err(ConfigError::invalid(
                     "session.title",
                     format!("title of {:?} is too long", decl.id),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every limit must be at least 1 (0 would refuse everyone) and within reason.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let checks: [(&'static str, u64, u64); 12] = [
+            (
+                "max_http_connections",
+                self.max_http_connections as u64,
+                1_000_000,
+            ),
+            (
+                "max_http_connections_per_ip",
+                self.max_http_connections_per_ip as u64,
+                1_000_000,
+            ),
+            (
+                "http_header_timeout_seconds",
+                self.http_header_timeout_seconds.into(),
+                300,
+            ),
+            (
+                "http_body_timeout_seconds",
+                self.http_body_timeout_seconds.into(),
+                300,
+            ),
+            ("max_peers", self.max_peers as u64, 1_000_000),
+            (
+                "max_peers_per_session",
+                self.max_peers_per_session as u64,
+                1_000_000,
+            ),
+            (
+                "max_resources_per_token",
+                self.max_resources_per_token as u64,
+                100_000,
+            ),
+            (
+                "creations_per_minute_per_token",
+                self.creations_per_minute_per_token.into(),
+                1_000_000,
+            ),
+            (
+                "creations_per_minute_per_ip",
+                self.creations_per_minute_per_ip.into(),
+                1_000_000,
+            ),
+            (
+                "patches_per_minute_per_resource",
+                self.patches_per_minute_per_resource.into(),
+                100_000,
+            ),
+            (
+                "max_remote_candidates",
+                self.max_remote_candidates as u64,
+                1_000,
+            ),
+            (
+                "viewer_keyframe_interval_ms",
+                self.viewer_keyframe_interval_ms.into(),
+                60_000,
+            ),
+        ];
+        for (key, value, max) in checks {
+            if !(1..=max).contains(&value) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("{value} is outside 1..={max}"),
                 ));
             }
         }

@@ -29,7 +29,7 @@ pub fn wrap(router: Router<AppState>, state: &AppState) -> Router<AppState> {
         // Innermost: extractors stop reading a chunked body past the limit.
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn_with_state(
-            state.config.clone(),
+            (state.config.clone(), state.metrics.clone()),
             read_body_first,
         ))
         .layer(middleware::from_fn_with_state(
@@ -102,9 +102,27 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(1);
 /// answer. hyper closes a connection whose request body was left unread, and closing a
 /// socket with unread bytes in it sends a reset that destroys the response in flight: a
 /// client would see "connection reset" instead of its 401 or 415 with a JSON reason.
-async fn read_body_first(State(config): State<Arc<Config>>, req: Request, next: Next) -> Response {
+///
+/// The body must arrive within `http_body_timeout_seconds`: a client trickling a body
+/// byte by byte would otherwise hold its buffer (up to `max_body_bytes`) for ever.
+async fn read_body_first(
+    State((config, metrics)): State<(Arc<Config>, Metrics)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = req.into_parts();
-    match Limited::new(body, config.max_body_bytes).collect().await {
+    let deadline = Duration::from_secs(config.http_body_timeout_seconds.into());
+    let read = Limited::new(body, config.max_body_bytes).collect();
+    let Ok(read) = tokio::time::timeout(deadline, read).await else {
+        metrics.limit_hit(crate::metrics::Limit::HttpBodyTimeout);
+        let mut response = ApiError::request_timeout(deadline).into_response();
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return response;
+    };
+    match read {
         Ok(collected) => {
             next.run(Request::from_parts(parts, Body::from(collected.to_bytes())))
                 .await

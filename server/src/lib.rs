@@ -21,6 +21,7 @@ pub mod config;
 pub mod dev;
 pub mod drain;
 pub mod floor;
+pub mod http_listener;
 mod layers;
 pub mod media_engine;
 pub mod media_events;
@@ -194,7 +195,13 @@ impl Server {
             shutdown.await;
             let _ = begun_tx.send(());
         };
-        let serve = axum::serve(self.listener, app(state)).with_graceful_shutdown(shutdown);
+        let serve = http_listener::serve(
+            self.listener,
+            app(state.clone()),
+            http_listener::HttpLimits::from_config(&state.config),
+            state.metrics.clone(),
+            shutdown,
+        );
         let result = tokio::select! {
             r = serve => r,
             () = async {
@@ -226,6 +233,12 @@ fn start_media(config: &Config, audio_tap: Option<media::AudioTap>) -> Result<Me
         udp_addr: config.media_udp_addr,
         public_ips: config.media_public_ips.clone(),
         audio_tap,
+        max_peers: config.max_peers,
+        max_peers_per_session: config.max_peers_per_session,
+        max_remote_candidates: config.max_remote_candidates,
+        viewer_keyframe_interval: std::time::Duration::from_millis(
+            config.viewer_keyframe_interval_ms.into(),
+        ),
         ..media::MediaConfig::default()
     };
     match media::start(media_config) {

@@ -52,6 +52,7 @@ struct Inner {
     jitter: GaugeVec,
     udp_send_drops: IntCounter,
     draining: IntGauge,
+    hostile: HostileMetrics,
     /// Held while copying media counters and encoding (see module doc).
     scrape: Mutex<()>,
 }
@@ -269,6 +270,7 @@ impl Metrics {
         registry.register(Box::new(udp_send_drops.clone()))?;
         registry.register(Box::new(draining.clone()))?;
         registry.register(Box::new(build_info))?;
+        let hostile = HostileMetrics::new(&registry)?;
 
         Ok(Metrics {
             inner: Arc::new(Inner {
@@ -296,6 +298,7 @@ impl Metrics {
                 jitter,
                 udp_send_drops,
                 draining,
+                hostile,
                 scrape: Mutex::new(()),
             }),
         })
@@ -360,6 +363,16 @@ impl Metrics {
     }
 
     /// `route` must be a route template (bounded), never a raw path.
+    /// A request or connection refused by a limit (see [`Limit`]).
+    pub fn limit_hit(&self, limit: Limit) {
+        self.inner.hostile.limit_hit(limit);
+    }
+
+    /// Open HTTP connections (the accept loop's count).
+    pub fn set_http_connections(&self, open: usize) {
+        self.inner.hostile.http_connections.set(open as i64);
+    }
+
     pub fn record_http(&self, route: &str, status: u16) {
         self.inner
             .http_requests
@@ -427,6 +440,7 @@ impl Metrics {
             advance(&inner.retransmitted, stats.retransmitted.get());
             advance(&inner.plis, stats.plis.get());
             advance(&inner.udp_send_drops, stats.send_drops.get());
+            inner.hostile.copy_media(stats);
         }
         self.render_audience(sessions, viewers);
 
@@ -672,5 +686,121 @@ mod tests {
         }
         assert!(!text.contains("hub064"), "hub labels are bounded");
         assert!(!text.contains("session=\"gone\""));
+    }
+}
+
+/// The limits a client can run into, as the `limit` label of
+/// `floorcast_limit_refusals_total`: a fixed list, so the series are bounded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    HttpConnections,
+    HttpConnectionsPerIp,
+    HttpBodyTimeout,
+    CreationsPerToken,
+    CreationsPerIp,
+    ResourcesPerToken,
+    PatchesPerResource,
+    RemoteCandidates,
+    PeersPerSession,
+    PeersPerNode,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 10] = [
+        Limit::HttpConnections,
+        Limit::HttpConnectionsPerIp,
+        Limit::HttpBodyTimeout,
+        Limit::CreationsPerToken,
+        Limit::CreationsPerIp,
+        Limit::ResourcesPerToken,
+        Limit::PatchesPerResource,
+        Limit::RemoteCandidates,
+        Limit::PeersPerSession,
+        Limit::PeersPerNode,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::HttpConnections => "http_connections",
+            Limit::HttpConnectionsPerIp => "http_connections_per_ip",
+            Limit::HttpBodyTimeout => "http_body_timeout",
+            Limit::CreationsPerToken => "creations_per_token",
+            Limit::CreationsPerIp => "creations_per_ip",
+            Limit::ResourcesPerToken => "resources_per_token",
+            Limit::PatchesPerResource => "patches_per_resource",
+            Limit::RemoteCandidates => "remote_candidates",
+            Limit::PeersPerSession => "peers_per_session",
+            Limit::PeersPerNode => "peers_per_node",
+        }
+    }
+}
+
+/// What the hostile-input defences count: refusals by limit, open connections, and what the
+/// media engine dropped as spoofed or excessive.
+struct HostileMetrics {
+    refusals: IntCounterVec,
+    http_connections: IntGauge,
+    stun_unauthenticated: IntCounter,
+    keyframe_requests_dropped: IntCounter,
+    media_commands_deferred: IntCounter,
+}
+
+impl HostileMetrics {
+    fn new(registry: &Registry) -> Result<Self, MetricsError> {
+        let refusals = IntCounterVec::new(
+            Opts::new(
+                "floorcast_limit_refusals_total",
+                "Requests or connections refused because a limit was reached, by limit.",
+            ),
+            &["limit"],
+        )?;
+        for limit in Limit::ALL {
+            refusals.with_label_values(&[limit.as_str()]);
+        }
+        let http_connections = IntGauge::new(
+            "floorcast_http_connections",
+            "Open HTTP connections (capped by max_http_connections).",
+        )?;
+        let stun_unauthenticated = IntCounter::new(
+            "floorcast_stun_unauthenticated_total",
+            "STUN requests from an unproven address without a valid MESSAGE-INTEGRITY \
+             (spoofing attempts), dropped.",
+        )?;
+        let keyframe_requests_dropped = IntCounter::new(
+            "floorcast_viewer_keyframe_requests_dropped_total",
+            "Viewer PLI/FIR dropped because the same viewer asked too recently.",
+        )?;
+        let media_commands_deferred = IntCounter::new(
+            "floorcast_media_commands_deferred_total",
+            "Media loop turns that left commands (offers, candidates) for the next turn.",
+        )?;
+        registry.register(Box::new(refusals.clone()))?;
+        registry.register(Box::new(http_connections.clone()))?;
+        registry.register(Box::new(stun_unauthenticated.clone()))?;
+        registry.register(Box::new(keyframe_requests_dropped.clone()))?;
+        registry.register(Box::new(media_commands_deferred.clone()))?;
+        Ok(HostileMetrics {
+            refusals,
+            http_connections,
+            stun_unauthenticated,
+            keyframe_requests_dropped,
+            media_commands_deferred,
+        })
+    }
+
+    fn limit_hit(&self, limit: Limit) {
+        self.refusals.with_label_values(&[limit.as_str()]).inc();
+    }
+
+    fn copy_media(&self, stats: &MediaStats) {
+        advance(&self.stun_unauthenticated, stats.stun_unauthenticated.get());
+        advance(
+            &self.keyframe_requests_dropped,
+            stats.viewer_keyframe_requests_dropped.get(),
+        );
+        advance(
+            &self.media_commands_deferred,
+            stats.commands_deferred_turns.get(),
+        );
     }
 }

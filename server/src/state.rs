@@ -15,6 +15,7 @@ use crate::floor::runtime::Floors;
 use crate::media_engine::Media;
 use crate::metrics::{Metrics, MetricsError};
 use crate::session::{SessionError, SessionRegistry};
+use crate::signal::limits::SignalLimits;
 use crate::signal::resources::Resources;
 use crate::store::Store;
 
@@ -31,6 +32,7 @@ pub struct AppState {
     pub floor_limiter: RateLimiter,
     pub captions: CaptionFeed,
     pub drain: Drain,
+    pub signal_limits: SignalLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,7 @@ impl AppState {
             std::time::Duration::from_secs(config.cart_precedence_seconds.into()),
         );
         Ok(AppState {
+            signal_limits: SignalLimits::new(&config, metrics.clone()),
             captions,
             floor_limiter: RateLimiter::new(config.floor_actions_per_minute),
             config: Arc::new(config),

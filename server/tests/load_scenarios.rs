@@ -32,6 +32,8 @@ async fn server(session: &str) -> (ServerProcess, FanoutOptions) {
         &server.token("viewer", session, "load-viewer"),
         &server.token("venue", session, "load-publisher"),
     );
+    // A token per viewer, as real viewers have (the server limits what one token holds).
+    o.viewer_secret = Some(SECRET.into());
     o.viewers = 6;
     o.ramp_per_second = 20.0;
     o.duration = Duration::from_secs(3);

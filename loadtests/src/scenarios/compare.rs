@@ -123,6 +123,15 @@ async fn run_floorcast(opts: &CompareOptions) -> Result<Side, CompareError> {
     so.env = vec![
         ("FLOORCAST_CAPTION_ENGINE".into(), "off".into()),
         ("RUST_LOG".into(), "warn".into()),
+        // Every load viewer comes from this one machine: one address.
+        (
+            "FLOORCAST_CREATIONS_PER_MINUTE_PER_IP".into(),
+            "1000000".into(),
+        ),
+        (
+            "FLOORCAST_MAX_HTTP_CONNECTIONS_PER_IP".into(),
+            "1000000".into(),
+        ),
     ];
     let server = ServerProcess::start(so)
         .await
@@ -138,6 +147,7 @@ async fn run_floorcast(opts: &CompareOptions) -> Result<Side, CompareError> {
         &server.token("viewer", "compare", "compare-viewer"),
         &server.token("venue", "compare", "compare-publisher"),
     );
+    o.viewer_secret = Some(secret.clone());
     o.server_pid = Some(server.pid());
     let report = fanout::run(o)
         .await

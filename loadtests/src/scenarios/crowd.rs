@@ -123,7 +123,8 @@ pub async fn join_one(
                 kinds,
                 ..ViewerConfig::default()
             };
-            let v = Viewer::whep(cfg, &client, &opts.url, &opts.session, &opts.viewer_token)
+            let token = opts.next_viewer_token();
+            let v = Viewer::whep(cfg, &client, &opts.url, &opts.session, &token)
                 .await
                 .map_err(|e| format!("join: {e}"))?;
             AnyViewer::Full(v)
@@ -142,7 +143,7 @@ pub async fn join_one(
                 ServerTarget::Floorcast => Target::Whep {
                     url: opts.url.clone(),
                     session: opts.session.clone(),
-                    token: opts.viewer_token.clone(),
+                    token: opts.next_viewer_token(),
                 },
                 ServerTarget::Janus { mountpoint } => Target::Janus {
                     url: opts.url.clone(),

@@ -12,6 +12,7 @@
 //! feed; no publisher here, so no pause-and-drain: loss comes from sequence gaps alone).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -39,6 +40,12 @@ pub struct FanoutOptions {
     /// Share of viewers (0..=1) that offer audio only.
     pub audio_only_share: f64,
     pub viewer_token: String,
+    /// When set, each viewer joins with a token of its own (`sub` `viewer-load-viewer-N`),
+    /// minted with this secret, as real viewers do: the server limits what one token may
+    /// hold. Without it every viewer shares `viewer_token`.
+    pub viewer_secret: Option<String>,
+    /// Viewers joined so far (names the per-viewer tokens).
+    pub joins: Arc<AtomicU64>,
     pub publish_token: String,
     pub server_pid: Option<u32>,
     pub video_bitrate_bps: u32,
@@ -57,6 +64,17 @@ pub struct FanoutOptions {
 }
 
 impl FanoutOptions {
+    /// The token the next viewer joins with (see `viewer_secret`).
+    pub fn next_viewer_token(&self) -> String {
+        match &self.viewer_secret {
+            Some(secret) => {
+                let n = self.joins.fetch_add(1, Ordering::Relaxed);
+                crate::token::mint(secret, "viewer", &self.session, &format!("load-viewer-{n}"))
+            }
+            None => self.viewer_token.clone(),
+        }
+    }
+
     pub fn new(url: &str, session: &str, viewer_token: &str, publish_token: &str) -> Self {
         Self {
             url: url.to_owned(),
@@ -66,6 +84,8 @@ impl FanoutOptions {
             duration: Duration::from_secs(10),
             audio_only_share: 0.0,
             viewer_token: viewer_token.to_owned(),
+            viewer_secret: None,
+            joins: Arc::default(),
             publish_token: publish_token.to_owned(),
             server_pid: None,
             video_bitrate_bps: 1_000_000,

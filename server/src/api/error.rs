@@ -104,6 +104,30 @@ impl ApiError {
         }
     }
 
+    /// 429: a per-client limit; `retry` says when the client may try again.
+    pub fn too_many_requests(
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+        retry: Duration,
+    ) -> Self {
+        ApiError {
+            retry_after: Some(retry),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+        }
+    }
+
+    /// 408: the client did not send its request in time.
+    pub fn request_timeout(limit: Duration) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s; send it in one go",
+                limit.as_secs()
+            ),
+        )
+    }
+
     pub fn session_not_found(id: impl std::fmt::Display) -> Self {
         ApiError::not_found(
             "session_not_found",
@@ -187,6 +211,14 @@ impl From<MediaError> for ApiError {
             MediaError::TooManyPeers(_) => {
                 ApiError::unavailable("too_many_peers", message, Duration::from_secs(10))
             }
+            MediaError::SessionFull(..) => {
+                ApiError::unavailable("session_full", message, Duration::from_secs(10))
+            }
+            MediaError::TooManyCandidates(_) => ApiError::too_many_requests(
+                "too_many_candidates",
+                format!("{message}; this peer's candidates are ignored from now on"),
+                Duration::from_secs(60),
+            ),
             MediaError::Overloaded => {
                 ApiError::unavailable("overloaded", message, Duration::from_secs(1))
             }

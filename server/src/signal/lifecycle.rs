@@ -131,6 +131,7 @@ async fn patch(
     frag: Result<SdpFragment, ApiError>,
 ) -> Result<Response, ApiError> {
     let (peer, resource) = find(deps, kind, session, peer, grant)?;
+    deps.limits.patch(peer)?;
     // RFC 9725 §4.3: `If-Match: *` announces an ICE restart; any other value must be the
     // current entity tag.
     if let Some(tag) = headers.get(header::IF_MATCH) {
@@ -160,6 +161,10 @@ async fn patch(
                     // The engine dropped the peer and we missed its Closed event.
                     deps.resources.remove(peer);
                     return Err(resource_not_found());
+                }
+                Err(e @ MediaError::TooManyCandidates(_)) => {
+                    deps.limits.count(crate::metrics::Limit::RemoteCandidates);
+                    return Err(e.into());
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -8,6 +8,7 @@
 
 pub(crate) mod audience;
 mod lifecycle;
+pub mod limits;
 pub mod resources;
 pub mod sdp;
 mod whep;
@@ -28,10 +29,12 @@ use crate::auth::{Grant, Permission};
 use crate::drain::Drain;
 use crate::floor::api::participant;
 use crate::floor::runtime::Floors;
-use crate::media_engine::{BoxFuture, Media, MediaEngine, reply};
+use crate::media_engine::{BoxFuture, Media, MediaEngine, reply_raw};
+use crate::metrics::Limit;
 use crate::session::{SessionId, SessionRegistry};
 use crate::state::AppState;
 use crate::store::Store;
+use limits::{ClientIp, SignalLimits};
 use resources::{Resource, ResourceKind, Resources};
 use sdp::SdpOffer;
 
@@ -44,6 +47,7 @@ pub struct SignalDeps {
     pub floors: Floors,
     pub store: Store,
     pub drain: Drain,
+    pub limits: SignalLimits,
 }
 
 impl FromRef<AppState> for SignalDeps {
@@ -55,6 +59,7 @@ impl FromRef<AppState> for SignalDeps {
             floors: state.floors.clone(),
             store: state.store.clone(),
             drain: state.drain.clone(),
+            limits: state.signal_limits.clone(),
         }
     }
 }
@@ -107,13 +112,22 @@ struct Created {
     response: Response,
 }
 
+/// Who asks for a new WHIP/WHEP resource: their token, and the address it came from.
+struct Asker<'a> {
+    grant: &'a Grant,
+    ip: ClientIp,
+}
+
 /// The shared body of WHIP and WHEP POST: checks, engine call, resource bookkeeping, 201.
 async fn create_peer<F>(
     deps: &SignalDeps,
     kind: ResourceKind,
     permission: Permission,
     session: &str,
-    grant: &Grant,
+    Asker {
+        grant,
+        ip: ClientIp(ip),
+    }: Asker<'_>,
     offer: Result<SdpOffer, ApiError>,
     call: F,
 ) -> Result<Created, ApiError>
@@ -139,9 +153,35 @@ where
         return Err(ApiError::session_not_found(&id));
     }
     let SdpOffer(offer) = offer?;
+    let owner = &grant.claims.sub;
+    let slot = deps
+        .resources
+        .reserve(owner, deps.limits.max_resources_per_token)
+        .map_err(|held| {
+            deps.limits.count(Limit::ResourcesPerToken);
+            ApiError::too_many_requests(
+                "too_many_resources",
+                format!(
+                    "this token already holds {held} WHIP/WHEP sessions, the most it may; \
+                     end one (DELETE its resource URL) first"
+                ),
+                Duration::from_secs(10),
+            )
+        })?;
+    deps.limits.creation(owner, ip)?;
     let engine = deps.media.get()?;
     let remote_ufrag = sdp::ice_ufrag(&offer);
-    let answer = reply(call(engine.as_ref(), id.to_media(), offer)).await?;
+    let answer = match reply_raw(call(engine.as_ref(), id.to_media(), offer)).await? {
+        Ok(answer) => answer,
+        Err(e) => {
+            match e {
+                MediaError::TooManyPeers(_) => deps.limits.count(Limit::PeersPerNode),
+                MediaError::SessionFull(..) => deps.limits.count(Limit::PeersPerSession),
+                _ => {}
+            }
+            return Err(e.into());
+        }
+    };
 
     let resource = Resource {
         session: id,
@@ -159,7 +199,7 @@ where
         "resource created"
     );
     let session = resource.session.clone();
-    deps.resources.insert(answer.peer, resource);
+    slot.commit(answer.peer, resource);
     let response = (
         StatusCode::CREATED,
         [

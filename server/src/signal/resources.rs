@@ -5,7 +5,9 @@
 //!
 //! Entries leave on DELETE, when the media engine reports the peer closed, when the engine
 //! says it no longer knows the peer, and when their session is deleted. The table is bounded
-//! by the engine's peer limit. A std mutex is right here: each access is one map operation.
+//! by the engine's peer limit, and each owner (token `sub`) by `max_resources_per_token`: a
+//! slot is reserved before the engine is asked, so concurrent offers of one token cannot
+//! overshoot it. A std mutex is right here: each access is one or two map operations.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -67,33 +69,122 @@ impl Resource {
 /// Cheap to clone; all clones share one table.
 #[derive(Clone, Default)]
 pub struct Resources {
-    inner: Arc<Mutex<HashMap<PeerId, Resource>>>,
+    inner: Arc<Mutex<Table>>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_peer: HashMap<PeerId, Resource>,
+    /// Resources (and reservations) per owner; owners with none are removed.
+    per_owner: HashMap<String, usize>,
+}
+
+impl Table {
+    fn release(&mut self, owner: &str) {
+        if let Some(n) = self.per_owner.get_mut(owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_owner.remove(owner);
+            }
+        }
+    }
+}
+
+/// A slot held for `owner` while its offer is in the media engine; given back on drop
+/// unless [`Reservation::commit`] turned it into a resource.
+pub struct Reservation {
+    table: Resources,
+    owner: Option<String>,
+}
+
+impl Reservation {
+    pub fn commit(mut self, peer: PeerId, resource: Resource) {
+        let owner = self.owner.take();
+        let mut table = self.table.lock();
+        if owner.as_deref() != Some(resource.owner.as_str()) {
+            // Not the owner the slot was held for: count the resource under its own.
+            if let Some(o) = &owner {
+                table.release(o);
+            }
+            *table.per_owner.entry(resource.owner.clone()).or_default() += 1;
+        }
+        if let Some(old) = table.by_peer.insert(peer, resource) {
+            table.release(&old.owner);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(owner) = self.owner.take() {
+            self.table.lock().release(&owner);
+        }
+    }
 }
 
 impl Resources {
+    /// Holds one of `owner`'s at most `max` slots, or says how many it holds already.
+    pub fn reserve(&self, owner: &str, max: usize) -> Result<Reservation, usize> {
+        let mut table = self.lock();
+        let held = table.per_owner.get(owner).copied().unwrap_or(0);
+        if held >= max {
+            return Err(held);
+        }
+        *table.per_owner.entry(owner.to_owned()).or_default() += 1;
+        Ok(Reservation {
+            table: self.clone(),
+            owner: Some(owner.to_owned()),
+        })
+    }
+
+    /// Adds a resource without a reservation (counted under its owner all the same).
     pub fn insert(&self, peer: PeerId, resource: Resource) {
-        self.lock().insert(peer, resource);
+        let mut table = self.lock();
+        *table.per_owner.entry(resource.owner.clone()).or_default() += 1;
+        if let Some(old) = table.by_peer.insert(peer, resource) {
+            table.release(&old.owner);
+        }
     }
 
     pub fn get(&self, peer: PeerId) -> Option<Resource> {
-        self.lock().get(&peer).cloned()
+        self.lock().by_peer.get(&peer).cloned()
     }
 
     pub fn remove(&self, peer: PeerId) -> Option<Resource> {
-        self.lock().remove(&peer)
+        let mut table = self.lock();
+        let removed = table.by_peer.remove(&peer);
+        if let Some(r) = &removed {
+            table.release(&r.owner);
+        }
+        removed
     }
 
     /// Drops every resource of a deleted session.
     pub fn remove_session(&self, session: &SessionId) -> usize {
-        let mut map = self.lock();
-        let before = map.len();
-        map.retain(|_, r| &r.session != session);
-        before - map.len()
+        let mut table = self.lock();
+        let gone: Vec<PeerId> = table
+            .by_peer
+            .iter()
+            .filter(|(_, r)| &r.session == session)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in &gone {
+            if let Some(r) = table.by_peer.remove(peer) {
+                table.release(&r.owner);
+            }
+        }
+        gone.len()
+    }
+
+    /// Resources `owner` holds (or has reserved) now.
+    pub fn held_by(&self, owner: &str) -> usize {
+        self.lock().per_owner.get(owner).copied().unwrap_or(0)
     }
 
     /// Every viewer (WHEP resource): its peer, session and hub.
     pub fn viewers(&self) -> Vec<(PeerId, SessionId, Option<String>)> {
         self.lock()
+            .by_peer
             .iter()
             .filter(|(_, r)| r.kind == ResourceKind::Whep)
             .map(|(p, r)| (*p, r.session.clone(), r.hub.clone()))
@@ -103,6 +194,7 @@ impl Resources {
     /// The viewers (WHEP resources) of one session and the hub each watches for.
     pub fn viewers_of(&self, session: &SessionId) -> Vec<(PeerId, Option<String>)> {
         self.lock()
+            .by_peer
             .iter()
             .filter(|(_, r)| r.kind == ResourceKind::Whep && &r.session == session)
             .map(|(p, r)| (*p, r.hub.clone()))
@@ -110,15 +202,52 @@ impl Resources {
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().by_peer.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
+        self.lock().by_peer.is_empty()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<PeerId, Resource>> {
+    fn lock(&self) -> MutexGuard<'_, Table> {
         // Every critical section is a single map call, so a poisoned map is still whole.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(owner: &str, session: &str) -> Resource {
+        Resource {
+            session: SessionId::parse(session).expect("valid id"),
+            kind: ResourceKind::Whep,
+            owner: owner.into(),
+            remote_ufrag: None,
+            hub: None,
+        }
+    }
+
+    #[test]
+    fn slots_per_owner_are_bounded_and_given_back() {
+        let r = Resources::default();
+        let a = r.reserve("alice", 2).expect("first slot");
+        let b = r.reserve("alice", 2).expect("second slot");
+        assert_eq!(r.reserve("alice", 2).err(), Some(2));
+        assert!(r.reserve("bob", 2).is_ok(), "owners are independent");
+        drop(b); // the engine refused that offer
+        assert_eq!(r.held_by("alice"), 1);
+        a.commit(PeerId(1), resource("alice", "s1"));
+        let c = r
+            .reserve("alice", 2)
+            .expect("the refused offer's slot is free again");
+        c.commit(PeerId(2), resource("alice", "s2"));
+        assert_eq!(r.held_by("alice"), 2);
+        r.remove(PeerId(1));
+        assert_eq!(r.held_by("alice"), 1);
+        assert_eq!(r.remove_session(&SessionId::parse("s2").expect("id")), 1);
+        assert_eq!(r.held_by("alice"), 0);
+        assert!(r.lock().per_owner.is_empty(), "no owner entry left behind");
     }
 }

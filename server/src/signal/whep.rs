@@ -7,9 +7,10 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use media::Follow;
 
+use super::limits::ClientIp;
 use super::resources::ResourceKind;
 use super::sdp::SdpOffer;
-use super::{SignalDeps, create_peer};
+use super::{Asker, SignalDeps, create_peer};
 use crate::api::error::ApiError;
 use crate::api::path::ApiPath;
 use crate::auth::{Grant, Permission};
@@ -20,6 +21,7 @@ pub async fn create(
     ApiPath(session): ApiPath<String>,
     grant: Grant,
     RawQuery(query): RawQuery,
+    ip: ClientIp,
     offer: Result<SdpOffer, ApiError>,
 ) -> Result<Response, ApiError> {
     let follow = follow_from_query(query.as_deref())?;
@@ -28,7 +30,7 @@ pub async fn create(
         ResourceKind::Whep,
         Permission::Subscribe,
         &session,
-        &grant,
+        Asker { grant: &grant, ip },
         offer,
         |engine, session, offer| engine.subscribe(session, offer, follow),
     )

@@ -13,9 +13,10 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use media::Takeover;
 
+use super::limits::ClientIp;
 use super::resources::ResourceKind;
 use super::sdp::SdpOffer;
-use super::{SignalDeps, create_peer, unknown_session_id};
+use super::{Asker, SignalDeps, create_peer, unknown_session_id};
 use crate::api::error::ApiError;
 use crate::api::path::ApiPath;
 use crate::auth::{Grant, Permission, Role};
@@ -28,10 +29,11 @@ pub async fn create(
     State(deps): State<SignalDeps>,
     ApiPath(session): ApiPath<String>,
     grant: Grant,
+    ip: ClientIp,
     offer: Result<SdpOffer, ApiError>,
 ) -> Result<Response, ApiError> {
     if grant.claims.role != Role::Venue {
-        return create_speaker(deps, session, grant, offer).await;
+        return create_speaker(deps, session, grant, ip, offer).await;
     }
     let takeover = if config.allow_takeover {
         Takeover::Replace
@@ -43,7 +45,7 @@ pub async fn create(
         ResourceKind::Whip,
         Permission::PublishFloor,
         &session,
-        &grant,
+        Asker { grant: &grant, ip },
         offer,
         |engine, session, offer| engine.publish(session, media::Role::Floor, offer, takeover),
     )
@@ -65,6 +67,7 @@ async fn create_speaker(
     deps: SignalDeps,
     session: String,
     grant: Grant,
+    ip: ClientIp,
     offer: Result<SdpOffer, ApiError>,
 ) -> Result<Response, ApiError> {
     let id = SessionId::parse(&session).map_err(|_| unknown_session_id())?;
@@ -82,7 +85,7 @@ async fn create_speaker(
         ResourceKind::Whip,
         Permission::Subscribe,
         &session,
-        &grant,
+        Asker { grant: &grant, ip },
         offer,
         |engine, session, offer| {
             engine.publish(session, media::Role::Speaker, offer, Takeover::Replace)
