@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use floorcast_load::scenarios::attack::{self, Attack, AttackOptions};
 use floorcast_load::scenarios::compare::{self, CompareOptions};
 use floorcast_load::scenarios::fanout::{self, FanoutOptions, Mode, ServerTarget};
 use floorcast_load::scenarios::hands::{self, HandsOptions};
@@ -46,6 +47,42 @@ enum Scenario {
     /// N participants raise hands (C in flight), a moderator grants the first; prints
     /// raises/s, raise latency p50/p99 and (with --media) grant → first speaker packet.
     Hands(HandsArgs),
+    /// One viewer token attacks (STUN spoofing, offer or PATCH floods, PLI spam) while N
+    /// victims watch; prints the victims' loss and freezes and the bystander's latency.
+    Attack(AttackArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AttackArg {
+    StunSpoof,
+    OfferFlood,
+    PatchFlood,
+    PliSpam,
+}
+
+#[derive(Args)]
+struct AttackArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    #[arg(long, default_value = "demo")]
+    session: String,
+    /// JWT secret: the venue, victims, attacker and a newcomer get tokens minted here.
+    #[arg(long, env = "FLOORCAST_JWT_SECRET")]
+    secret: String,
+    #[arg(long, value_enum)]
+    attack: AttackArg,
+    #[arg(long, default_value_t = 5)]
+    victims: usize,
+    /// Seconds the attack lasts.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Create the session first (operator token from --secret).
+    #[arg(long)]
+    create_session: bool,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -429,6 +466,33 @@ async fn hands_main(a: HandsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn attack_main(a: AttackArgs) -> anyhow::Result<ExitCode> {
+    if a.create_session {
+        create_session(&a.url, &a.session, &a.secret).await?;
+    }
+    let report = attack::run(AttackOptions {
+        url: a.url.clone(),
+        session: a.session.clone(),
+        secret: a.secret.clone(),
+        attack: match a.attack {
+            AttackArg::StunSpoof => Attack::StunSpoof,
+            AttackArg::OfferFlood => Attack::OfferFlood,
+            AttackArg::PatchFlood => Attack::PatchFlood,
+            AttackArg::PliSpam => Attack::PliSpam,
+        },
+        victims: a.victims,
+        duration: Duration::from_secs_f64(a.duration.max(1.0)),
+    })
+    .await
+    .context("attack")?;
+    println!("{}", attack::render_table(&report));
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Raises the soft open-files limit to the hard one: every viewer holds a socket.
 fn raise_nofile_limit() {
     let mut lim = libc::rlimit {
@@ -459,5 +523,6 @@ fn main() -> anyhow::Result<ExitCode> {
         Scenario::Compare(a) => rt.block_on(compare_main(a)),
         Scenario::Soak(a) => rt.block_on(fanout_main(a.base, Some(a.timeline_every))),
         Scenario::Hands(a) => rt.block_on(hands_main(a)),
+        Scenario::Attack(a) => rt.block_on(attack_main(a)),
     }
 }

@@ -1,4 +1,5 @@
 //! Load scenarios run by the `floorcast-load` binary.
+pub mod attack;
 pub mod captions;
 pub mod churn;
 pub mod compare;
