@@ -78,8 +78,10 @@ pub struct Config {
     /// `iat`); longer-lived tokens are refused, and `floorcast token` will not mint them.
     pub max_token_ttl: u64,
     /// When set, tokens must carry this `iss`, and minted tokens do.
+    #[serde(deserialize_with = "lenient_string")]
     pub jwt_issuer: Option<String>,
     /// When set, tokens must name this in `aud`, and minted tokens do.
+    #[serde(deserialize_with = "lenient_string")]
     pub jwt_audience: Option<String>,
     /// Event streams (SSE) one token may hold open at once (see `auth::streams`).
     pub max_event_streams_per_token: u32,

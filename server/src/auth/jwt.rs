@@ -504,6 +504,87 @@ mod tests {
     }
 
     #[test]
+    fn policy_from_config_and_its_bounds() {
+        let config = Config::default();
+        assert_eq!(TokenPolicy::from_config(&config), TokenPolicy::default());
+        assert_eq!(config.max_token_ttl, 7 * 24 * 3600);
+        assert_eq!(config.max_event_streams_per_token, 8);
+        let set = Config {
+            max_token_ttl: 3600,
+            jwt_issuer: Some("fc".into()),
+            jwt_audience: Some("conf".into()),
+            ..Config::default()
+        };
+        assert!(set.validate().is_ok());
+        let p = TokenPolicy::from_config(&set);
+        assert_eq!(p.max_ttl, Duration::from_secs(3600));
+        assert_eq!(
+            (p.issuer.as_deref(), p.audience.as_deref()),
+            (Some("fc"), Some("conf"))
+        );
+        for (bad, key) in [
+            (
+                Config {
+                    max_token_ttl: 10,
+                    ..Config::default()
+                },
+                "max_token_ttl",
+            ),
+            (
+                Config {
+                    max_token_ttl: 400 * 86_400,
+                    ..Config::default()
+                },
+                "max_token_ttl",
+            ),
+            (
+                Config {
+                    jwt_issuer: Some(String::new()),
+                    ..Config::default()
+                },
+                "jwt_issuer",
+            ),
+            (
+                Config {
+                    jwt_audience: Some("x".repeat(300)),
+                    ..Config::default()
+                },
+                "jwt_audience",
+            ),
+            (
+                Config {
+                    max_event_streams_per_token: 0,
+                    ..Config::default()
+                },
+                "max_event_streams_per_token",
+            ),
+        ] {
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    // Jail's closures must return figment's own (large) error type.
+    #[allow(clippy::result_large_err)]
+    fn keys_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("FLOORCAST_MAX_TOKEN_TTL", "3600");
+            jail.set_env("FLOORCAST_JWT_ISSUER", "floorcast.example.org");
+            // A numeric-looking audience stays a string.
+            jail.set_env("FLOORCAST_JWT_AUDIENCE", "2026");
+            jail.set_env("FLOORCAST_MAX_EVENT_STREAMS_PER_TOKEN", "3");
+            let c = Config::load(None, &crate::config::Overrides::default())
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.max_token_ttl, 3600);
+            assert_eq!(c.jwt_issuer.as_deref(), Some("floorcast.example.org"));
+            assert_eq!(c.jwt_audience.as_deref(), Some("2026"));
+            assert_eq!(c.max_event_streams_per_token, 3);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn every_refusal_has_a_bounded_label() {
         for e in [
             AuthError::Missing,
@@ -553,6 +634,39 @@ mod tests {
                 keys().verify(&token, SystemTime::now()),
                 Err(AuthError::Invalid(_))
             ));
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            /// Tokens come from the network: no input panics, and only a signed token passes.
+            #[test]
+            fn verify_never_panics(
+                junk in ".{0,400}",
+                claims in proptest::collection::btree_map(
+                    "(sub|exp|nbf|iat|iss|aud|session|role|hub|name|[a-z]{1,4})",
+                    prop_oneof![
+                        any::<i64>().prop_map(serde_json::Value::from),
+                        any::<u64>().prop_map(serde_json::Value::from),
+                        any::<f64>().prop_map(serde_json::Value::from),
+                        ".{0,20}".prop_map(serde_json::Value::from),
+                        proptest::collection::vec(".{0,8}", 0..3).prop_map(serde_json::Value::from),
+                    ],
+                    0..8,
+                ),
+            ) {
+                let strict = strict(3600, Some("fc"), Some("conf"));
+                let now = SystemTime::now();
+                prop_assert!(keys().verify(&junk, now).is_err());
+                // Any claims, correctly signed: accepted or refused, never a panic.
+                let key = EncodingKey::from_secret(b"0123456789abcdef0123456789abcdef");
+                let token = jsonwebtoken::encode(&Header::default(), &claims, &key).unwrap();
+                let _ = keys().verify(&token, now);
+                let _ = strict.verify(&token, now);
+            }
         }
     }
 }
