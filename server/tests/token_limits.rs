@@ -281,6 +281,128 @@ async fn turn_credentials_never_outlive_the_token() {
     .expect("within the test's time limit");
 }
 
+/// A real coturn with the Compose config (`deploy/compose/coturn/turnserver.conf`) on
+/// loopback; killed on drop. `None` where coturn is not installed.
+struct Coturn {
+    child: std::process::Child,
+    port: u16,
+    _state: tempfile::TempDir,
+}
+
+impl Coturn {
+    fn start(secret: &str) -> Option<Coturn> {
+        let installed = |bin: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {bin}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !installed("turnserver") || !installed("turnutils_uclient") {
+            eprintln!("coturn is not installed: the coturn half of this test is skipped");
+            return None;
+        }
+        let conf =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/compose/coturn/turnserver.conf");
+        let port = 35_000 + rand::random::<u16>() % 2_000;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path();
+        let child = std::process::Command::new("turnserver")
+            .arg("-c")
+            .arg(conf)
+            .arg(format!("--static-auth-secret={secret}"))
+            .args([
+                "--realm=test",
+                "--listening-ip=127.0.0.1",
+                "--relay-ip=127.0.0.1",
+            ])
+            .arg(format!("--listening-port={port}"))
+            .arg(format!("--min-port={}", port + 10))
+            .arg(format!("--max-port={}", port + 60))
+            .args(["--no-tls", "--no-dtls", "--log-file=stdout"])
+            .arg(format!("--userdb={}", state.join("turndb").display()))
+            .arg(format!("--pidfile={}", state.join("pid").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start turnserver");
+        Some(Coturn {
+            child,
+            port,
+            _state: dir,
+        })
+    }
+
+    /// Whether coturn grants an allocation to these credentials.
+    fn allocates(&self, username: &str, password: &str) -> bool {
+        let out = std::process::Command::new("timeout")
+            .args([
+                "10",
+                "turnutils_uclient",
+                "-v",
+                "-n",
+                "1",
+                "-c",
+                "-e",
+                "127.0.0.1",
+            ])
+            .args(["-u", username, "-w", password])
+            .args(["-p", &self.port.to_string(), "127.0.0.1"])
+            .output()
+            .expect("run turnutils_uclient");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        text.contains("Received relay addr")
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coturn_refuses_the_credentials_once_the_token_has_expired() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let secret = "coturn-static-auth-secret";
+        let Some(coturn) = Coturn::start(secret) else {
+            return;
+        };
+        let node = Node::start(&format!(
+            "turn_urls = [\"turn:127.0.0.1:{}?transport=udp\"]\n\
+             turn_secret = \"{secret}\"\nturn_ttl_seconds = 43200",
+            coturn.port
+        ))
+        .await;
+        // A token good for 3 more seconds (a day of turn_ttl_seconds would outlive it).
+        let exp = now_s() + 3;
+        let token = sign(&with(viewer("hub-dakar"), json!({"exp": exp})));
+        let r = node.get("/api/sessions/s1/ice-servers", &token).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        let user = v["ice_servers"][0]["username"].as_str().unwrap().to_owned();
+        let pass = v["ice_servers"][0]["credential"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(user, format!("{exp}:hub-dakar"));
+        tokio::time::sleep(Duration::from_millis(300)).await; // coturn listening
+        assert!(
+            coturn.allocates(&user, &pass),
+            "coturn takes the credentials while the token lives"
+        );
+        let wait = Duration::from_secs((exp + 1).saturating_sub(now_s()));
+        tokio::time::sleep(wait).await;
+        assert!(
+            !coturn.allocates(&user, &pass),
+            "coturn still takes them after the token expired"
+        );
+    })
+    .await
+    .expect("within the test's time limit");
+}
+
 /// An event stream read as raw chunks: enough to see the `snapshot` event arrive.
 async fn open_stream(n: &Node, token: &str) -> Response {
     let mut r = n.get("/api/sessions/s1/events", token).await;
