@@ -42,3 +42,28 @@ pub fn banner(base: &str, keys: &AuthKeys, now: SystemTime) -> Result<String, Au
     ]
     .join("\n"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::TokenPolicy;
+
+    #[test]
+    fn dev_tokens_fit_max_token_ttl() {
+        let now = SystemTime::now();
+        for (max_s, expected_s) in [(3600, 3600), (30 * 86_400, DEV_TOKEN_TTL.as_secs())] {
+            let policy = TokenPolicy {
+                max_ttl: Duration::from_secs(max_s),
+                ..TokenPolicy::default()
+            };
+            let keys = AuthKeys::new(&[9; 32], policy, None);
+            let banner = banner("http://127.0.0.1:8080", &keys, now).unwrap();
+            let viewer = banner
+                .lines()
+                .find_map(|l| l.strip_prefix("floorcast dev viewer token: "))
+                .unwrap();
+            let claims = keys.verify(viewer, now).unwrap();
+            assert_eq!(claims.exp - claims.iat.unwrap(), expected_s);
+        }
+    }
+}
