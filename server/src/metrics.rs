@@ -508,58 +508,6 @@ impl Metrics {
     }
 }
 
-/// `floorcast_forward_latency_seconds`: the media engine keeps its own fixed-bucket
-/// histogram (atomics, no prometheus in the media crate); it is exposed as one here.
-fn forward_latency_family(h: &media::LatencyHistogram) -> prometheus::proto::MetricFamily {
-    use prometheus::proto;
-    let (cumulative, sum, count) = h.snapshot();
-    let mut hist = proto::Histogram::default();
-    let buckets = media::FORWARD_LATENCY_BUCKETS_US
-        .iter()
-        .zip(cumulative)
-        .map(|(bound_us, n)| {
-            let mut b = proto::Bucket::default();
-            b.set_upper_bound(*bound_us as f64 / 1e6);
-            b.set_cumulative_count(n);
-            b
-        })
-        .collect();
-    hist.set_bucket(buckets);
-    hist.set_sample_sum(sum);
-    hist.set_sample_count(count);
-    let mut m = proto::Metric::default();
-    m.set_histogram(hist);
-    let mut f = proto::MetricFamily::default();
-    f.set_name("floorcast_forward_latency_seconds".into());
-    f.set_help(
-        "Time the SFU holds forwarded media: from a loop turn's first received datagram to \
-         its copies handed to the kernel."
-            .into(),
-    );
-    f.set_field_type(proto::MetricType::HISTOGRAM);
-    f.set_metric(vec![m]);
-    f
-}
-
-/// Nearest-rank quantile (sorts in place); `None` for no samples.
-fn quantile(samples: &mut [f64], p: f64) -> Option<f64> {
-    if samples.is_empty() {
-        return None;
-    }
-    samples.sort_unstable_by(f64::total_cmp);
-    let rank = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-    Some(samples[rank - 1])
-}
-
-/// Moves a Prometheus counter up to the engine's absolute value. An engine restart (value
-/// going down) leaves the counter where it is rather than breaking monotonicity.
-fn advance(counter: &GenericCounter<AtomicU64>, target: u64) {
-    let current = counter.get();
-    if target > current {
-        counter.inc_by(target - current);
-    }
-}
-
 // ------------------------------------------------------------------ tokens and per-token limits
 
 /// The token checks and per-token limits (issue 16): refused tokens by reason, and the SSE
@@ -618,6 +566,58 @@ impl AuthMetrics {
     }
     pub fn count_event_stream_refused(&self) {
         self.event_streams_refused.inc();
+    }
+}
+
+/// `floorcast_forward_latency_seconds`: the media engine keeps its own fixed-bucket
+/// histogram (atomics, no prometheus in the media crate); it is exposed as one here.
+fn forward_latency_family(h: &media::LatencyHistogram) -> prometheus::proto::MetricFamily {
+    use prometheus::proto;
+    let (cumulative, sum, count) = h.snapshot();
+    let mut hist = proto::Histogram::default();
+    let buckets = media::FORWARD_LATENCY_BUCKETS_US
+        .iter()
+        .zip(cumulative)
+        .map(|(bound_us, n)| {
+            let mut b = proto::Bucket::default();
+            b.set_upper_bound(*bound_us as f64 / 1e6);
+            b.set_cumulative_count(n);
+            b
+        })
+        .collect();
+    hist.set_bucket(buckets);
+    hist.set_sample_sum(sum);
+    hist.set_sample_count(count);
+    let mut m = proto::Metric::default();
+    m.set_histogram(hist);
+    let mut f = proto::MetricFamily::default();
+    f.set_name("floorcast_forward_latency_seconds".into());
+    f.set_help(
+        "Time the SFU holds forwarded media: from a loop turn's first received datagram to \
+         its copies handed to the kernel."
+            .into(),
+    );
+    f.set_field_type(proto::MetricType::HISTOGRAM);
+    f.set_metric(vec![m]);
+    f
+}
+
+/// Nearest-rank quantile (sorts in place); `None` for no samples.
+fn quantile(samples: &mut [f64], p: f64) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_unstable_by(f64::total_cmp);
+    let rank = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+    Some(samples[rank - 1])
+}
+
+/// Moves a Prometheus counter up to the engine's absolute value. An engine restart (value
+/// going down) leaves the counter where it is rather than breaking monotonicity.
+fn advance(counter: &GenericCounter<AtomicU64>, target: u64) {
+    let current = counter.get();
+    if target > current {
+        counter.inc_by(target - current);
     }
 }
 
