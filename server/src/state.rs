@@ -22,6 +22,8 @@ use crate::store::Store;
 pub struct AppState {
     pub config: Arc<Config>,
     pub auth: AuthKeys,
+    /// Event streams open per token (`max_event_streams_per_token`).
+    pub event_streams: StreamSlots,
     pub sessions: SessionRegistry,
     pub media: Media,
     pub store: Store,
@@ -31,8 +33,6 @@ pub struct AppState {
     pub floor_limiter: RateLimiter,
     pub captions: CaptionFeed,
     pub drain: Drain,
-    /// Event streams open per token (`max_event_streams_per_token`).
-    pub event_streams: StreamSlots,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,7 @@ impl AppState {
             floor_limiter: RateLimiter::new(config.floor_actions_per_minute),
             config: Arc::new(config),
             auth,
+            event_streams,
             sessions,
             media,
             store,
@@ -93,7 +94,6 @@ impl AppState {
             resources,
             floors,
             drain: Drain::default(),
-            event_streams,
         })
     }
 }
