@@ -5,7 +5,11 @@
 #     objects (helm lint/template too where helm is installed);
 #   - the rendered floorcast.toml is accepted by the real binary (FLOORCAST_BIN, if built);
 #   - Compose: `docker compose config` where the plugin exists, else the YAML is parsed and
-#     its services, coturn's auth mode and the Grafana/Prometheus provisioning are checked.
+#     its services, coturn's auth mode and the Grafana/Prometheus provisioning are checked;
+#   - coturn (Compose's turnserver.conf and the chart's): the peers it must never relay to
+#     (private, loopback, link-local, CGNAT, multicast; IPv4 and IPv6) are denied, and where
+#     coturn is installed and this host has a private address, a real coturn with that config
+#     refuses to relay to it (403 Forbidden IP) and relays once it is the allowed node.
 #   deploy/check-packaging.sh
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -30,6 +34,7 @@ echo "==> Helm chart"
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 python3 render_helm.py --quiet --set secrets.jwtSecret=check-secret
 python3 render_helm.py --quiet --set secrets.existingSecret=floorcast-secrets --set serviceMonitor.enabled=false
+python3 render_helm.py --quiet --set secrets.jwtSecret=x --set coturn.enabled=true
 python3 render_helm.py --set secrets.jwtSecret=x --set 'config.turn_urls=["turn:turn.example.org:3478"]' \
   >"$tmp/rendered.yaml"
 if python3 render_helm.py --quiet 2>"$tmp/err"; then
@@ -72,7 +77,13 @@ c = yaml.safe_load(open("compose/docker-compose.yml"))
 s = c["services"]
 for name in ("floorcast", "coturn", "prometheus", "grafana"):
     assert name in s, f"no {name} service"
-assert "--use-auth-secret" in s["coturn"]["command"], "coturn without use-auth-secret"
+cmd = s["coturn"]["command"]
+assert cmd[:2] == ["-c", "/etc/coturn/turnserver.conf"], "coturn does not read its turnserver.conf"
+assert "./coturn/turnserver.conf:/etc/coturn/turnserver.conf:ro" in s["coturn"]["volumes"]
+assert "--allowed-peer-ip=${PUBLIC_IP}" in cmd, "coturn may not relay to the node"
+from render_helm import coturn_problems
+problems = coturn_problems(open("compose/coturn/turnserver.conf").read(), "compose/coturn/turnserver.conf")
+assert not problems, "\n".join(problems)
 env = s["floorcast"]["environment"]
 for key in ("FLOORCAST_TURN_URLS", "FLOORCAST_TURN_SECRET", "FLOORCAST_JWT_SECRET", "FLOORCAST_MEDIA_PUBLIC_IPS"):
     assert key in env, f"floorcast without {key}"
@@ -84,6 +95,38 @@ d = yaml.safe_load(open("compose/grafana/provisioning/datasources/prometheus.yml
 assert d["datasources"][0]["uid"] == "prometheus"
 b = yaml.safe_load(open("compose/grafana/provisioning/dashboards/floorcast.yml"))
 assert b["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/floorcast"
-print("compose: services, TURN, rules and Grafana provisioning present")
+print("compose: services, TURN (denied peers), rules and Grafana provisioning present")
 PY
+
+echo "==> coturn with compose/coturn/turnserver.conf refuses private peers"
+ip4="$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+(\.[0-9]+){3}$' | head -n 1 || true)"
+if ! command -v turnserver >/dev/null || ! command -v turnutils_uclient >/dev/null; then
+  echo "coturn (turnserver, turnutils) not installed: skipped"
+elif [ -z "$ip4" ] || ! python3 -c 'import ipaddress, sys; sys.exit(not ipaddress.ip_address(sys.argv[1]).is_private)' "$ip4"; then
+  echo "no private IPv4 address on this host to relay to: skipped"
+else
+  port=$((34000 + RANDOM % 2000))
+  # One relay attempt from a TURN client (REST credentials from the shared secret) to a UDP
+  # echo peer on this host's private address, through a coturn started with extra flags "$@".
+  relay() {
+    turnserver -c compose/coturn/turnserver.conf --static-auth-secret=check --realm=check \
+      --listening-ip="$ip4" --relay-ip="$ip4" --listening-port="$port" --no-tls --no-dtls \
+      --min-port=$((port + 10)) --max-port=$((port + 60)) --userdb="$tmp/turndb" \
+      --pidfile="$tmp/turn.pid" --log-file=stdout "$@" >"$tmp/turn.log" 2>&1 &
+    local turn=$!
+    turnutils_peer -L "$ip4" -p $((port + 1)) >/dev/null 2>&1 &
+    local peer=$!
+    sleep 1
+    timeout 20 turnutils_uclient -s -W check -u hub -p "$port" -e "$ip4" -r $((port + 1)) -n 10 -c "$ip4" \
+      >"$tmp/relay.out" 2>&1 || true
+    kill "$turn" "$peer" 2>/dev/null || true
+    wait "$turn" "$peer" 2>/dev/null || true
+  }
+  relay
+  grep -q '403 (Forbidden IP)' "$tmp/relay.out" || { cat "$tmp/relay.out"; echo "coturn relayed to $ip4"; exit 1; }
+  echo "relay to $ip4 refused: 403 (Forbidden IP)"
+  relay --allowed-peer-ip="$ip4"
+  grep -q 'tot_recv_msgs=10$' "$tmp/relay.out" || { cat "$tmp/relay.out" "$tmp/turn.log"; echo "coturn did not relay to the allowed node $ip4"; exit 1; }
+  echo "relay to $ip4 as the allowed node (allowed-peer-ip): 10 of 10 echoed"
+fi
 echo "==> packaging checks passed"

@@ -4,7 +4,8 @@ package; only package registries are reachable here). It implements the part of 
 templates the chart uses — `.Values/.Release/.Chart` paths, `if`/`with`/`define`/`end`,
 `include`, `quote`, `nindent`, `toYaml`, `toJson`, `default`, `required`, `not`, and the
 `{{-`/`-}}` whitespace trimming — then parses every document and checks what a node needs
-(host network, probes, a grace period longer than the drain, the secret, the ServiceMonitor).
+(host network, probes, a grace period longer than the drain, the secret, the ServiceMonitor,
+and with coturn.enabled the coturn container and the peers its turnserver.conf denies).
 
   python3 deploy/render_helm.py [-f values.yaml] [--set a.b=c ...] [--release NAME] [--quiet]
 
@@ -20,6 +21,53 @@ from pathlib import Path
 import yaml
 
 CHART = Path(__file__).resolve().parent / "helm" / "floorcast"
+
+# Peers coturn must never relay to, as coturn ranges: private, loopback, link-local, CGNAT,
+# documentation, benchmarking, multicast and reserved IPv4; and in IPv6 the unspecified and
+# loopback addresses, the forms that embed an IPv4 address (mapped, NAT64, 6to4, Teredo),
+# unique-local, link-local and multicast. Checked in the chart's and Compose's
+# turnserver.conf (deploy/check-packaging.sh).
+REQUIRED_DENIED_PEERS = [
+    "0.0.0.0-0.255.255.255",
+    "10.0.0.0-10.255.255.255",
+    "100.64.0.0-100.127.255.255",
+    "127.0.0.0-127.255.255.255",
+    "169.254.0.0-169.254.255.255",
+    "172.16.0.0-172.31.255.255",
+    "192.0.0.0-192.0.0.255",
+    "192.0.2.0-192.0.2.255",
+    "192.88.99.0-192.88.99.255",
+    "192.168.0.0-192.168.255.255",
+    "198.18.0.0-198.19.255.255",
+    "198.51.100.0-198.51.100.255",
+    "203.0.113.0-203.0.113.255",
+    "224.0.0.0-239.255.255.255",
+    "240.0.0.0-255.255.255.255",
+    "::-::1",
+    "::ffff:0.0.0.0-::ffff:255.255.255.255",
+    "64:ff9b::-64:ff9b::ffff:ffff",
+    "64:ff9b:1::-64:ff9b:1:ffff:ffff:ffff:ffff:ffff",
+    "100::-100::ffff:ffff:ffff:ffff",
+    "2001::-2001:1ff:ffff:ffff:ffff:ffff:ffff:ffff",
+    "2001:db8::-2001:db8:ffff:ffff:ffff:ffff:ffff:ffff",
+    "2002::-2002:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    "fc00::-fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    "fe80::-febf:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    "ff00::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+]
+
+
+def coturn_problems(conf, where):
+    """What a turnserver.conf lacks to keep relays off private and special ranges."""
+    lines = {line.strip() for line in conf.splitlines()}
+    problems = [f"{where}: no denied-peer-ip={r}" for r in REQUIRED_DENIED_PEERS
+                if f"denied-peer-ip={r}" not in lines]
+    for flag in ("use-auth-secret", "no-multicast-peers", "no-tcp-relay"):
+        if flag not in lines:
+            problems.append(f"{where}: no {flag}")
+    if any(line.startswith("allow-loopback-peers") for line in lines):
+        problems.append(f"{where}: allow-loopback-peers")
+    return problems
 ACTION = re.compile(r"{{(-?)\s*(.*?)\s*(-?)}}", re.S)
 
 
@@ -245,7 +293,7 @@ def render_chart(values, release):
     return docs
 
 
-def check(docs, values):
+def check(docs, values, release):
     problems, objects = [], []
     for name, text in docs.items():
         try:
@@ -260,7 +308,10 @@ def check(docs, values):
                 objects.append(doc)
         except yaml.YAMLError as e:
             problems.append(f"{name}: not YAML: {e}")
-    kinds = {o["kind"]: o for o in objects if "kind" in o}
+    # The node's own objects (a coturn sidecar's are checked below).
+    fullname = f"{release}-floorcast"
+    kinds = {o["kind"]: o for o in objects
+             if "kind" in o and (o.get("metadata") or {}).get("name") == fullname}
     dep = kinds.get("Deployment")
     if not dep:
         problems.append("no Deployment")
@@ -289,11 +340,41 @@ def check(docs, values):
         sec = kinds.get("Secret")
         if not sec or not sec.get("stringData", {}).get("jwt_secret"):
             problems.append("no Secret with jwt_secret")
+    if dep and cm:
+        problems += check_coturn(dep, cm, values)
     if values["serviceMonitor"]["enabled"] and "ServiceMonitor" not in kinds:
         problems.append("serviceMonitor.enabled but no ServiceMonitor")
     if not values["serviceMonitor"]["enabled"] and "ServiceMonitor" in kinds:
         problems.append("a ServiceMonitor although serviceMonitor.enabled is false")
     return problems, objects
+
+
+def check_coturn(dep, cm, values):
+    """With coturn.enabled: a second container on the pod's host network whose secret comes
+    from the Secret, allowed to relay to its node only, with the denied peers in its config."""
+    problems = []
+    containers = {c["name"]: c for c in dep["spec"]["template"]["spec"]["containers"]}
+    if not values.get("coturn", {}).get("enabled"):
+        if "coturn" in containers or "turnserver.conf" in cm.get("data", {}):
+            problems.append("coturn rendered although coturn.enabled is false")
+        return problems
+    c = containers.get("coturn")
+    if not c:
+        return ["coturn.enabled but no coturn container"]
+    args = c.get("args", [])
+    if "--allowed-peer-ip=$(NODE_IP)" not in args:
+        problems.append("coturn may not relay to its own node (no --allowed-peer-ip=$(NODE_IP))")
+    if not any(a.endswith("/turnserver.conf") for a in args):
+        problems.append("coturn does not read turnserver.conf")
+    env = {e["name"]: e for e in c.get("env", [])}
+    if "secretKeyRef" not in env.get("TURN_SECRET", {}).get("valueFrom", {}):
+        problems.append("coturn's secret does not come from a Secret")
+    conf = cm.get("data", {}).get("turnserver.conf")
+    if conf is None:
+        problems.append("coturn.enabled but no turnserver.conf in the ConfigMap")
+    else:
+        problems += coturn_problems(conf, "the chart's turnserver.conf")
+    return problems
 
 
 def main():
@@ -313,7 +394,7 @@ def main():
     except TemplateError as e:
         print(f"render_helm: {e}", file=sys.stderr)
         return 1
-    problems, objects = check(docs, values)
+    problems, objects = check(docs, values, a.release)
     if not a.quiet:
         for name, text in docs.items():
             print(f"---\n# Source: floorcast/templates/{name}\n{text.strip()}")

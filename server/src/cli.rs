@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::auth::{Claims, Role, SessionScope};
+use crate::auth::{Claims, Role, SessionScope, TokenPolicy};
 use crate::config::Overrides;
 
 #[derive(Debug, Parser)]
@@ -116,10 +116,14 @@ pub struct TokenArgs {
     /// Hub the holder belongs to.
     #[arg(long)]
     pub hub: Option<String>,
-    /// Lifetime in seconds.
-    #[arg(long, default_value_t = 24 * 3600)]
-    pub ttl_s: u64,
+    /// Lifetime in seconds [default: 86400, or max_token_ttl if shorter]. More than the
+    /// config's max_token_ttl is refused: the server would not accept the token.
+    #[arg(long)]
+    pub ttl_s: Option<u64>,
 }
+
+/// `floorcast token` without `--ttl-s`: a conference day.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 impl TokenArgs {
     pub fn overrides(&self) -> Overrides {
@@ -130,15 +134,15 @@ impl TokenArgs {
         }
     }
 
-    pub fn claims(&self, now: SystemTime) -> Claims {
+    /// The claims to mint. An explicit `--ttl-s` is kept as asked (minting refuses it when
+    /// it is over `policy.max_ttl`); the default is shortened to fit.
+    pub fn claims(&self, now: SystemTime, policy: &TokenPolicy) -> Claims {
         let name = self.name.as_deref().unwrap_or(self.role.as_str());
-        let mut claims = Claims::new(
-            self.role,
-            self.session.clone(),
-            name,
-            Duration::from_secs(self.ttl_s),
-            now,
-        );
+        let ttl = match self.ttl_s {
+            Some(s) => Duration::from_secs(s),
+            None => DEFAULT_TOKEN_TTL.min(policy.max_ttl),
+        };
+        let mut claims = Claims::new(self.role, self.session.clone(), name, ttl, now);
         claims.hub = self.hub.clone();
         claims
     }
@@ -193,10 +197,11 @@ mod tests {
         ]) else {
             panic!("expected token");
         };
-        let c = t.claims(SystemTime::now());
+        let c = t.claims(SystemTime::now(), &TokenPolicy::default());
         assert_eq!(c.role, Role::Hub);
         assert_eq!(c.hub.as_deref(), Some("nairobi"));
         assert_eq!(c.name, "Nairobi hub");
+        assert_eq!(c.exp - c.iat.unwrap(), DEFAULT_TOKEN_TTL.as_secs());
         assert!(matches!(
             parse(&["token", "--role", "operator", "--session", "*"]),
             Command::Token(_)
@@ -215,6 +220,31 @@ mod tests {
                 "bad id"
             ])
             .is_err()
+        );
+    }
+
+    #[test]
+    fn ttl_bounded_by_max_token_ttl() {
+        use crate::auth::{AuthError, AuthKeys};
+        let policy = TokenPolicy {
+            max_ttl: Duration::from_secs(3600),
+            ..TokenPolicy::default()
+        };
+        let keys = AuthKeys::new(&[7; 32], policy.clone(), None);
+        let token = |args: &[&str]| {
+            let Command::Token(t) = parse(args) else {
+                panic!("expected token");
+            };
+            keys.mint(&t.claims(SystemTime::now(), &policy))
+        };
+        let base = ["token", "--role", "viewer", "--session", "s1"];
+        // The default shrinks to the maximum; an explicit ttl above it is refused.
+        assert!(token(&base).is_ok());
+        assert!(token(&[&base[..], &["--ttl-s", "3600"]].concat()).is_ok());
+        let refused = token(&[&base[..], &["--ttl-s", "3601"]].concat()).unwrap_err();
+        assert!(
+            matches!(&refused, AuthError::Mint(m) if m.contains("max_token_ttl")),
+            "{refused}"
         );
     }
 }

@@ -28,6 +28,10 @@ const ENV_KEYS: &[&str] = &[
     "media_public_ips",
     "data_dir",
     "jwt_secret",
+    "max_token_ttl",
+    "jwt_issuer",
+    "jwt_audience",
+    "max_event_streams_per_token",
     "allow_takeover",
     "max_body_bytes",
     "floor_actions_per_minute",
@@ -82,6 +86,17 @@ pub struct Config {
     /// The HS256 key for tokens. When absent, `data_dir/jwt_secret` is used (created by `--dev`).
     #[serde(deserialize_with = "lenient_string")]
     pub jwt_secret: Option<String>,
+    /// The longest lifetime of a token, in seconds (`exp − iat`, or `exp − now` without
+    /// `iat`); longer-lived tokens are refused, and `floorcast token` will not mint them.
+    pub max_token_ttl: u64,
+    /// When set, tokens must carry this `iss`, and minted tokens do.
+    #[serde(deserialize_with = "lenient_string")]
+    pub jwt_issuer: Option<String>,
+    /// When set, tokens must name this in `aud`, and minted tokens do.
+    #[serde(deserialize_with = "lenient_string")]
+    pub jwt_audience: Option<String>,
+    /// Event streams (SSE) one token may hold open at once (see `auth::streams`).
+    pub max_event_streams_per_token: u32,
     /// A second floor publisher replaces the first instead of getting 409.
     pub allow_takeover: bool,
     /// Largest request body accepted on any route.
@@ -150,6 +165,10 @@ impl Default for Config {
             media_public_ips: Vec::new(),
             data_dir: PathBuf::from("./data"),
             jwt_secret: None,
+            max_token_ttl: crate::auth::jwt::DEFAULT_MAX_TTL.as_secs(),
+            jwt_issuer: None,
+            jwt_audience: None,
+            max_event_streams_per_token: 8,
             allow_takeover: false,
             max_body_bytes: 64 * 1024,
             floor_actions_per_minute: 20,
@@ -276,6 +295,29 @@ impl Config {
                      generate one with `head -c 32 /dev/urandom | xxd -p -c 64`",
                     secret.len()
                 ),
+            ));
+        }
+        if !(60..=366 * 86_400).contains(&self.max_token_ttl) {
+            return Err(ConfigError::invalid(
+                "max_token_ttl",
+                format!("{} s is outside 60..=31622400 (a year)", self.max_token_ttl),
+            ));
+        }
+        for (key, value) in [
+            ("jwt_issuer", &self.jwt_issuer),
+            ("jwt_audience", &self.jwt_audience),
+        ] {
+            if value
+                .as_ref()
+                .is_some_and(|v| v.is_empty() || v.len() > 256)
+            {
+                return Err(ConfigError::invalid(key, "must be 1 to 256 bytes when set"));
+            }
+        }
+        if !(1..=1000).contains(&self.max_event_streams_per_token) {
+            return Err(ConfigError::invalid(
+                "max_event_streams_per_token",
+                format!("{} is outside 1..=1000", self.max_event_streams_per_token),
             ));
         }
         if !(1..=10_000).contains(&self.floor_actions_per_minute) {

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod captions;
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod dev;
 pub mod drain;
 pub mod floor;
@@ -54,6 +55,8 @@ use store::Store;
 pub enum ServerError {
     #[error("HTTP listener: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    DataDir(#[from] data_dir::DataDirError),
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
     #[error("database {path}: {source}")]
@@ -111,6 +114,8 @@ impl Server {
     /// (and creates `demo` in dev mode).
     pub async fn new(mut config: Config, listener: TcpListener) -> Result<Server, ServerError> {
         let http_addr = listener.local_addr()?;
+        // Before any file there is opened: the secret and the database are private.
+        data_dir::prepare(&config.data_dir, &config.database_file())?;
         config.jwt_secret = Some(secret::resolve(&config, config.dev)?);
         let db = config.database_file();
         let store = Store::open(&db).map_err(|source| ServerError::Store { path: db, source })?;

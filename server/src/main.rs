@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use clap::Parser;
-use server::auth::AuthKeys;
+use server::auth::{AuthKeys, TokenPolicy};
 use server::cli::{Cli, Command, ServeArgs, TokenArgs};
 use server::{Config, Server, drain, secret};
 use tokio::net::TcpListener;
@@ -85,7 +85,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 fn token(args: TokenArgs) -> anyhow::Result<()> {
     let config = Config::load(args.common.config.as_deref(), &args.overrides())?;
     let secret = secret::resolve(&config, false)?;
-    let jwt = AuthKeys::from_secret(secret.as_bytes()).mint(&args.claims(SystemTime::now()))?;
+    // The server's policy: its issuer and audience go in, and a lifetime it would refuse
+    // is refused here already.
+    let keys = AuthKeys::new(secret.as_bytes(), TokenPolicy::from_config(&config), None);
+    let jwt = keys.mint(&args.claims(SystemTime::now(), keys.policy()))?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{jwt}")?;
     out.flush()?;

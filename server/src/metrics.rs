@@ -522,6 +522,67 @@ impl Metrics {
     }
 }
 
+// ------------------------------------------------------------------ tokens and per-token limits
+
+/// The token checks and per-token limits (issue 16): refused tokens by reason, and the SSE
+/// streams open and refused by `max_event_streams_per_token`. Registered once per registry
+/// by [`Metrics::register_auth`]; cheap to clone.
+#[derive(Clone)]
+pub struct AuthMetrics {
+    tokens_refused: IntCounterVec,
+    event_streams: IntGauge,
+    event_streams_refused: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers the [`AuthMetrics`]; a second call on the same registry fails.
+    pub fn register_auth(&self) -> Result<AuthMetrics, MetricsError> {
+        let tokens_refused = IntCounterVec::new(
+            Opts::new(
+                "floorcast_tokens_refused_total",
+                "Requests refused for their token, by reason (missing, invalid, expired, \
+                 not_yet_valid, lifetime_too_long, wrong_issuer, wrong_audience).",
+            ),
+            &["reason"],
+        )?;
+        for reason in crate::auth::AuthError::REFUSALS {
+            tokens_refused.with_label_values(&[reason]);
+        }
+        let event_streams = IntGauge::new(
+            "floorcast_event_streams",
+            "Open event streams (SSE) of all sessions.",
+        )?;
+        let event_streams_refused = IntCounter::new(
+            "floorcast_event_streams_refused_total",
+            "Event streams refused because their token had max_event_streams_per_token open.",
+        )?;
+        let registry = &self.inner.registry;
+        registry.register(Box::new(tokens_refused.clone()))?;
+        registry.register(Box::new(event_streams.clone()))?;
+        registry.register(Box::new(event_streams_refused.clone()))?;
+        Ok(AuthMetrics {
+            tokens_refused,
+            event_streams,
+            event_streams_refused,
+        })
+    }
+}
+
+impl AuthMetrics {
+    pub fn count_token_refused(&self, reason: &'static str) {
+        self.tokens_refused.with_label_values(&[reason]).inc();
+    }
+    pub fn event_stream_opened(&self) {
+        self.event_streams.inc();
+    }
+    pub fn event_stream_closed(&self) {
+        self.event_streams.dec();
+    }
+    pub fn count_event_stream_refused(&self) {
+        self.event_streams_refused.inc();
+    }
+}
+
 /// `floorcast_forward_latency_seconds`: the media engine keeps its own fixed-bucket
 /// histogram (atomics, no prometheus in the media crate); it is exposed as one here.
 fn forward_latency_family(h: &media::LatencyHistogram) -> prometheus::proto::MetricFamily {

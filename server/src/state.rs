@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
-use crate::auth::AuthKeys;
+use crate::auth::{AuthKeys, StreamSlots, TokenPolicy};
 use crate::captions::feed::CaptionFeed;
 use crate::config::Config;
 use crate::drain::Drain;
@@ -23,6 +23,8 @@ use crate::store::Store;
 pub struct AppState {
     pub config: Arc<Config>,
     pub auth: AuthKeys,
+    /// Event streams open per token (`max_event_streams_per_token`).
+    pub event_streams: StreamSlots,
     pub sessions: SessionRegistry,
     pub media: Media,
     pub store: Store,
@@ -54,9 +56,16 @@ impl AppState {
     /// an open store and a media slot; loads the sessions (declared ones are upserted).
     pub async fn new(config: Config, store: Store, media: Media) -> Result<Self, StateError> {
         let secret = config.jwt_secret.as_deref().ok_or(StateError::NoSecret)?;
-        let auth = AuthKeys::from_secret(secret.as_bytes());
-        let sessions = SessionRegistry::load(store.clone(), &config.sessions).await?;
         let metrics = Metrics::new()?;
+        let auth_metrics = metrics.register_auth()?;
+        let auth = AuthKeys::new(
+            secret.as_bytes(),
+            TokenPolicy::from_config(&config),
+            Some(auth_metrics.clone()),
+        );
+        let event_streams =
+            StreamSlots::new(config.max_event_streams_per_token, Some(auth_metrics));
+        let sessions = SessionRegistry::load(store.clone(), &config.sessions).await?;
         let resources = Resources::default();
         // Every session's floor starts now, so turns granted before a restart keep their
         // clock (warnings, timeouts) without waiting for a request.
@@ -80,6 +89,7 @@ impl AppState {
             floor_limiter: RateLimiter::new(config.floor_actions_per_minute),
             config: Arc::new(config),
             auth,
+            event_streams,
             sessions,
             media,
             store,

@@ -7,7 +7,9 @@
 //!
 //! `GET /api/sessions/{id}/ice-servers` (any token of the session) answers
 //! `{"ice_servers": [RTCIceServer…], "expires_at_ms"}`; the pages pass it to
-//! `RTCPeerConnection`.
+//! `RTCPeerConnection`. Credentials never outlive the token that asked for them: they expire
+//! at `now + turn_ttl_seconds` or at the token's `exp`, whichever comes first (a revoked or
+//! short-lived token must not leave a day-long relay behind).
 
 use axum::Router;
 use axum::extract::State;
@@ -40,11 +42,11 @@ pub struct IceServers {
     pub expires_at_ms: Option<u64>,
 }
 
-/// The REST credentials for `who`, valid until `now + ttl` (Unix seconds).
-pub fn credentials(secret: &str, who: &str, now_s: u64, ttl_s: u64) -> (String, String) {
+/// The REST credentials for `who`, valid until `expires_s` (Unix seconds).
+pub fn credentials(secret: &str, who: &str, expires_s: u64) -> (String, String) {
     // A colon in `who` would end coturn's timestamp field early: keep it out.
     let who: String = who.chars().filter(|c| *c != ':').take(64).collect();
-    let username = format!("{}:{who}", now_s + ttl_s);
+    let username = format!("{expires_s}:{who}");
     let key = aws_lc_rs::hmac::Key::new(
         aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
         secret.as_bytes(),
@@ -54,9 +56,14 @@ pub fn credentials(secret: &str, who: &str, now_s: u64, ttl_s: u64) -> (String, 
     (username, password)
 }
 
-/// The ICE servers of this node for `who`: STUN URLs as they are, TURN URLs with fresh
-/// credentials (one entry for all of them).
-pub fn ice_servers(config: &Config, who: &str, now_s: u64) -> IceServers {
+/// When credentials handed out at `now_s` to a token expiring at `token_exp_s` expire.
+pub fn expiry(now_s: u64, ttl_s: u64, token_exp_s: u64) -> u64 {
+    now_s.saturating_add(ttl_s).min(token_exp_s)
+}
+
+/// The ICE servers of this node for `who` (whose token expires at `token_exp_s`): STUN URLs
+/// as they are, TURN URLs with fresh credentials (one entry for all of them).
+pub fn ice_servers(config: &Config, who: &str, now_s: u64, token_exp_s: u64) -> IceServers {
     let (stun, turn): (Vec<String>, Vec<String>) = config
         .turn_urls
         .iter()
@@ -72,9 +79,9 @@ pub fn ice_servers(config: &Config, who: &str, now_s: u64) -> IceServers {
     }
     let mut expires_at_ms = None;
     if let (false, Some(secret)) = (turn.is_empty(), config.turn_secret.as_deref()) {
-        let ttl = u64::from(config.turn_ttl_seconds);
-        let (username, credential) = credentials(secret, who, now_s, ttl);
-        expires_at_ms = Some((now_s + ttl) * 1000);
+        let expires_s = expiry(now_s, config.turn_ttl_seconds.into(), token_exp_s);
+        let (username, credential) = credentials(secret, who, expires_s);
+        expires_at_ms = Some(expires_s.saturating_mul(1000));
         out.push(IceServer {
             urls: turn,
             username: Some(username),
@@ -106,7 +113,12 @@ async fn handler(
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    Ok(ApiJson(ice_servers(&config, &grant.claims.sub, now)))
+    Ok(ApiJson(ice_servers(
+        &config,
+        &grant.claims.sub,
+        now,
+        grant.claims.exp,
+    )))
 }
 
 #[cfg(test)]
@@ -116,7 +128,7 @@ mod tests {
     #[test]
     fn credentials_follow_the_turn_rest_scheme() {
         // Checked against `openssl dgst -sha1 -hmac secret -binary | base64` of the username.
-        let (user, pass) = credentials("north", "hub:dakar", 1_800_000_000, 3600);
+        let (user, pass) = credentials("north", "hub:dakar", 1_800_003_600);
         assert_eq!(user, "1800003600:hubdakar");
         assert_eq!(pass, "MbaX9ysadqNGNLNWJN6Zt8M4wdc=");
     }
@@ -133,14 +145,30 @@ mod tests {
             turn_ttl_seconds: 600,
             ..Config::default()
         };
-        let s = ice_servers(&config, "viewer-1", 1_000);
+        let s = ice_servers(&config, "viewer-1", 1_000, u64::MAX);
         assert_eq!(s.ice_servers.len(), 2);
         assert_eq!(s.ice_servers[0].urls, vec!["stun:stun.example.org:3478"]);
         assert_eq!(s.ice_servers[0].username, None);
         assert_eq!(s.ice_servers[1].urls.len(), 2);
         assert_eq!(s.ice_servers[1].username.as_deref(), Some("1600:viewer-1"));
         assert_eq!(s.expires_at_ms, Some(1_600_000));
-        let none = ice_servers(&Config::default(), "v", 1_000);
+        let none = ice_servers(&Config::default(), "v", 1_000, u64::MAX);
         assert!(none.ice_servers.is_empty() && none.expires_at_ms.is_none());
+        // A token that ends sooner than turn_ttl_seconds ends its credentials with it.
+        let s = ice_servers(&config, "viewer-1", 1_000, 1_300);
+        assert_eq!(s.ice_servers[1].username.as_deref(), Some("1300:viewer-1"));
+        assert_eq!(s.expires_at_ms, Some(1_300_000));
+    }
+
+    #[test]
+    fn never_longer_than_the_token() {
+        assert_eq!(expiry(1_000, 600, u64::MAX), 1_600);
+        assert_eq!(expiry(1_000, 600, 1_200), 1_200);
+        assert_eq!(
+            expiry(1_000, 600, 900),
+            900,
+            "an expired token: nothing usable"
+        );
+        assert_eq!(expiry(u64::MAX - 1, 600, u64::MAX), u64::MAX);
     }
 }

@@ -181,6 +181,32 @@ impl From<AuthError> for ApiError {
             AuthError::Expired => ApiError::new(StatusCode::UNAUTHORIZED, "expired_token", message),
             AuthError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
             AuthError::Mint(_) => ApiError::internal(message),
+            AuthError::NotYetValid { .. } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "token_not_yet_valid", message)
+            }
+            AuthError::LifetimeTooLong { .. } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "token_lifetime_too_long", message)
+            }
+            AuthError::WrongIssuer { .. } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "wrong_issuer", message)
+            }
+            AuthError::WrongAudience { .. } => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "wrong_audience", message)
+            }
+        }
+    }
+}
+
+impl From<crate::auth::TooManyStreams> for ApiError {
+    fn from(e: crate::auth::TooManyStreams) -> Self {
+        ApiError {
+            // Slots free as soon as a stream closes; a few seconds is enough.
+            retry_after: Some(Duration::from_secs(5)),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_event_streams",
+                e.to_string(),
+            )
         }
     }
 }

@@ -160,8 +160,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let token = token_of(parts)?;
-        let claims = AuthKeys::from_ref(state).verify(&token, SystemTime::now())?;
+        let keys = AuthKeys::from_ref(state);
+        let claims = token_of(parts)
+            .and_then(|token| keys.verify(&token, SystemTime::now()))
+            .inspect_err(|e| keys.count_refusal(e))?;
         Ok(Grant { claims })
     }
 }
@@ -267,6 +269,10 @@ mod tests {
                 session: SessionScope::parse(scope).unwrap(),
                 role,
                 hub: None,
+                iat: None,
+                nbf: None,
+                iss: None,
+                aud: None,
             },
         };
         assert!(

@@ -30,7 +30,7 @@ use super::store::{self, ParticipantRow, StoredEvent};
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::api::path::ApiPath;
-use crate::auth::{Grant, Permission, Role};
+use crate::auth::{Grant, Permission, Role, StreamSlot, StreamSlots};
 use crate::captions::feed::{CaptionFeed, CaptionMessage};
 use crate::session::{SessionId, SessionRegistry};
 use crate::state::AppState;
@@ -47,6 +47,7 @@ pub struct FloorDeps {
     pub store: Store,
     pub limiter: RateLimiter,
     pub captions: CaptionFeed,
+    pub streams: StreamSlots,
 }
 
 impl FromRef<AppState> for FloorDeps {
@@ -57,6 +58,7 @@ impl FromRef<AppState> for FloorDeps {
             store: state.store.clone(),
             limiter: state.floor_limiter.clone(),
             captions: state.captions.clone(),
+            streams: state.event_streams.clone(),
         }
     }
 }
@@ -544,7 +546,8 @@ pub struct EventsQuery {
 }
 
 /// `snapshot` (no id) first, then every event after `Last-Event-ID` (header, or
-/// `?last_event_id=`) or after the snapshot, each once, in id order.
+/// `?last_event_id=`) or after the snapshot, each once, in id order. At most
+/// `max_event_streams_per_token` per token at once (429 past it).
 async fn events(
     State(deps): State<FloorDeps>,
     ApiPath(id): ApiPath<String>,
@@ -554,6 +557,8 @@ async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let q = query(q)?;
     let (session, floor) = deps.open(&grant, Permission::Subscribe, &id).await?;
+    // Held by the stream: freed when the response ends or the client goes away.
+    let slot = deps.streams.acquire(&grant.claims)?;
     let resume = match headers.get("last-event-id") {
         Some(v) => Some(
             v.to_str()
@@ -583,6 +588,7 @@ async fn events(
         captions,
         store: deps.store.clone(),
         session: session.as_str().to_owned(),
+        _slot: slot,
     };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         s.next().await.map(|event| (Ok(event), s))
@@ -602,6 +608,8 @@ struct EventStream {
     captions: broadcast::Receiver<Arc<CaptionMessage>>,
     store: Store,
     session: String,
+    /// This stream's place in `max_event_streams_per_token`.
+    _slot: StreamSlot,
 }
 
 impl EventStream {
