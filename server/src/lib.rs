@@ -55,7 +55,7 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
-    #[error("database {path}: {source}")]
+    #[error("database {path}")]
     Store {
         path: std::path::PathBuf,
         source: store::StoreError,

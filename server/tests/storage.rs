@@ -26,7 +26,7 @@ const SECRET: &str = "storage-test-secret-0123456789abcdef";
 
 fn options() -> ServerOptions {
     let mut o = ServerOptions::new(BIN, SECRET);
-    o.extra_args = vec!["--caption-engine".into(), "off".into()];
+    o.env = vec![("FLOORCAST_CAPTION_ENGINE".into(), "off".into())];
     o
 }
 
@@ -325,6 +325,7 @@ async fn an_unwritable_database_stops_the_start_with_a_clear_error() {
     let out = Command::new(BIN)
         .current_dir(dir.path())
         .env_remove("FLOORCAST_CONFIG")
+        .env("FLOORCAST_CAPTION_ENGINE", "off")
         .args([
             "serve",
             "--http-addr",
@@ -332,13 +333,7 @@ async fn an_unwritable_database_stops_the_start_with_a_clear_error() {
             "--media-udp-addr",
             "127.0.0.1:0",
         ])
-        .args([
-            "--jwt-secret",
-            SECRET,
-            "--caption-engine",
-            "off",
-            "--data-dir",
-        ])
+        .args(["--jwt-secret", SECRET, "--data-dir"])
         .arg(&data)
         .output()
         .expect("run floorcast");

@@ -268,12 +268,14 @@ async fn transcript_file(
     let export = Export {
         store: deps.store.clone(),
         session: session.as_str().to_owned(),
-        speakers,
-        origin_ms,
-        text: text.map(TextWriter::new),
         after: None,
         stage: Stage::Head,
-        first: true,
+        render: Some(Render {
+            speakers,
+            origin_ms,
+            text: text.map(TextWriter::new),
+            first: true,
+        }),
     };
     let body = Body::from_stream(futures_util::stream::unfold(export, |mut e| async move {
         let chunk = e.next_chunk().await?;
@@ -308,60 +310,80 @@ enum Stage {
 struct Export {
     store: Store,
     session: String,
+    /// The (start_ms, id) of the last segment sent.
+    after: Option<(i64, i64)>,
+    stage: Stage,
+    /// Moves into the blocking task that reads and renders a page, and back (None meanwhile).
+    render: Option<Render>,
+}
+
+/// Turns stored segments into the bytes of the file. Pages are rendered on the blocking pool
+/// beside their query, so ten exports of a long transcript keep the async workers free for
+/// every other request.
+struct Render {
     speakers: Speakers,
     origin_ms: i64,
     /// None: JSON.
     text: Option<TextWriter>,
-    /// The (start_ms, id) of the last segment sent.
-    after: Option<(i64, i64)>,
-    stage: Stage,
     /// JSON: no segment sent yet (no comma before the next).
     first: bool,
 }
 
 impl Export {
     async fn next_chunk(&mut self) -> Option<Result<Bytes, std::io::Error>> {
+        let render = self.render.as_mut()?;
         match self.stage {
             Stage::Head => {
                 self.stage = Stage::Pages;
-                let head = match &self.text {
+                let head = match &render.text {
                     Some(w) => w.start(),
                     None => format!(
                         "{{\"session\":{},\"origin_ms\":{},\"segments\":[",
                         serde_json::Value::from(self.session.as_str()),
-                        self.origin_ms
+                        render.origin_ms
                     ),
                 };
                 Some(Ok(Bytes::from(head)))
             }
             Stage::Pages => {
-                let (session, after, shown_only) =
-                    (self.session.clone(), self.after, self.text.is_some());
+                let (session, after) = (self.session.clone(), self.after);
+                let mut render = self.render.take()?;
                 let page = self
                     .store
-                    .read(move |c| store::page(c, &session, shown_only, after, TRANSCRIPT_PAGE))
+                    .read(move |c| {
+                        let shown_only = render.text.is_some();
+                        let page = store::page(c, &session, shown_only, after, TRANSCRIPT_PAGE);
+                        let page = match page {
+                            Ok(page) => page,
+                            Err(e) => return Ok(Err((render, e))),
+                        };
+                        let chunk = render.page(&page);
+                        let last = page.last().map(|s| (s.start_ms, s.id));
+                        Ok(Ok((render, chunk, last, page.len())))
+                    })
                     .await;
-                let page = match page {
-                    Ok(page) => page,
-                    Err(e) => {
+                let (render, chunk, last, len) = match page {
+                    Ok(Ok(done)) => done,
+                    Ok(Err((_, e))) | Err(e) => {
                         // The status line has gone out: the client sees a cut-short body.
                         tracing::warn!(session = %self.session, error = %e, "transcript export failed");
                         self.stage = Stage::Done;
                         return Some(Err(std::io::Error::other(e.to_string())));
                     }
                 };
-                if page.len() < TRANSCRIPT_PAGE {
+                self.render = Some(render);
+                if len < TRANSCRIPT_PAGE {
                     self.stage = Stage::Tail;
                 }
-                if let Some(last) = page.last() {
-                    self.after = Some((last.start_ms, last.id));
+                if last.is_some() {
+                    self.after = last;
                 }
-                Some(Ok(Bytes::from(self.render(&page))))
+                Some(Ok(Bytes::from(chunk)))
             }
             Stage::Tail => {
                 self.stage = Stage::Done;
                 let mut tail = String::new();
-                match &self.text {
+                match &render.text {
                     Some(w) => w.finish(&mut tail),
                     None => tail.push_str("]}"),
                 }
@@ -370,8 +392,10 @@ impl Export {
             Stage::Done => None,
         }
     }
+}
 
-    fn render(&mut self, page: &[StoredSegment]) -> String {
+impl Render {
+    fn page(&mut self, page: &[StoredSegment]) -> String {
         let mut out = String::new();
         let origin_ms = self.origin_ms;
         for s in page {

@@ -51,12 +51,12 @@ pub enum StoreError {
     #[error("{0}")]
     Unavailable(String),
     #[error(
-        "the database {path} does not take writes ({source}); check the permissions, \
-         attributes and free space of the file and its directory"
+        "the database does not take writes ({cause}); check the permissions, attributes \
+         (lsattr) and free space of {path} and its directory"
     )]
     NotWritable {
         path: std::path::PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
 }
 
@@ -75,7 +75,7 @@ impl StoreError {
     /// as opposed to a bug in a query. Callers answer "try later", not "internal error".
     pub fn is_unavailable(&self) -> bool {
         let sqlite = match self {
-            StoreError::Sqlite(e) | StoreError::NotWritable { source: e, .. } => e,
+            StoreError::Sqlite(e) | StoreError::NotWritable { cause: e, .. } => e,
             StoreError::DataDir { .. } | StoreError::Unavailable(_) => return true,
             StoreError::SchemaTooNew { .. } | StoreError::Task(_) => return false,
         };
@@ -169,9 +169,9 @@ impl Store {
                 source,
             })?;
         }
-        let not_writable = |source| StoreError::NotWritable {
+        let not_writable = |cause| StoreError::NotWritable {
             path: path.to_owned(),
-            source,
+            cause,
         };
         let mut conn = Connection::open(path).map_err(not_writable)?;
         conn.busy_timeout(WRITE_BUSY_TIMEOUT)?;
@@ -181,7 +181,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn).map_err(|e| match e {
-            StoreError::Sqlite(source) => not_writable(source),
+            StoreError::Sqlite(cause) => not_writable(cause),
             e => e,
         })?;
         probe_write(&conn).map_err(not_writable)?;
@@ -414,6 +414,81 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    /// Readers hold their own connections: a write completes while every reader of the pool
+    /// is inside a long read (with one shared connection it would wait for all of them).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_do_not_wait_for_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let wait = Arc::new(Mutex::new(wait));
+        let (entered_tx, mut entered) = tokio::sync::mpsc::unbounded_channel();
+        let mut reads = Vec::new();
+        for _ in 0..READ_CONNECTIONS {
+            let (store, wait, entered_tx) = (store.clone(), wait.clone(), entered_tx.clone());
+            reads.push(tokio::spawn(async move {
+                store
+                    .read(move |c| {
+                        let tx = c.unchecked_transaction()?;
+                        let n: i64 =
+                            tx.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0))?;
+                        entered_tx.send(()).unwrap();
+                        // Held until the test lets go: a long export.
+                        let _ = wait.lock().unwrap().recv_timeout(Duration::from_secs(10));
+                        Ok(n)
+                    })
+                    .await
+            }));
+        }
+        // (Were reads to share the writer, only one would get in: do not wait forever.)
+        let all_in = tokio::time::timeout(Duration::from_secs(2), async {
+            for _ in 0..READ_CONNECTIONS {
+                entered.recv().await.unwrap();
+            }
+        })
+        .await;
+        let write = store.blocking(|c| Store::insert_session(c, "s1", "One", 1));
+        let inserted = tokio::time::timeout(Duration::from_secs(2), write).await;
+        for _ in 0..READ_CONNECTIONS {
+            let _ = release.send(());
+        }
+        assert!(all_in.is_ok(), "the readers did not run side by side");
+        assert!(
+            matches!(inserted, Ok(Ok(true))),
+            "the write waited for the readers: {inserted:?}"
+        );
+        for r in reads {
+            assert_eq!(r.await.unwrap().unwrap(), 0, "readers see their snapshot");
+        }
+        // A reader afterwards sees the write.
+        let row = store.read(|c| Store::get_session(c, "s1")).await.unwrap();
+        assert_eq!(row.unwrap().title, "One");
+    }
+
+    #[tokio::test]
+    async fn the_write_probe_runs_at_open_and_in_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let first: i64 = store
+            .read(|c| Ok(c.query_row("SELECT at_ms FROM store_probe", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        store.check().await.unwrap();
+        let second: i64 = store
+            .read(|c| Ok(c.query_row("SELECT at_ms FROM store_probe", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert!(second > first);
+        let busy = StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        ));
+        assert!(busy.is_unavailable() && busy.duplicate().is_unavailable());
+        let bug = StoreError::Sqlite(rusqlite::Error::InvalidQuery);
+        assert!(!bug.is_unavailable() && !bug.duplicate().is_unavailable());
     }
 
     #[test]
