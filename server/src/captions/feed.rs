@@ -102,7 +102,7 @@ pub struct CaptionFeed {
 struct Inner {
     sessions: Mutex<HashMap<SessionId, SessionFeed>>,
     /// CART streams by session, then by (captioner, language).
-    cart: Mutex<HashMap<SessionId, HashMap<(String, String), LiveStream>>>,
+    cart: Mutex<HashMap<SessionId, CartStreams>>,
     /// Numbers CART streams and their runs, for caption ids (`cart-<tag>-<seq>`).
     next_tag: AtomicU64,
     store: Store,
@@ -110,6 +110,9 @@ struct Inner {
     metrics: Metrics,
     precedence: Duration,
 }
+
+/// A session's CART streams by (captioner, language).
+type CartStreams = HashMap<(String, String), LiveStream>;
 
 struct LiveStream {
     stream: CartStream,
@@ -432,9 +435,7 @@ impl CaptionFeed {
         f(feed)
     }
 
-    fn cart_lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<SessionId, HashMap<(String, String), LiveStream>>> {
+    fn cart_lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, CartStreams>> {
         self.inner.cart.lock().unwrap_or_else(|e| e.into_inner())
     }
 
