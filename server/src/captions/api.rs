@@ -1,6 +1,7 @@
 //! HTTP routes of captions:
 //! - CART input compatible with Zoom's closed-caption API: `POST /cart/{session}?token&seq&lang`
-//!   (body `text/plain`, UTF-8) and `GET /cart/{session}/seq?token` (the last `seq`, as text).
+//!   (body `text/plain`, UTF-8; empty clears the line) and `GET /cart/{session}/seq?token&lang`
+//!   (this captioner's last `seq` in that language, as text).
 //! - Transcripts: `GET /api/sessions/{id}/transcript.{vtt,srt,txt,json}`.
 //!
 //! Live captions reach viewers on the session's event stream (`GET …/events`, SSE event
@@ -355,7 +356,7 @@ impl Export {
                         let page = store::page(c, &session, shown_only, after, TRANSCRIPT_PAGE);
                         let page = match page {
                             Ok(page) => page,
-                            Err(e) => return Ok(Err((render, e))),
+                            Err(e) => return Ok(Err(e)),
                         };
                         let chunk = render.page(&page);
                         let last = page.last().map(|s| (s.start_ms, s.id));
@@ -364,7 +365,7 @@ impl Export {
                     .await;
                 let (render, chunk, last, len) = match page {
                     Ok(Ok(done)) => done,
-                    Ok(Err((_, e))) | Err(e) => {
+                    Ok(Err(e)) | Err(e) => {
                         // The status line has gone out: the client sees a cut-short body.
                         tracing::warn!(session = %self.session, error = %e, "transcript export failed");
                         self.stage = Stage::Done;
