@@ -361,6 +361,59 @@ mod tests {
         assert_eq!(back.snapshot().unwrap(), v2);
     }
 
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Seqs near the interesting edges: small, around the last, jumps, the top of u64.
+        fn seq() -> impl Strategy<Value = u64> {
+            prop_oneof![
+                0u64..40,
+                Just(MAX_JUMP),
+                Just(MAX_JUMP + 1),
+                Just(MAX_SEQ),
+                Just(1 << 63),
+                Just(u64::MAX),
+                any::<u64>(),
+            ]
+        }
+
+        proptest! {
+            /// Whatever captioners send: never a panic; refusals and retries change nothing;
+            /// an accepted caption is the new last, with a higher version; a caption's span
+            /// never ends before it starts; the last seq never exceeds what SQLite holds.
+            #[test]
+            fn the_sequencer_keeps_its_invariants(
+                posts in proptest::collection::vec(
+                    (seq(), prop_oneof![Just(""), Just("a"), Just("b c")], 0i64..120_000),
+                    1..60,
+                )
+            ) {
+                let mut s = CartStream::new();
+                let mut now = T;
+                for (seq, text, dt) in posts {
+                    now += dt;
+                    let before = s.clone();
+                    match s.caption(seq, text, now) {
+                        Ok(Accepted::Repeat) | Err(_) => prop_assert_eq!(&s, &before),
+                        Ok(accepted) => {
+                            prop_assert_eq!(s.last_seq(), seq);
+                            prop_assert!(s.version > before.version);
+                            if let Accepted::Caption { start_ms, end_ms, .. } = accepted {
+                                prop_assert!(start_ms <= end_ms);
+                                prop_assert!(!text.is_empty());
+                            }
+                        }
+                    }
+                    prop_assert!(s.last_seq() <= MAX_SEQ);
+                    if let Some(snap) = s.snapshot() {
+                        prop_assert_eq!(CartStream::restore(snap), s.clone());
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_caption_spans_from_the_previous_one_bounded_by_speaking_rate() {
         assert_eq!(
