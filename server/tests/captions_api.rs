@@ -660,3 +660,94 @@ async fn an_empty_body_clears_the_caption_and_ends_the_segment() {
     assert!(clear_at >= first_end + 300, "{first_end} {clear_at}");
     assert!(next_start >= clear_at, "starts before the clear: {json}");
 }
+
+/// `chattr +i` on files for its lifetime (root is not stopped by permissions, and an open
+/// descriptor stays writable whatever the mode; the immutable attribute stops both).
+struct Frozen(Vec<std::path::PathBuf>);
+
+impl Frozen {
+    fn set(files: &[std::path::PathBuf]) -> Option<Frozen> {
+        let mut done = Frozen(Vec::new());
+        for f in files.iter().filter(|f| f.exists()) {
+            let ok = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(f)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return None;
+            }
+            done.0.push(f.clone());
+        }
+        Some(done)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(f)
+                .status();
+        }
+    }
+}
+
+#[tokio::test]
+async fn machine_captions_reach_viewers_when_they_cannot_be_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("floorcast.db");
+    let config = Config {
+        jwt_secret: Some(SECRET.into()),
+        sessions: vec![SessionDecl {
+            id: "demo".into(),
+            title: None,
+        }],
+        ..Config::default()
+    };
+    let state = AppState::new(
+        config,
+        Store::open(&db).unwrap(),
+        Media::unavailable("not started in this test"),
+    )
+    .await
+    .unwrap();
+    let t = TestApp {
+        router: app(state.clone()),
+        state,
+    };
+    let mut live = Captions::open(&t).await;
+    let now = || server::floor::runtime::now_ms() as i64;
+    let wal = dir.path().join("floorcast.db-wal");
+    let Some(frozen) = Frozen::set(&[db.clone(), wal]) else {
+        eprintln!("skipping: `chattr +i` is not permitted here");
+        return;
+    };
+    let stored = t
+        .state
+        .captions
+        .asr(asr(1, 1, "said while the disk is gone", true, 0.0), now())
+        .await;
+    let e = stored.expect_err("stored on an immutable database?");
+    assert!(e.is_unavailable(), "{e}");
+    let c = live
+        .next_caption(Duration::from_secs(2))
+        .await
+        .expect("the caption never reached the viewer");
+    assert_eq!(c["text"], "said while the disk is gone");
+    drop(frozen);
+    let metrics = call(&t.router, empty(Method::GET, "/metrics", None)).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    assert!(
+        text.contains("floorcast_caption_store_failures_total{source=\"asr\"} 1"),
+        "{text}"
+    );
+    // Storage back: the next one is stored (and shown).
+    t.state
+        .captions
+        .asr(asr(1, 2, "and this one is kept", true, 2.0), now())
+        .await
+        .unwrap();
+    assert_eq!(transcript_texts(&t).await, ["and this one is kept"]);
+}
