@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use tokio::sync::Semaphore;
 
 /// Applied in order; never edit one that has shipped, add a new one.
 const MIGRATIONS: &[&str] = &[
@@ -113,6 +114,10 @@ pub struct Store {
 
 struct Inner {
     writer: Mutex<Connection>,
+    /// One permit per read connection, taken before a read goes to the blocking pool: readers
+    /// beyond the pool wait here, as cheap async tasks in FIFO order, rather than as blocked
+    /// threads that could crowd the writer out of tokio's blocking pool.
+    read_permits: Arc<Semaphore>,
     /// None for an in-memory database (a private one cannot be shared): reads use the writer.
     readers: Option<ReadPool>,
 }
@@ -197,6 +202,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 writer: Mutex::new(conn),
+                read_permits: Arc::new(Semaphore::new(READ_CONNECTIONS)),
                 readers: Some(ReadPool {
                     idle: Mutex::new(readers),
                     returned: Condvar::new(),
@@ -215,6 +221,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 writer: Mutex::new(conn),
+                read_permits: Arc::new(Semaphore::new(READ_CONNECTIONS)),
                 readers: None,
             }),
         })
@@ -246,8 +253,15 @@ impl Store {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = self.inner.clone();
+        let permit = inner
+            .read_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?;
         tokio::task::spawn_blocking(move || match &inner.readers {
             Some(pool) => {
+                let _permit = permit;
                 let reader = pool.take();
                 f(reader
                     .conn
