@@ -273,8 +273,8 @@ impl From<StoreError> for ApiError {
             detail: Some(e.to_string()),
             ..ApiError::unavailable(
                 "storage_unavailable",
-                "the database cannot be written right now (disk full, read-only or locked); \
-                 retry later, the operator must check the server log",
+                "the database is unavailable right now (disk full, read-only, locked or \
+                 failing); retry later, the operator must check the server log",
                 Duration::from_secs(5),
             )
         }
