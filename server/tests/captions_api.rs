@@ -751,3 +751,22 @@ async fn machine_captions_reach_viewers_when_they_cannot_be_stored() {
         .unwrap();
     assert_eq!(transcript_texts(&t).await, ["and this one is kept"]);
 }
+
+#[tokio::test]
+async fn cart_streams_per_session_are_bounded() {
+    let (t, _fake) = with_fake().await;
+    let cart = token(Role::Captioner, "demo");
+    let max = server::captions::feed::MAX_CART_STREAMS_PER_SESSION;
+    // Refused first posts take no place.
+    let r = post_cart_lang(&t, &cart, 1 << 63, "xx-AA", "jam").await;
+    r.assert_error(StatusCode::BAD_REQUEST, "seq_out_of_range");
+    for i in 0..max {
+        let r = post_cart_lang(&t, &cart, 1, &format!("x{i}"), "hello").await;
+        assert_eq!(r.status, StatusCode::OK, "{i}: {:?}", r.body);
+    }
+    let r = post_cart_lang(&t, &cart, 1, "one-too-many", "hello").await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "too_many_cart_streams");
+    // Existing streams go on.
+    let r = post_cart_lang(&t, &cart, 2, "x0", "again").await;
+    assert_eq!(r.json()["stored"], true);
+}

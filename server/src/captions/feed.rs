@@ -219,10 +219,12 @@ impl CaptionFeed {
                 });
             }
             let tag = &self.inner.next_tag;
-            let live = streams.entry(stream_key).or_insert_with(|| LiveStream {
-                stream: CartStream::new(),
-                tag: tag.fetch_add(1, Ordering::Relaxed),
-            });
+            let live = streams
+                .entry(stream_key.clone())
+                .or_insert_with(|| LiveStream {
+                    stream: CartStream::new(),
+                    tag: tag.fetch_add(1, Ordering::Relaxed),
+                });
             match live.stream.caption(seq, &text, now_ms) {
                 Ok(Accepted::Repeat) => return Ok(CartOutcome::Repeat),
                 Ok(accepted) => {
@@ -240,6 +242,10 @@ impl CaptionFeed {
                     (accepted, snapshot, live.tag)
                 }
                 Err(e) => {
+                    // A stream refused at its first post takes no place among the session's.
+                    if live.stream.snapshot().is_none() {
+                        streams.remove(&stream_key);
+                    }
                     self.inner.metrics.count_cart_refused(match e {
                         SeqError::Stale { .. } => "stale_seq",
                         SeqError::TooFarAhead { .. } => "seq_out_of_range",
