@@ -470,3 +470,47 @@ async fn a_long_transcript_export_does_not_delay_captions_in_another_session() {
         "a CART post waited behind transcript exports: {busy:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cart_sequences_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = options();
+    opts.data_dir = Some(dir.path().join("data"));
+    let client = http_client();
+    let cart_text = |seq: u64| format!("caption {seq}");
+    {
+        let server = ServerProcess::start(opts.clone())
+            .await
+            .expect("first start");
+        server.create_session(&client, "s1").await.unwrap();
+        let cart = server.token("captioner", "s1", "cart");
+        for seq in 1..=3 {
+            let (status, body) =
+                post_cart(&client, &server, "s1", &cart, seq, &cart_text(seq)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    }
+    let server = ServerProcess::start(opts).await.expect("second start");
+    let cart = server.token("captioner", "s1", "cart");
+    let seq_now = client
+        .get(server.url(&format!("/cart/s1/seq?token={cart}&lang=en-US")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(seq_now, "3");
+    // The retry of the last caption is still a retry, an older one still stale.
+    let (status, body) = post_cart(&client, &server, "s1", &cart, 3, &cart_text(3)).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "{\"seq\":3,\"stored\":false}")
+    );
+    let (status, body) = post_cart(&client, &server, "s1", &cart, 2, &cart_text(2)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("\"last_seq\":3"), "{body}");
+    let (status, body) = post_cart(&client, &server, "s1", &cart, 4, &cart_text(4)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("\"stored\":true"), "{body}");
+}
