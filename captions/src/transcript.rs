@@ -21,60 +21,111 @@ pub struct Segment {
 }
 
 pub fn to_vtt(segments: &[Segment]) -> String {
-    let mut out = String::from("WEBVTT\n\n");
-    for (i, s) in segments.iter().enumerate() {
-        let (start, end) = bounds(s);
-        let _ = write!(
-            out,
-            "{}\n{} --> {}\n<v {}>{}\n\n",
-            i + 1,
-            clock(start, '.'),
-            clock(end, '.'),
-            vtt_escape(&one_line(&s.speaker)),
-            vtt_escape(&one_line(&s.text)),
-        );
-    }
-    out
+    render(Format::Vtt, segments)
 }
 
 pub fn to_srt(segments: &[Segment]) -> String {
-    let mut out = String::new();
-    for (i, s) in segments.iter().enumerate() {
-        let (start, end) = bounds(s);
-        let _ = write!(
-            out,
-            "{}\n{} --> {}\n{}: {}\n\n",
-            i + 1,
-            clock(start, ','),
-            clock(end, ','),
-            one_line(&s.speaker),
-            one_line(&s.text),
-        );
-    }
-    out
+    render(Format::Srt, segments)
 }
 
 /// Readable text: a speaker's consecutive captions form one paragraph, headed by the time
 /// it started and the speaker.
 pub fn to_txt(segments: &[Segment]) -> String {
-    let mut out = String::new();
-    let mut current: Option<&str> = None;
+    render(Format::Txt, segments)
+}
+
+fn render(format: Format, segments: &[Segment]) -> String {
+    let mut w = TextWriter::new(format);
+    let mut out = w.start();
     for s in segments {
-        if current != Some(s.speaker.as_str()) {
-            if current.is_some() {
-                out.push_str("\n\n");
-            }
-            let _ = writeln!(out, "[{}] {}:", clock(s.start_ms.max(0), '.'), s.speaker);
-            current = Some(&s.speaker);
-        } else {
-            out.push(' ');
-        }
-        out.push_str(&one_line(&s.text));
+        w.push(s, &mut out);
     }
-    if current.is_some() {
-        out.push('\n');
-    }
+    w.finish(&mut out);
     out
+}
+
+/// The text formats a transcript is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Vtt,
+    Srt,
+    Txt,
+}
+
+/// Writes a transcript a segment at a time, so a long one can be streamed in pages without
+/// holding it whole: `start`, then `push` each segment in order, then `finish`.
+#[derive(Clone, Debug)]
+pub struct TextWriter {
+    format: Format,
+    cues: usize,
+    /// Txt: the speaker of the open paragraph.
+    speaker: Option<String>,
+}
+
+impl TextWriter {
+    pub fn new(format: Format) -> Self {
+        TextWriter {
+            format,
+            cues: 0,
+            speaker: None,
+        }
+    }
+
+    /// What comes before the first segment.
+    pub fn start(&self) -> String {
+        match self.format {
+            Format::Vtt => String::from("WEBVTT\n\n"),
+            Format::Srt | Format::Txt => String::new(),
+        }
+    }
+
+    pub fn push(&mut self, s: &Segment, out: &mut String) {
+        self.cues += 1;
+        let (start, end) = bounds(s);
+        match self.format {
+            Format::Vtt => {
+                let _ = write!(
+                    out,
+                    "{}\n{} --> {}\n<v {}>{}\n\n",
+                    self.cues,
+                    clock(start, '.'),
+                    clock(end, '.'),
+                    vtt_escape(&one_line(&s.speaker)),
+                    vtt_escape(&one_line(&s.text)),
+                );
+            }
+            Format::Srt => {
+                let _ = write!(
+                    out,
+                    "{}\n{} --> {}\n{}: {}\n\n",
+                    self.cues,
+                    clock(start, ','),
+                    clock(end, ','),
+                    one_line(&s.speaker),
+                    one_line(&s.text),
+                );
+            }
+            Format::Txt => {
+                if self.speaker.as_deref() != Some(s.speaker.as_str()) {
+                    if self.speaker.is_some() {
+                        out.push_str("\n\n");
+                    }
+                    let _ = writeln!(out, "[{}] {}:", clock(s.start_ms.max(0), '.'), s.speaker);
+                    self.speaker = Some(s.speaker.clone());
+                } else {
+                    out.push(' ');
+                }
+                out.push_str(&one_line(&s.text));
+            }
+        }
+    }
+
+    /// What comes after the last segment.
+    pub fn finish(&self, out: &mut String) {
+        if self.format == Format::Txt && self.speaker.is_some() {
+            out.push('\n');
+        }
+    }
 }
 
 /// Cue bounds a player accepts: never negative, never ending before they start.

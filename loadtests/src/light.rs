@@ -434,10 +434,12 @@ impl Driver {
     }
 }
 
-/// The `seq` of a CART caption message (`{"id":"cart-<seq>",…}`); `None` for anything else.
+/// The `seq` of a CART caption message (`{"id":"cart-<stream>-<seq>",…}`, or `cart-<seq>`
+/// from servers before per-captioner sequencing); `None` for anything else.
 fn cart_seq(data: &[u8]) -> Option<u64> {
     let v: serde_json::Value = serde_json::from_slice(data).ok()?;
-    v["id"].as_str()?.strip_prefix("cart-")?.parse().ok()
+    let rest = v["id"].as_str()?.strip_prefix("cart-")?;
+    rest.rsplit('-').next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -448,6 +450,10 @@ mod tests {
     fn reads_the_seq_of_cart_captions_only() {
         assert_eq!(
             cart_seq(br#"{"type":"caption","id":"cart-42","text":"x"}"#),
+            Some(42)
+        );
+        assert_eq!(
+            cart_seq(br#"{"type":"caption","id":"cart-3-42","text":"x"}"#),
             Some(42)
         );
         assert_eq!(

@@ -59,7 +59,7 @@ pub enum ServerError {
     DataDir(#[from] data_dir::DataDirError),
     #[error(transparent)]
     Secret(#[from] secret::SecretError),
-    #[error("database {path}: {source}")]
+    #[error("database {path}")]
     Store {
         path: std::path::PathBuf,
         source: store::StoreError,

@@ -53,6 +53,7 @@ struct Inner {
     udp_send_drops: IntCounter,
     draining: IntGauge,
     hostile: HostileMetrics,
+    storage: StorageMetrics,
     /// Held while copying media counters and encoding (see module doc).
     scrape: Mutex<()>,
 }
@@ -271,6 +272,7 @@ impl Metrics {
         registry.register(Box::new(draining.clone()))?;
         registry.register(Box::new(build_info))?;
         let hostile = HostileMetrics::new(&registry)?;
+        let storage = StorageMetrics::register(&registry)?;
 
         Ok(Metrics {
             inner: Arc::new(Inner {
@@ -299,6 +301,7 @@ impl Metrics {
                 udp_send_drops,
                 draining,
                 hostile,
+                storage,
                 scrape: Mutex::new(()),
             }),
         })
@@ -632,6 +635,70 @@ fn advance(counter: &GenericCounter<AtomicU64>, target: u64) {
     let current = counter.get();
     if target > current {
         counter.inc_by(target - current);
+    }
+}
+
+// ------------------------------------------------- storage and CART (issue 16, items 5–7)
+
+/// Captions that went out live but could not be stored, and CART posts refused by sequencing.
+struct StorageMetrics {
+    caption_store_failures: IntCounterVec,
+    cart_refused: IntCounterVec,
+}
+
+/// Why a CART post is refused (bounded label values).
+pub const CART_REFUSALS: [&str; 3] = ["stale_seq", "seq_out_of_range", "too_many_streams"];
+
+impl StorageMetrics {
+    fn register(registry: &Registry) -> Result<Self, MetricsError> {
+        let caption_store_failures = IntCounterVec::new(
+            Opts::new(
+                "floorcast_caption_store_failures_total",
+                "Final captions delivered to viewers live but not stored (missing from the \
+                 transcript) because the database could not be written.",
+            ),
+            &["source"],
+        )?;
+        let cart_refused = IntCounterVec::new(
+            Opts::new(
+                "floorcast_cart_refused_total",
+                "CART posts refused: stale_seq (409), seq_out_of_range (400), \
+                 too_many_streams (429).",
+            ),
+            &["reason"],
+        )?;
+        for source in [captions::Source::Asr, captions::Source::Cart] {
+            caption_store_failures.with_label_values(&[source.as_str()]);
+        }
+        for reason in CART_REFUSALS {
+            cart_refused.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(caption_store_failures.clone()))?;
+        registry.register(Box::new(cart_refused.clone()))?;
+        Ok(StorageMetrics {
+            caption_store_failures,
+            cart_refused,
+        })
+    }
+}
+
+impl Metrics {
+    /// A final caption reached viewers but could not be stored.
+    pub fn count_caption_store_failure(&self, source: captions::Source) {
+        self.inner
+            .storage
+            .caption_store_failures
+            .with_label_values(&[source.as_str()])
+            .inc();
+    }
+
+    /// A CART post was refused; `reason` is one of [`CART_REFUSALS`].
+    pub fn count_cart_refused(&self, reason: &'static str) {
+        self.inner
+            .storage
+            .cart_refused
+            .with_label_values(&[reason])
+            .inc();
     }
 }
 

@@ -16,10 +16,12 @@ use media::MediaError;
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::captions::feed::CartError;
 use crate::floor::model::FloorError;
 use crate::floor::runtime::RuntimeError;
 use crate::session::{InvalidSessionId, SessionError};
 use crate::store::StoreError;
+use captions::cart::SeqError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -30,6 +32,8 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
     /// Logged, never sent (5xx only).
     pub detail: Option<String>,
+    /// More fields for the JSON body beside `error` and `message` (e.g. CART's `last_seq`).
+    pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The hidden cause of a 5xx response, for the logging middleware.
@@ -54,6 +58,7 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             detail: None,
+            extra: None,
         }
     }
 
@@ -138,10 +143,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&Body {
-            error: self.code,
-            message: &self.message,
-        })
+        let body = match &self.extra {
+            None => serde_json::to_vec(&Body {
+                error: self.code,
+                message: &self.message,
+            }),
+            Some(extra) => {
+                let mut fields = extra.clone();
+                fields.insert("error".into(), self.code.into());
+                fields.insert("message".into(), self.message.as_ref().into());
+                serde_json::to_vec(&fields)
+            }
+        }
         .unwrap_or_default();
         let mut response = (
             self.status,
@@ -311,7 +324,45 @@ impl From<RuntimeError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal(e)
+        if !e.is_unavailable() {
+            return ApiError::internal(e);
+        }
+        ApiError {
+            detail: Some(e.to_string()),
+            ..ApiError::unavailable(
+                "storage_unavailable",
+                "the database is unavailable right now (disk full, read-only, locked or \
+                 failing); retry later, the operator must check the server log",
+                Duration::from_secs(5),
+            )
+        }
+    }
+}
+
+impl From<CartError> for ApiError {
+    fn from(e: CartError) -> Self {
+        let message = e.to_string();
+        let with_last = |status, code, last: u64| ApiError {
+            extra: Some(serde_json::Map::from_iter([(
+                "last_seq".into(),
+                last.into(),
+            )])),
+            ..ApiError::new(status, code, message.clone())
+        };
+        match e {
+            CartError::Seq(SeqError::Stale { last, .. }) => {
+                with_last(StatusCode::CONFLICT, "stale_seq", last)
+            }
+            CartError::Seq(SeqError::TooFarAhead { last, .. }) => {
+                with_last(StatusCode::BAD_REQUEST, "seq_out_of_range", last)
+            }
+            CartError::TooManyStreams { .. } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_cart_streams",
+                message,
+            ),
+            CartError::Store(e) => e.into(),
+        }
     }
 }
 

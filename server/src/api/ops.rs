@@ -1,5 +1,5 @@
 //! Operations endpoints: `/healthz` (the process answers), `/readyz` (it can serve: media
-//! engine and database answer), `/metrics` (Prometheus text). Open by design; bind the HTTP
+//! engine answers, database takes a write), `/metrics` (Prometheus text). Open by design; bind the HTTP
 //! port privately or filter these paths at the proxy in production.
 
 use std::time::Duration;
@@ -46,7 +46,7 @@ async fn readyz(
         ));
     }
     let (media, database) = tokio::join!(media.check(), async {
-        match tokio::time::timeout(PROBE_TIMEOUT, store.ping()).await {
+        match tokio::time::timeout(PROBE_TIMEOUT, store.check()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("does not answer".to_owned()),

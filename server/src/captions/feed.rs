@@ -2,21 +2,30 @@
 //! and go out to viewers.
 //!
 //! Order of work for a final caption: decide whether viewers see it ([`CaptionMerge`]),
-//! store it, then announce it (SSE subscribers through a broadcast channel, WebRTC viewers
-//! through the media engine's `captions` data channel). Interim captions are announced only.
-//! The lock guards the per-session merge state and channel for a few microseconds per
-//! caption; it is never held across an `.await`.
+//! announce it (SSE subscribers through a broadcast channel, WebRTC viewers through the media
+//! engine's `captions` data channel), then store it. Viewers never wait for the disk, and a
+//! database that cannot be written costs the transcript, not the live captions: such a
+//! caption is counted in `floorcast_caption_store_failures_total`. Interim captions are
+//! announced only.
+//!
+//! CART sequencing lives here, in memory, one [`CartStream`] per (session, captioner,
+//! language), loaded from the store the first time a stream posts: the decision (new, retry,
+//! stale, out of range) is taken under the lock, so two concurrent posts of one stream are
+//! ordered, and it does not need the disk. The locks guard these maps for a few microseconds
+//! per caption; they are never held across an `.await`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use captions::cart::{Accepted, CartStream, SeqError};
 use captions::merge::CaptionMerge;
 use captions::{CaptionEvent, Source};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use super::store::{self, CartOutcome, NewSegment};
+use super::store::{self, NewSegment, StreamKey};
 use crate::media_engine::Media;
 use crate::metrics::Metrics;
 use crate::session::SessionId;
@@ -25,6 +34,33 @@ use crate::store::{Store, StoreError};
 /// Captions a slow SSE reader may fall behind by before it skips ahead (it loses interim
 /// text, never the server's memory).
 const SUBSCRIBER_BACKLOG: usize = 256;
+
+/// CART streams (captioner × language) a session may have: a captioner token cannot grow
+/// the server's memory by inventing languages.
+pub const MAX_CART_STREAMS_PER_SESSION: usize = 32;
+
+/// What a CART post did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CartOutcome {
+    /// A new caption (or a clear) went out to viewers and was stored.
+    Shown,
+    /// A retry of the last caption: acknowledged, nothing changed.
+    Repeat,
+}
+
+/// Why a CART post was refused. With `Store`, the caption did reach viewers.
+#[derive(Debug, thiserror::Error)]
+pub enum CartError {
+    #[error(transparent)]
+    Seq(#[from] SeqError),
+    #[error(
+        "this session already has {max} caption streams (one per captioner and language); \
+         reuse a language tag or ask the operator"
+    )]
+    TooManyStreams { max: usize },
+    #[error("the caption went out to viewers but was not stored: {0}")]
+    Store(#[from] StoreError),
+}
 
 /// A caption as viewers receive it: the SSE `caption` event's data and the data channel
 /// message.
@@ -65,10 +101,22 @@ pub struct CaptionFeed {
 
 struct Inner {
     sessions: Mutex<HashMap<SessionId, SessionFeed>>,
+    /// CART streams by session, then by (captioner, language).
+    cart: Mutex<HashMap<SessionId, CartStreams>>,
+    /// Numbers CART streams and their runs, for caption ids (`cart-<tag>-<seq>`).
+    next_tag: AtomicU64,
     store: Store,
     media: Media,
     metrics: Metrics,
     precedence: Duration,
+}
+
+/// A session's CART streams by (captioner, language).
+type CartStreams = HashMap<(String, String), LiveStream>;
+
+struct LiveStream {
+    stream: CartStream,
+    tag: u64,
 }
 
 struct SessionFeed {
@@ -81,6 +129,8 @@ impl CaptionFeed {
         Self {
             inner: Arc::new(Inner {
                 sessions: Mutex::new(HashMap::new()),
+                cart: Mutex::new(HashMap::new()),
+                next_tag: AtomicU64::new(1),
                 store,
                 media,
                 metrics,
@@ -97,6 +147,7 @@ impl CaptionFeed {
     /// A deleted session's feed goes away (subscribers see the channel close).
     pub fn forget(&self, session: &SessionId) {
         self.lock().remove(session);
+        self.cart_lock().remove(session);
     }
 
     /// A machine caption: stored when final, shown unless a captioner has precedence.
@@ -115,72 +166,111 @@ impl CaptionFeed {
             confidence: c.event.confidence,
             shown,
         };
-        if c.event.is_final {
-            let segment = NewSegment {
-                source: Source::Asr,
-                lang: &message.lang,
-                start_ms: message.start_ms,
-                end_ms: message.end_ms,
-                text: &message.text,
-                shown,
-                confidence: message.confidence,
-            };
-            self.store_segment(&c.session, &segment).await?;
+        self.announce(&c.session, message.clone());
+        if !c.event.is_final {
+            return Ok(());
         }
-        self.announce(&c.session, message);
-        if c.event.is_final {
-            let lag = (now_ms - at(c.event.end)).max(0) as u64;
-            self.inner
-                .metrics
-                .observe_caption_latency(Source::Asr, Duration::from_millis(lag));
-        }
-        Ok(())
+        let lag = (now_ms - at(c.event.end)).max(0) as u64;
+        self.inner
+            .metrics
+            .observe_caption_latency(Source::Asr, Duration::from_millis(lag));
+        let segment = NewSegment {
+            source: Source::Asr,
+            lang: &message.lang,
+            start_ms: message.start_ms,
+            end_ms: message.end_ms,
+            text: &message.text,
+            shown,
+            confidence: message.confidence,
+            captioner: None,
+        };
+        self.store_segment(&c.session, &segment)
+            .await
+            .inspect_err(|_| self.inner.metrics.count_caption_store_failure(Source::Asr))
     }
 
-    /// A human caption (CART). A repeated `seq` is acknowledged and changes nothing.
+    /// A human caption (CART) from `captioner` (the token's `sub`); empty `text` clears the
+    /// line. A retry of the last caption is acknowledged and changes nothing.
+    #[allow(clippy::too_many_arguments)]
     pub async fn cart(
         &self,
         session: &SessionId,
+        captioner: &str,
         seq: u64,
         lang: String,
         text: String,
         received: Instant,
         now_ms: i64,
-    ) -> Result<CartOutcome, StoreError> {
-        let key = session.as_str().to_owned();
-        let (lang2, text2) = (lang.clone(), text.clone());
-        let outcome = self
-            .inner
-            .store
-            .blocking(move |c| {
-                let previous = store::last_cart_end(c, &key)?;
-                let (start_ms, end_ms) = captions::cart::caption_span(previous, now_ms, &text2);
-                let segment = NewSegment {
-                    source: Source::Cart,
-                    lang: &lang2,
-                    start_ms,
-                    end_ms,
-                    text: &text2,
-                    shown: true,
-                    confidence: None,
-                };
-                let outcome = store::insert_cart(c, &key, seq, &segment)?;
-                Ok((outcome, start_ms, end_ms))
-            })
-            .await?;
-        let (outcome, start_ms, end_ms) = outcome;
-        if outcome == CartOutcome::Repeat {
-            return Ok(outcome);
-        }
+    ) -> Result<CartOutcome, CartError> {
+        let key = StreamKey {
+            session: session.as_str().to_owned(),
+            captioner: captioner.to_owned(),
+            lang: lang.clone(),
+        };
+        self.load_stream(session, &key).await?;
+        let decided = {
+            let mut cart = self.cart_lock();
+            let streams = cart.entry(session.clone()).or_default();
+            let stream_key = (key.captioner.clone(), key.lang.clone());
+            if !streams.contains_key(&stream_key) && streams.len() >= MAX_CART_STREAMS_PER_SESSION {
+                self.inner.metrics.count_cart_refused("too_many_streams");
+                return Err(CartError::TooManyStreams {
+                    max: MAX_CART_STREAMS_PER_SESSION,
+                });
+            }
+            let tag = &self.inner.next_tag;
+            let live = streams
+                .entry(stream_key.clone())
+                .or_insert_with(|| LiveStream {
+                    stream: CartStream::new(),
+                    tag: tag.fetch_add(1, Ordering::Relaxed),
+                });
+            match live.stream.caption(seq, &text, now_ms) {
+                Ok(Accepted::Repeat) => return Ok(CartOutcome::Repeat),
+                Ok(accepted) => {
+                    if matches!(
+                        accepted,
+                        Accepted::Caption { new_run: true, .. }
+                            | Accepted::Clear { new_run: true, .. }
+                    ) {
+                        live.tag = tag.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let snapshot = live
+                        .stream
+                        .snapshot()
+                        .expect("a stream that accepted a caption has a state");
+                    (accepted, snapshot, live.tag)
+                }
+                Err(e) => {
+                    // A stream refused at its first post takes no place among the session's.
+                    if live.stream.snapshot().is_none() {
+                        streams.remove(&stream_key);
+                    }
+                    self.inner.metrics.count_cart_refused(match e {
+                        SeqError::Stale { .. } => "stale_seq",
+                        SeqError::TooFarAhead { .. } => "seq_out_of_range",
+                    });
+                    return Err(e.into());
+                }
+            }
+        };
+        let (accepted, snapshot, tag) = decided;
+        let (start_ms, end_ms) = match accepted {
+            Accepted::Caption {
+                start_ms, end_ms, ..
+            } => (start_ms, end_ms),
+            Accepted::Clear { at_ms, .. } => (at_ms, at_ms),
+            Accepted::Repeat => unreachable!("answered above"),
+        };
         self.with_session(session, |s| s.merge.on_cart(&lang, received));
         self.announce(
             session,
             CaptionMessage {
                 kind: "caption",
-                id: format!("cart-{seq}"),
-                text,
+                id: format!("cart-{tag}-{seq}"),
+                text: text.clone(),
                 is_final: true,
-                lang,
+                lang: lang.clone(),
                 source: Source::Cart,
                 start_ms,
                 end_ms,
@@ -188,10 +278,99 @@ impl CaptionFeed {
                 shown: true,
             },
         );
-        self.inner
-            .metrics
-            .observe_caption_latency(Source::Cart, received.elapsed());
-        Ok(outcome)
+        if !text.is_empty() {
+            self.inner
+                .metrics
+                .observe_caption_latency(Source::Cart, received.elapsed());
+        }
+        let captioner = captioner.to_owned();
+        let is_caption = !text.is_empty();
+        let saved = self
+            .inner
+            .store
+            .blocking(move |c| {
+                let segment = NewSegment {
+                    source: Source::Cart,
+                    lang: &lang,
+                    start_ms,
+                    end_ms,
+                    text: &text,
+                    shown: true,
+                    confidence: None,
+                    captioner: Some(&captioner),
+                };
+                let segment = (!text.is_empty()).then_some(&segment);
+                store::save_cart(c, &key, &snapshot, segment)
+            })
+            .await;
+        match saved {
+            Ok(_) => Ok(CartOutcome::Shown),
+            Err(e) => {
+                if is_caption {
+                    self.inner.metrics.count_caption_store_failure(Source::Cart);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The last `seq` of a CART stream; 0 before its first caption.
+    pub async fn cart_last_seq(
+        &self,
+        session: &SessionId,
+        captioner: &str,
+        lang: &str,
+    ) -> Result<u64, StoreError> {
+        let stream_key = (captioner.to_owned(), lang.to_owned());
+        if let Some(live) = self
+            .cart_lock()
+            .get(session)
+            .and_then(|s| s.get(&stream_key))
+        {
+            return Ok(live.stream.last_seq());
+        }
+        let key = StreamKey {
+            session: session.as_str().to_owned(),
+            captioner: stream_key.0,
+            lang: stream_key.1,
+        };
+        let stored = self
+            .inner
+            .store
+            .read(move |c| store::load_stream(c, &key))
+            .await?;
+        Ok(stored.map_or(0, |s| s.last_seq))
+    }
+
+    /// Brings a stream's stored state into memory, unless it is there already.
+    async fn load_stream(&self, session: &SessionId, key: &StreamKey) -> Result<(), StoreError> {
+        let stream_key = (key.captioner.clone(), key.lang.clone());
+        let present = self
+            .cart_lock()
+            .get(session)
+            .is_some_and(|s| s.contains_key(&stream_key));
+        if present {
+            return Ok(());
+        }
+        let read_key = key.clone();
+        let Some(stored) = self
+            .inner
+            .store
+            .read(move |c| store::load_stream(c, &read_key))
+            .await?
+        else {
+            return Ok(());
+        };
+        let mut cart = self.cart_lock();
+        let streams = cart.entry(session.clone()).or_default();
+        if streams.len() < MAX_CART_STREAMS_PER_SESSION {
+            // Another post of the stream may have loaded it meanwhile: keep that one.
+            streams.entry(stream_key).or_insert_with(|| LiveStream {
+                stream: CartStream::restore(stored),
+                tag: self.inner.next_tag.fetch_add(1, Ordering::Relaxed),
+            });
+        }
+        Ok(())
     }
 
     async fn store_segment(
@@ -224,6 +403,7 @@ impl CaptionFeed {
                         text: &text,
                         shown,
                         confidence,
+                        captioner: None,
                     },
                 )
             })
@@ -259,6 +439,10 @@ impl CaptionFeed {
                 merge: CaptionMerge::new(self.inner.precedence),
             });
         f(feed)
+    }
+
+    fn cart_lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, CartStreams>> {
+        self.inner.cart.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, SessionFeed>> {

@@ -631,7 +631,7 @@ impl EventStream {
                 let (session, after) = (self.session.clone(), self.last_sent);
                 let page = self
                     .store
-                    .blocking(move |c| store::since(c, &session, after, CATCH_UP_PAGE))
+                    .read(move |c| store::since(c, &session, after, CATCH_UP_PAGE))
                     .await;
                 match page {
                     Ok(rows) => {
@@ -703,7 +703,7 @@ async fn floor_log(
     let q = query(q)?;
     let (session, _) = deps.open(&grant, Permission::ReadFloorLog, &id).await?;
     let key = session.as_str().to_owned();
-    let events = deps.store.blocking(move |c| store::all(c, &key)).await?;
+    let events = deps.store.read(move |c| store::all(c, &key)).await?;
     let entries = log::entries(&events);
     match q.format.as_deref() {
         None | Some("json") => Ok(ApiJson(LogBody {
@@ -747,7 +747,7 @@ async fn session_report(
     let key = session.as_str().to_owned();
     let (events, participants) = deps
         .store
-        .blocking(move |c| Ok((store::all(c, &key)?, store::participants(c, &key)?)))
+        .read(move |c| Ok((store::all(c, &key)?, store::participants(c, &key)?)))
         .await?;
     let now = now_ms();
     let title = deps

@@ -398,8 +398,7 @@ impl SessionTask {
                 self.reload().await;
                 for p in pending {
                     if let Some(reply) = p.reply {
-                        let _ =
-                            reply.send(Err(RuntimeError::Store(StoreError::Task(e.to_string()))));
+                        let _ = reply.send(Err(RuntimeError::Store(e.duplicate())));
                     }
                 }
                 return;
