@@ -115,6 +115,19 @@ panel("timeseries", "ASR dropped audio", [
     (f"rate(floorcast_asr_dropped_audio_seconds_total{{{SEL}}}[5m])", "{{instance}}")], 16, 8, unit="percentunit")
 advance()
 
+row("Abuse and limits")
+panel("timeseries", "Refusals by limit", [
+    (f"sum by (limit) (rate(floorcast_limit_refusals_total{{{SEL}}}[1m]))", "{{limit}}")], 0, 8, unit="reqps",
+    description="Requests and connections refused at a limit (README: A node on the open internet).")
+panel("timeseries", "Spoofed STUN and PLI floods", [
+    (f"sum(rate(floorcast_stun_unauthenticated_total{{{SEL}}}[1m]))", "forged STUN/s"),
+    (f"sum(rate(floorcast_viewer_keyframe_requests_dropped_total{{{SEL}}}[1m]))", "viewer PLIs dropped/s"),
+    (f"sum(rate(floorcast_media_commands_deferred_total{{{SEL}}}[1m]))", "media turns with commands deferred/s")],
+    8, 8, unit="reqps")
+panel("timeseries", "Open HTTP connections", [
+    (f"floorcast_http_connections{{{SEL}}}", "{{instance}}")], 16, 8)
+advance()
+
 dashboard = {
     "uid": "floorcast", "title": "Floorcast", "schemaVersion": 39, "version": 1,
     "tags": ["floorcast", "webrtc"], "timezone": "", "refresh": "10s",
