@@ -255,6 +255,19 @@ impl ServerProcess {
         Ok(())
     }
 
+    /// The value of one series on `/metrics` (its full name with labels, e.g.
+    /// `floorcast_limit_refusals_total{limit="http_body_timeout"}`), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = reqwest::get(self.url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
     /// The last lines of stdout/stderr.
     pub fn log_tail(&self) -> String {
         let l = self.log.lock().unwrap_or_else(|e| e.into_inner());

@@ -71,14 +71,9 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 }
 
 async fn metric(server: &ServerProcess, series: &str) -> f64 {
-    let text = reqwest::get(server.url("/metrics"))
+    server
+        .metric(series)
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics body");
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {series} in /metrics"))
 }
 

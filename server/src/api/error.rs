@@ -98,15 +98,13 @@ impl ApiError {
         )
     }
 
+    /// 503: the node cannot serve this now; `retry` says when to try again.
     pub fn unavailable(
         code: &'static str,
         message: impl Into<Cow<'static, str>>,
         retry: Duration,
     ) -> Self {
-        ApiError {
-            retry_after: Some(retry),
-            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
-        }
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(retry)
     }
 
     /// 429: a per-client limit; `retry` says when the client may try again.
@@ -115,9 +113,13 @@ impl ApiError {
         message: impl Into<Cow<'static, str>>,
         retry: Duration,
     ) -> Self {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message).retry_after(retry)
+    }
+
+    fn retry_after(self, retry: Duration) -> Self {
         ApiError {
             retry_after: Some(retry),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            ..self
         }
     }
 
