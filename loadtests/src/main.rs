@@ -80,6 +80,9 @@ struct AttackArgs {
     /// Create the session first (operator token from --secret).
     #[arg(long)]
     create_session: bool,
+    /// The server's pid (same machine): report its media thread's CPU during the attack.
+    #[arg(long)]
+    server_pid: Option<u32>,
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -482,6 +485,7 @@ async fn attack_main(a: AttackArgs) -> anyhow::Result<ExitCode> {
         },
         victims: a.victims,
         duration: Duration::from_secs_f64(a.duration.max(1.0)),
+        server_pid: a.server_pid,
     })
     .await
     .context("attack")?;

@@ -32,6 +32,7 @@ async fn attacked(attack: Attack) -> (ServerProcess, AttackReport) {
         attack,
         victims: 5,
         duration: Duration::from_secs(6),
+        server_pid: Some(server.pid()),
     })
     .await
     .unwrap_or_else(|e| panic!("{attack:?}: {e}\n{}", server.log_tail()));

@@ -26,6 +26,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use crate::hostile::{SpoofingSocket, forged_binding_request, ice_ufrag};
+use crate::process_usage::sample;
 use crate::publisher::{Publisher, PublisherConfig};
 use crate::stats::Summary;
 use crate::synthetic::SplitMix64;
@@ -63,6 +64,8 @@ pub struct AttackOptions {
     pub attack: Attack,
     pub victims: usize,
     pub duration: Duration,
+    /// The server's process id, for its media thread's CPU during the attack (same machine).
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +87,9 @@ pub struct AttackReport {
     pub publisher_keyframe_requests_per_s: f64,
     /// The bystander's `/healthz` round trips during the attack.
     pub healthz_ms: Summary,
+    /// CPU seconds per second of the server's media thread(s) during the attack, when the
+    /// server's pid was given (1.0 = one core busy: every peer of the node waits).
+    pub media_thread_cpu: Option<f64>,
     /// A viewer with its own token joining mid-attack: time to its first keyframe, or why not.
     pub newcomer_join_ms: Option<f64>,
     pub newcomer_error: Option<String>,
@@ -186,6 +192,8 @@ pub async fn run(opts: AttackOptions) -> Result<AttackReport, AttackError> {
     }
     let before: Vec<ViewerStats> = victims.iter().map(Viewer::stats).collect();
     let keyframes_before = publisher.stats().keyframe_requests();
+    let media_threads = opts.server_pid.map(media_threads).unwrap_or_default();
+    let cpu_before = media_cpu(&media_threads);
     let stop = Arc::new(AtomicBool::new(false));
     let answers: Answers = Arc::default();
     let started = Instant::now();
@@ -250,6 +258,10 @@ pub async fn run(opts: AttackOptions) -> Result<AttackReport, AttackError> {
     let newcomer = newcomer.await.unwrap_or_else(|e| Err(e.to_string()));
     let after: Vec<ViewerStats> = victims.iter().map(Viewer::stats).collect();
     let keyframes = publisher.stats().keyframe_requests() - keyframes_before;
+    let media_thread_cpu = match (cpu_before, media_cpu(&media_threads)) {
+        (Some(a), Some(b)) => Some((b - a).as_secs_f64() / elapsed.as_secs_f64()),
+        _ => None,
+    };
 
     let (mut lost, mut expected, mut freezes, mut frozen_ms) = (0u64, 0u64, 0u64, 0.0);
     for (b, a) in before.iter().zip(&after) {
@@ -283,9 +295,31 @@ pub async fn run(opts: AttackOptions) -> Result<AttackReport, AttackError> {
         victim_frozen_ms: frozen_ms,
         publisher_keyframe_requests_per_s: keyframes as f64 / secs,
         healthz_ms: Summary::of(&healthz),
+        media_thread_cpu,
         newcomer_join_ms: newcomer.as_ref().ok().copied(),
         newcomer_error: newcomer.err(),
     })
+}
+
+/// `/proc` paths (`<pid>/task/<tid>`) of the server's media threads (`floorcast-media*`).
+fn media_threads(pid: u32) -> Vec<String> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|c| c.trim_start().starts_with("floorcast-media"))
+        })
+        .map(|t| format!("{pid}/task/{}", t.file_name().to_string_lossy()))
+        .collect()
+}
+
+/// Their CPU time so far, summed; `None` without any.
+fn media_cpu(threads: &[String]) -> Option<Duration> {
+    let samples: Vec<_> = threads.iter().filter_map(|t| sample(t)).collect();
+    (!samples.is_empty()).then(|| samples.iter().map(|s| s.cpu).sum())
 }
 
 /// The first IPv4 host candidate of an SDP (the address that party sends from).
@@ -475,7 +509,8 @@ pub fn render_table(r: &AttackReport) -> String {
     format!(
         "attack {:<12} {:.1} s: attacker sent {} ({:.0}/s) [{}]\n\
          victims {}: loss {:.2} %, freezes {} ({:.0} ms), publisher keyframe requests {:.2}/s\n\
-         bystander /healthz p50 {:.1} ms p95 {:.1} ms max {:.1} ms; newcomer join {}",
+         bystander /healthz p50 {:.1} ms p95 {:.1} ms max {:.1} ms; newcomer join {}; \
+         media thread {}",
         r.attack.as_str(),
         r.duration_s,
         r.attacker_sent,
@@ -493,7 +528,9 @@ pub fn render_table(r: &AttackReport) -> String {
             (Some(ms), _) => format!("{ms:.0} ms"),
             (None, Some(e)) => format!("failed: {e}"),
             _ => "-".into(),
-        }
+        },
+        r.media_thread_cpu
+            .map_or("-".into(), |c| format!("{c:.2} CPU s/s")),
     )
 }
 
