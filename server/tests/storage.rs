@@ -155,21 +155,6 @@ async fn readyz(client: &Client, server: &ServerProcess) -> (StatusCode, String)
     (r.status(), r.text().await.unwrap_or_default())
 }
 
-async fn metric(client: &Client, server: &ServerProcess, line_start: &str) -> Option<f64> {
-    let text = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_database_answers_503_and_captions_still_go_live() {
     let server = ServerProcess::start(options()).await.expect("server");
@@ -230,12 +215,9 @@ async fn an_unwritable_database_answers_503_and_captions_still_go_live() {
         )
     );
     assert_eq!(
-        metric(
-            &client,
-            &server,
-            "floorcast_caption_store_failures_total{source=\"cart\"}"
-        )
-        .await,
+        server
+            .metric("floorcast_caption_store_failures_total{source=\"cart\"}")
+            .await,
         Some(1.0)
     );
 
