@@ -154,6 +154,13 @@ impl ServerProcess {
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
+        // The one FLOORCAST_* variable the tests pass on: run a whole suite with a given
+        // number of media shards (`make test` runs the media tests with 1 and with 2).
+        if let Some(n) = std::env::var_os("FLOORCAST_MEDIA_SHARDS")
+            && !opts.extra_args.iter().any(|a| a == "--media-shards")
+        {
+            cmd.arg("--media-shards").arg(n);
+        }
         let mut child = cmd
             .spawn()
             .map_err(|e| ServerError::Spawn(opts.bin.clone(), e))?;

@@ -9,6 +9,9 @@ use crate::tap::AudioTap;
 pub struct MediaConfig {
     /// The one UDP address every WebRTC peer of this node uses. Port 0 picks a free port.
     pub udp_addr: SocketAddr,
+    /// Media threads, each owning its peers on its own socket of the one port (see
+    /// [`crate::shard`]); 1 to [`crate::MAX_SHARDS`].
+    pub shards: usize,
     /// Addresses announced as host candidates. Empty: the bound address, or when that is
     /// unspecified (0.0.0.0), the address of the interface that routes outward.
     pub public_ips: Vec<IpAddr>,
@@ -31,10 +34,20 @@ pub struct MediaConfig {
     pub audio_tap: Option<AudioTap>,
 }
 
+impl MediaConfig {
+    /// One shard per core the process may use.
+    pub fn default_shards() -> usize {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(crate::MAX_SHARDS)
+    }
+}
+
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             udp_addr: SocketAddr::from(([0, 0, 0, 0], 40000)),
+            shards: Self::default_shards(),
             public_ips: Vec::new(),
             keyframe_min_interval: Duration::from_millis(500),
             max_peers: 10_000,

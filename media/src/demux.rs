@@ -8,11 +8,16 @@
 //! MESSAGE-INTEGRITY proves the peer's ICE password. The ufrag alone is no secret: without
 //! this check, a request naming any peer's ufrag from a spoofed source would steal that
 //! address, and with it every packet the real owner sends (a publisher's media hijacked).
+//!
+//! With several shards, a datagram may land on a shard that does not own its peer: a STUN
+//! request's ufrag names the owner, and an address the owner learnt through this shard's
+//! socket is recorded here by the owner's [`ShardMsg::Route`] (see [`crate::shard`]).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::ids::PeerId;
+use crate::shard::{Shard, ShardMsg, shard_of_ufrag};
 use crate::stun;
 
 /// A peer may reach us from a few addresses (several candidate pairs during ICE). More than
@@ -23,6 +28,8 @@ const MAX_ADDRS_PER_PEER: usize = 8;
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Route {
     Peer(PeerId),
+    /// A peer of another shard: pass the datagram on.
+    Shard(usize),
     /// Nobody's: no known address, no known ufrag.
     Unknown,
     /// A STUN request naming a peer's ufrag from an address not yet proven to be that peer's,
@@ -34,17 +41,40 @@ struct PeerEntry {
     ufrag: String,
     /// The peer's local ICE password: the MESSAGE-INTEGRITY key of requests sent to it.
     pwd: String,
-    addrs: Vec<SocketAddr>,
+    /// Proven addresses, each with the shard whose socket receives its datagrams.
+    addrs: Vec<(SocketAddr, usize)>,
 }
 
-#[derive(Default)]
 pub(crate) struct Demux {
+    shard: Shard,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
     of_peer: HashMap<PeerId, PeerEntry>,
+    /// Addresses of other shards' peers whose datagrams arrive on this shard's socket.
+    /// Bounded: only an owner adds here, at most `MAX_ADDRS_PER_PEER` per peer it owns.
+    foreign: HashMap<SocketAddr, usize>,
+    /// Route changes to tell other shards, drained by [`Demux::poll_notice`].
+    notices: Vec<(usize, ShardMsg)>,
+}
+
+impl Default for Demux {
+    fn default() -> Self {
+        Self::new(Shard::ONLY)
+    }
 }
 
 impl Demux {
+    pub fn new(shard: Shard) -> Self {
+        Self {
+            shard,
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            of_peer: HashMap::new(),
+            foreign: HashMap::new(),
+            notices: Vec::new(),
+        }
+    }
+
     pub fn insert(&mut self, peer: PeerId, local_ufrag: String, local_pwd: String) {
         self.by_ufrag.insert(local_ufrag.clone(), peer);
         self.of_peer.insert(
@@ -60,21 +90,55 @@ impl Demux {
     pub fn remove(&mut self, peer: PeerId) {
         if let Some(entry) = self.of_peer.remove(&peer) {
             self.by_ufrag.remove(&entry.ufrag);
-            for a in entry.addrs {
+            for (a, via) in entry.addrs {
                 if self.by_addr.get(&a) == Some(&peer) {
                     self.by_addr.remove(&a);
                 }
+                self.notify(via, a, None);
             }
+        }
+    }
+
+    /// The owner of a peer says where datagrams from `addr` go now.
+    pub fn set_foreign(&mut self, addr: SocketAddr, owner: Option<usize>) {
+        match owner {
+            Some(owner) if owner != self.shard.index && owner < self.shard.count => {
+                self.foreign.insert(addr, owner);
+            }
+            _ => {
+                self.foreign.remove(&addr);
+            }
+        }
+    }
+
+    /// A route change another shard must hear about.
+    pub fn poll_notice(&mut self) -> Option<(usize, ShardMsg)> {
+        self.notices.pop()
+    }
+
+    fn notify(&mut self, via: usize, addr: SocketAddr, owner: Option<usize>) {
+        if via != self.shard.index {
+            self.notices.push((via, ShardMsg::Route { addr, owner }));
         }
     }
 
     /// The peer this datagram is for, learning the source address from an authenticated
     /// STUN request. The HMAC is computed only for a request from an address not yet known
     /// to be this peer's: consent checks on an established path cost a map lookup.
-    pub fn route(&mut self, source: SocketAddr, datagram: &[u8]) -> Route {
+    /// `via`: the shard whose socket received it (this one, unless another passed it on).
+    pub fn route(&mut self, source: SocketAddr, datagram: &[u8], via: usize) -> Route {
         if let Some(ufrag) = stun::local_ufrag(datagram) {
             let Some(&peer) = self.by_ufrag.get(ufrag) else {
-                return Route::Unknown;
+                return match shard_of_ufrag(ufrag) {
+                    Some(s)
+                        if s != self.shard.index
+                            && s < self.shard.count
+                            && via == self.shard.index =>
+                    {
+                        Route::Shard(s)
+                    }
+                    _ => Route::Unknown,
+                };
             };
             if self.by_addr.get(&source) == Some(&peer) {
                 return Route::Peer(peer);
@@ -86,21 +150,25 @@ impl Demux {
             if !proven {
                 return Route::Unauthenticated;
             }
-            self.learn(peer, source);
+            self.learn(peer, source, via);
             return Route::Peer(peer);
         }
-        match self.by_addr.get(&source) {
-            Some(&peer) => Route::Peer(peer),
-            None => Route::Unknown,
+        if let Some(&peer) = self.by_addr.get(&source) {
+            return Route::Peer(peer);
+        }
+        match self.foreign.get(&source) {
+            // A shard never passes on what another passed to it: no loops.
+            Some(&owner) if via == self.shard.index => Route::Shard(owner),
+            _ => Route::Unknown,
         }
     }
 
-    fn learn(&mut self, peer: PeerId, source: SocketAddr) {
+    fn learn(&mut self, peer: PeerId, source: SocketAddr, via: usize) {
         if let Some(&old) = self.by_addr.get(&source) {
             // The address moved to a new peer (a client restarted with the same port): only
             // the holder of the new peer's password gets here.
             if let Some(e) = self.of_peer.get_mut(&old) {
-                e.addrs.retain(|a| *a != source);
+                e.addrs.retain(|(a, _)| *a != source);
             }
             self.by_addr.remove(&source);
         }
@@ -110,8 +178,9 @@ impl Demux {
         if entry.addrs.len() >= MAX_ADDRS_PER_PEER {
             return;
         }
-        entry.addrs.push(source);
+        entry.addrs.push((source, via));
         self.by_addr.insert(source, peer);
+        self.notify(via, source, Some(self.shard.index));
     }
 
     #[cfg(test)]
@@ -151,11 +220,11 @@ mod tests {
         let mut d = Demux::default();
         insert(&mut d, 1, "aaaa");
         insert(&mut d, 2, "bbbb");
-        assert_eq!(d.route(addr(5000), b"\x80\x60rtp"), Route::Unknown);
-        assert_eq!(d.route(addr(5000), &stun_with_user("bbbb:x")), peer(2));
-        assert_eq!(d.route(addr(5000), b"\x80\x60rtp"), peer(2));
+        assert_eq!(d.route(addr(5000), b"\x80\x60rtp", 0), Route::Unknown);
+        assert_eq!(d.route(addr(5000), &stun_with_user("bbbb:x"), 0), peer(2));
+        assert_eq!(d.route(addr(5000), b"\x80\x60rtp", 0), peer(2));
         assert_eq!(
-            d.route(addr(5001), &stun_with_user("zzzz:x")),
+            d.route(addr(5001), &stun_with_user("zzzz:x"), 0),
             Route::Unknown
         );
     }
@@ -164,10 +233,13 @@ mod tests {
     fn removal_forgets_everything() {
         let mut d = Demux::default();
         insert(&mut d, 1, "aaaa");
-        d.route(addr(1), &stun_with_user("aaaa:x"));
+        d.route(addr(1), &stun_with_user("aaaa:x"), 0);
         d.remove(PeerId(1));
-        assert_eq!(d.route(addr(1), b"\x80rtp"), Route::Unknown);
-        assert_eq!(d.route(addr(1), &stun_with_user("aaaa:x")), Route::Unknown);
+        assert_eq!(d.route(addr(1), b"\x80rtp", 0), Route::Unknown);
+        assert_eq!(
+            d.route(addr(1), &stun_with_user("aaaa:x"), 0),
+            Route::Unknown
+        );
         assert_eq!(d.addr_count(), 0);
     }
 
@@ -176,7 +248,7 @@ mod tests {
         let mut d = Demux::default();
         insert(&mut d, 1, "aaaa");
         for port in 0..100 {
-            d.route(addr(port), &stun_with_user("aaaa:x"));
+            d.route(addr(port), &stun_with_user("aaaa:x"), 0);
         }
         assert_eq!(d.addr_count(), MAX_ADDRS_PER_PEER);
     }
@@ -186,11 +258,11 @@ mod tests {
         let mut d = Demux::default();
         insert(&mut d, 1, "aaaa");
         insert(&mut d, 2, "bbbb");
-        d.route(addr(9), &stun_with_user("aaaa:x"));
-        d.route(addr(9), &stun_with_user("bbbb:x"));
-        assert_eq!(d.route(addr(9), b"\x80rtp"), peer(2));
+        d.route(addr(9), &stun_with_user("aaaa:x"), 0);
+        d.route(addr(9), &stun_with_user("bbbb:x"), 0);
+        assert_eq!(d.route(addr(9), b"\x80rtp", 0), peer(2));
         d.remove(PeerId(1));
-        assert_eq!(d.route(addr(9), b"\x80rtp"), peer(2));
+        assert_eq!(d.route(addr(9), b"\x80rtp", 0), peer(2));
     }
 
     /// The hijack: a request naming another peer's ufrag, from the publisher's (spoofed)
@@ -200,19 +272,19 @@ mod tests {
         let mut d = Demux::default();
         insert(&mut d, 1, "publ");
         insert(&mut d, 2, "attk");
-        assert_eq!(d.route(addr(7), &stun_with_user("publ:x")), peer(1));
+        assert_eq!(d.route(addr(7), &stun_with_user("publ:x"), 0), peer(1));
         let unsigned = binding_request(b"attk:x");
         let wrong_key = sign(binding_request(b"attk:x"), b"pw-publ");
         for forged in [unsigned, wrong_key] {
-            assert_eq!(d.route(addr(7), &forged), Route::Unauthenticated);
-            assert_eq!(d.route(addr(7), b"\x80\x60rtp"), peer(1));
+            assert_eq!(d.route(addr(7), &forged, 0), Route::Unauthenticated);
+            assert_eq!(d.route(addr(7), b"\x80\x60rtp", 0), peer(1));
         }
         // Nor does an unknown address get learnt from one.
         assert_eq!(
-            d.route(addr(8), &binding_request(b"publ:x")),
+            d.route(addr(8), &binding_request(b"publ:x"), 0),
             Route::Unauthenticated
         );
-        assert_eq!(d.route(addr(8), b"\x80\x60rtp"), Route::Unknown);
+        assert_eq!(d.route(addr(8), b"\x80\x60rtp", 0), Route::Unknown);
         assert_eq!(d.addr_count(), 1);
     }
 
@@ -221,7 +293,53 @@ mod tests {
     fn known_path_routes_without_recheck() {
         let mut d = Demux::default();
         insert(&mut d, 1, "aaaa");
-        d.route(addr(3), &stun_with_user("aaaa:x"));
-        assert_eq!(d.route(addr(3), &binding_request(b"aaaa:x")), peer(1));
+        d.route(addr(3), &stun_with_user("aaaa:x"), 0);
+        assert_eq!(d.route(addr(3), &binding_request(b"aaaa:x"), 0), peer(1));
+    }
+
+    /// A peer of shard 1 whose datagrams land on shard 0's socket: its first request is passed
+    /// on by ufrag, the owner tells shard 0 the address once proven, and shard 0 forgets it
+    /// when the peer goes. A passed-on datagram is never passed on again.
+    #[test]
+    fn datagrams_on_the_wrong_shard_reach_the_owner() {
+        let two = |index| Shard { index, count: 2 };
+        let (mut s0, mut s1) = (Demux::new(two(0)), Demux::new(two(1)));
+        let ufrag = two(1).ufrag("abcdefgh");
+        s1.insert(PeerId(1), ufrag.clone(), format!("pw-{ufrag}"));
+        let request = stun_with_user(&format!("{ufrag}:x"));
+        assert_eq!(s0.route(addr(5), b"\x80\x60rtp", 0), Route::Unknown);
+        assert_eq!(s0.route(addr(5), &request, 0), Route::Shard(1));
+        assert_eq!(s1.route(addr(5), &request, 0), peer(1));
+        let Some((0, ShardMsg::Route { addr: a, owner })) = s1.poll_notice() else {
+            panic!("owner did not tell the receiving shard");
+        };
+        s0.set_foreign(a, owner);
+        assert_eq!(s0.route(addr(5), b"\x80\x60rtp", 0), Route::Shard(1));
+        // Only the receiving shard passes on; the owner routes by address.
+        assert_eq!(s0.route(addr(5), b"\x80\x60rtp", 1), Route::Unknown);
+        assert_eq!(s1.route(addr(5), b"\x80\x60rtp", 0), peer(1));
+        // A request naming a shard that does not exist is nobody's.
+        let bogus = stun_with_user(&format!(
+            "{}:x",
+            Shard {
+                index: 9,
+                count: 10
+            }
+            .ufrag("zz")
+        ));
+        assert_eq!(s0.route(addr(6), &bogus, 0), Route::Unknown);
+        s1.remove(PeerId(1));
+        let Some((
+            0,
+            ShardMsg::Route {
+                addr: a,
+                owner: None,
+            },
+        )) = s1.poll_notice()
+        else {
+            panic!("owner did not withdraw the route");
+        };
+        s0.set_foreign(a, None);
+        assert_eq!(s0.route(addr(5), b"\x80\x60rtp", 0), Route::Unknown);
     }
 }

@@ -1,7 +1,8 @@
-//! The only owner of the media UDP socket: one thread, one loop. It receives datagrams,
-//! applies commands from the HTTP side, wakes the core at its deadlines, and sends what the
-//! core produces. The loop is single-threaded by design (no lock per packet); sharding per
-//! core later means several of these, each owning its peers, behind `SO_REUSEPORT`.
+//! The media threads: one per shard, each the only user of its socket on the shared media
+//! port and the only owner of its peers. A thread receives datagrams, messages from other
+//! shards and commands from the HTTP side, wakes its core at its deadlines, and sends what
+//! the core produces. Each loop is single-threaded by design (no lock per packet); shards
+//! talk through bounded channels only (see [`crate::shard`]).
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
@@ -17,14 +18,22 @@ use tracing::{debug, error, info};
 use crate::handle::{MediaCmd, MediaEvent, MediaHandle};
 use crate::send_batch::SendBatch;
 use crate::sfu::{Sfu, Transmit};
+use crate::shard::{MAX_SHARDS, Shard, ShardMsg};
 use crate::stats::MediaStats;
 use crate::{MediaConfig, MediaError};
 
-/// Commands waiting for the media loop; beyond this the HTTP side gets `Overloaded`.
+/// Commands waiting for one shard; beyond this the HTTP side gets `Overloaded`.
 const COMMAND_QUEUE: usize = 1024;
 const EVENT_QUEUE: usize = 4096;
+/// Relayed publisher packets waiting for one shard: about a second of a few sessions' media.
+/// Beyond it packets are dropped (counted) rather than delaying the rest.
+const MEDIA_QUEUE: usize = 4096;
+/// Everything else between shards (datagrams passed on, routes, interest, keyframe asks).
+const CONTROL_QUEUE: usize = 16 * 1024;
 /// Datagrams handled before the loop looks at commands and timers again.
 const MAX_DATAGRAMS_PER_TURN: usize = 256;
+/// Messages from other shards handled per turn, per queue.
+const MAX_SHARD_MSGS_PER_TURN: usize = 1024;
 /// Commands applied per turn (besides the one that may have woken the loop). An offer costs
 /// about as much as a few hundred forwarded packets: more than this waits for the next turn.
 const MAX_COMMANDS_PER_TURN: usize = 8;
@@ -33,59 +42,132 @@ const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// Upper bound on sleeping, so housekeeping runs even with no peers.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 
-pub(crate) fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
-    let socket = bind(config.udp_addr).map_err(|source| MediaError::Bind {
-        addr: config.udp_addr,
-        source,
-    })?;
-    let local = socket.local_addr().map_err(|source| MediaError::Bind {
-        addr: config.udp_addr,
-        source,
-    })?;
-    let candidates = candidate_addrs(local, &config.public_ips);
-    info!(%local, ?candidates, "media socket bound");
+/// The two queues into one shard: relayed media may be dropped under overload, the rest is
+/// small and must get through, so they do not share a bound.
+#[derive(Clone)]
+struct ShardInbox {
+    media: mpsc::Sender<ShardMsg>,
+    control: mpsc::Sender<ShardMsg>,
+}
 
-    let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+impl ShardInbox {
+    fn send(&self, msg: ShardMsg, stats: &MediaStats) {
+        let queue = match msg {
+            ShardMsg::Media(_) => &self.media,
+            _ => &self.control,
+        };
+        if queue.try_send(msg).is_err() {
+            stats.shard_queue_drops.add(1);
+        }
+    }
+}
+
+/// What one media thread owns.
+struct ShardLoop {
+    socket: UdpSocket,
+    local: SocketAddr,
+    sfu: Sfu,
+    cmds: mpsc::Receiver<MediaCmd>,
+    media: mpsc::Receiver<ShardMsg>,
+    control: mpsc::Receiver<ShardMsg>,
+    others: Arc<[ShardInbox]>,
+    events: broadcast::Sender<MediaEvent>,
+}
+
+pub(crate) fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
+    let count = config.shards.clamp(1, MAX_SHARDS);
+    let bind_error = |addr, source| MediaError::Bind { addr, source };
+    let first = bind(config.udp_addr, count > 1).map_err(|e| bind_error(config.udp_addr, e))?;
+    let local = first
+        .local_addr()
+        .map_err(|e| bind_error(config.udp_addr, e))?;
+    // The others join the first one's port (port 0 picked it).
+    let mut sockets = vec![first];
+    for _ in 1..count {
+        sockets.push(bind(local, true).map_err(|e| bind_error(local, e))?);
+    }
+    let candidates = candidate_addrs(local, &config.public_ips);
+    info!(%local, ?candidates, shards = count, "media sockets bound");
+
     let (event_tx, _) = broadcast::channel(EVENT_QUEUE);
     let stats = Arc::new(MediaStats::default());
+    let mut cmd_txs = Vec::with_capacity(count);
+    let mut inboxes = Vec::with_capacity(count);
+    let mut receivers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
+        let (media_tx, media_rx) = mpsc::channel(MEDIA_QUEUE);
+        let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+        cmd_txs.push(cmd_tx);
+        inboxes.push(ShardInbox {
+            media: media_tx,
+            control: control_tx,
+        });
+        receivers.push((cmd_rx, media_rx, control_rx));
+    }
+    let inboxes: Arc<[ShardInbox]> = inboxes.into();
     let handle = MediaHandle {
-        cmds: cmd_tx,
+        shards: cmd_txs.into(),
+        next_viewer_shard: Arc::default(),
         events: event_tx.clone(),
         stats: stats.clone(),
         udp_addr: local,
     };
     // str0m picks its crypto backend from a process-wide default.
     str0m::crypto::from_feature_flags().install_process_default();
-    let sfu = Sfu::new(config, candidates, stats);
-    std::thread::Builder::new()
-        .name("floorcast-media".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    error!(error = %e, "media runtime failed to start");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                match UdpSocket::from_std(socket) {
-                    Ok(socket) => run(socket, local, sfu, cmd_rx, event_tx).await,
-                    Err(e) => error!(error = %e, "media socket unusable"),
-                }
-            });
-        })
-        .map_err(|source| MediaError::Bind {
-            addr: local,
-            source,
-        })?;
+    for (index, (socket, (cmds, media, control))) in sockets.into_iter().zip(receivers).enumerate()
+    {
+        let shard = Shard { index, count };
+        let sfu = Sfu::new(config.clone(), candidates.clone(), stats.clone(), shard);
+        let others = inboxes.clone();
+        let events = event_tx.clone();
+        std::thread::Builder::new()
+            .name(format!("floorcast-media-{index}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        error!(error = %e, "media runtime failed to start");
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    match UdpSocket::from_std(socket) {
+                        Ok(socket) => {
+                            let shard = ShardLoop {
+                                socket,
+                                local,
+                                sfu,
+                                cmds,
+                                media,
+                                control,
+                                others,
+                                events,
+                            };
+                            shard.run().await
+                        }
+                        Err(e) => error!(error = %e, "media socket unusable"),
+                    }
+                });
+            })
+            .map_err(|source| MediaError::Bind {
+                addr: local,
+                source,
+            })?;
+    }
     Ok(handle)
 }
 
-fn bind(addr: SocketAddr) -> io::Result<StdUdpSocket> {
+/// `shared`: the port is shared by several sockets of this process (`SO_REUSEPORT`); the
+/// kernel spreads clients over them by address hash.
+fn bind(addr: SocketAddr, shared: bool) -> io::Result<StdUdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
     // Best effort: the kernel caps these at net.core.{r,w}mem_max (see loadtests/README.md).
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
@@ -128,88 +210,94 @@ impl Transmit for SocketTx<'_> {
     }
 }
 
-async fn run(
-    socket: UdpSocket,
-    local: SocketAddr,
-    mut sfu: Sfu,
-    mut cmds: mpsc::Receiver<MediaCmd>,
-    events: broadcast::Sender<MediaEvent>,
-) {
-    let stats = sfu.stats();
-    let fd = socket.as_raw_fd();
-    let mut batch = SendBatch::new();
-    let mut buf = vec![0u8; 2048];
-    'turns: loop {
-        let now = Instant::now();
-        let wake = sfu
-            .poll_timeout()
-            .map_or(now + MAX_SLEEP, |t| t.min(now + MAX_SLEEP));
-        // Wait for anything; the work itself is done below, media first, with a bound on
-        // each kind, so neither a datagram flood nor a command flood (offers cost far more
-        // than packets) can starve the other or the peers' timers.
-        tokio::select! {
-            biased;
-            _ = socket.readable() => {}
-            cmd = cmds.recv() => {
-                let Some(cmd) = cmd else { break };
-                if !apply(&mut sfu, cmd) {
-                    break;
-                }
-            }
-            _ = tokio::time::sleep_until(wake.into()) => {}
-        }
-        let mut received_at = None;
-        let mut tx = SocketTx {
-            fd,
-            batch: &mut batch,
-            stats: &stats,
-        };
-        for _ in 0..MAX_DATAGRAMS_PER_TURN {
-            match socket.try_recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    let at = Instant::now();
-                    received_at.get_or_insert(at);
-                    sfu.handle_datagram(at, from, local, &buf[..n], &mut tx);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    debug!(error = %e, "recv failed");
-                    break;
-                }
-            }
-        }
-        for applied in 0.. {
-            if applied == MAX_COMMANDS_PER_TURN {
-                if !cmds.is_empty() {
-                    stats.commands_deferred_turns.add(1);
-                }
-                break;
-            }
-            match cmds.try_recv() {
-                Ok(cmd) => {
-                    if !apply(&mut sfu, cmd) {
-                        break 'turns;
+impl ShardLoop {
+    async fn run(mut self) {
+        let stats = self.sfu.stats();
+        let fd = self.socket.as_raw_fd();
+        let mut batch = SendBatch::new();
+        let mut buf = vec![0u8; 2048];
+        'turns: loop {
+            let now = Instant::now();
+            let wake = self
+                .sfu
+                .poll_timeout()
+                .map_or(now + MAX_SLEEP, |t| t.min(now + MAX_SLEEP));
+            let mut tx = SocketTx {
+                fd,
+                batch: &mut batch,
+                stats: &stats,
+            };
+            // Wait for anything; the work itself is done below, media first, with a bound on
+            // each kind, so neither a datagram flood nor a command flood (offers cost far more
+            // than packets) can starve the other or the peers' timers.
+            tokio::select! {
+                biased;
+                _ = self.socket.readable() => {}
+                Some(msg) = self.control.recv() => self.sfu.handle_shard_msg(Instant::now(), msg, &mut tx),
+                Some(msg) = self.media.recv() => self.sfu.handle_shard_msg(Instant::now(), msg, &mut tx),
+                cmd = self.cmds.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    if !apply(&mut self.sfu, cmd) {
+                        break;
                     }
                 }
-                Err(_) => break,
+                _ = tokio::time::sleep_until(wake.into()) => {}
+            }
+            let mut received_at = None;
+            for _ in 0..MAX_DATAGRAMS_PER_TURN {
+                match self.socket.try_recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        let at = Instant::now();
+                        received_at.get_or_insert(at);
+                        self.sfu
+                            .handle_datagram(at, from, self.local, &buf[..n], &mut tx);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        debug!(error = %e, "recv failed");
+                        break;
+                    }
+                }
+            }
+            for queue in [&mut self.control, &mut self.media] {
+                for _ in 0..MAX_SHARD_MSGS_PER_TURN {
+                    let Ok(msg) = queue.try_recv() else { break };
+                    let at = Instant::now();
+                    received_at.get_or_insert(at);
+                    self.sfu.handle_shard_msg(at, msg, &mut tx);
+                }
+            }
+            for applied in 0.. {
+                if applied == MAX_COMMANDS_PER_TURN {
+                    if !self.cmds.is_empty() {
+                        stats.commands_deferred_turns.add(1);
+                    }
+                    break;
+                }
+                match self.cmds.try_recv() {
+                    Ok(cmd) => {
+                        if !apply(&mut self.sfu, cmd) {
+                            break 'turns;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.sfu.handle_timeout(Instant::now(), &mut tx);
+            for (shard, msg) in self.sfu.drain_shard_msgs() {
+                self.others[shard].send(msg, &stats);
+            }
+            batch.flush(fd, &stats);
+            if let Some(t) = received_at {
+                stats.forward_latency.observe(t.elapsed());
+            }
+            while let Some(e) = self.sfu.poll_event() {
+                // No receiver is fine: nobody listens yet.
+                let _ = self.events.send(e);
             }
         }
-        let mut tx = SocketTx {
-            fd,
-            batch: &mut batch,
-            stats: &stats,
-        };
-        sfu.handle_timeout(Instant::now(), &mut tx);
-        batch.flush(fd, &stats);
-        if let Some(t) = received_at {
-            stats.forward_latency.observe(t.elapsed());
-        }
-        while let Some(e) = sfu.poll_event() {
-            // No receiver is fine: nobody listens yet.
-            let _ = events.send(e);
-        }
+        info!("media loop stopped");
     }
-    info!("media loop stopped");
 }
 
 /// Applies one command; false means stop.

@@ -1,14 +1,17 @@
 //! The async face of the media engine: the HTTP side sends a [`MediaCmd`] over a bounded
-//! channel to the driver thread and awaits the reply. Nothing here touches a peer directly.
+//! channel to the shard that owns the peer or session and awaits the reply. Nothing here
+//! touches a peer directly.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::error::MediaError;
 use crate::ids::{PeerId, Role, SessionId};
+use crate::shard::{home_shard, shard_of_peer};
 use crate::stats::MediaStats;
 
 /// The SDP answer for a new peer and the id to address it later (PATCH/DELETE).
@@ -99,7 +102,10 @@ pub(crate) enum MediaCmd {
 /// A cheap, cloneable handle to the running media engine.
 #[derive(Clone)]
 pub struct MediaHandle {
-    pub(crate) cmds: mpsc::Sender<MediaCmd>,
+    /// Each shard's command queue, by shard index.
+    pub(crate) shards: Arc<[mpsc::Sender<MediaCmd>]>,
+    /// Round robin over shards for new viewers, so one session's viewers use every core.
+    pub(crate) next_viewer_shard: Arc<AtomicUsize>,
     pub(crate) events: broadcast::Sender<MediaEvent>,
     pub(crate) stats: Arc<MediaStats>,
     pub(crate) udp_addr: SocketAddr,
@@ -113,6 +119,11 @@ impl MediaHandle {
 
     pub fn stats(&self) -> &Arc<MediaStats> {
         &self.stats
+    }
+
+    /// Media threads (shards) of the engine.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
     }
 
     /// Joins, first-media and closes, for metrics and signalling cleanup. A slow receiver
@@ -129,7 +140,8 @@ impl MediaHandle {
         offer: String,
         takeover: Takeover,
     ) -> Result<Answer, MediaError> {
-        self.call(|reply| MediaCmd::Publish {
+        let shard = home_shard(&session, self.shards.len());
+        self.call(shard, |reply| MediaCmd::Publish {
             session,
             role,
             offer,
@@ -146,7 +158,8 @@ impl MediaHandle {
         offer: String,
         follow: Follow,
     ) -> Result<Answer, MediaError> {
-        self.call(|reply| MediaCmd::Subscribe {
+        let shard = self.next_viewer_shard.fetch_add(1, Relaxed) % self.shards.len();
+        self.call(shard, |reply| MediaCmd::Subscribe {
             session,
             offer,
             follow,
@@ -157,7 +170,7 @@ impl MediaHandle {
 
     /// A trickled ICE candidate (`candidate:…` attribute value, with or without `a=`).
     pub async fn add_candidate(&self, peer: PeerId, candidate: String) -> Result<(), MediaError> {
-        self.call(|reply| MediaCmd::AddCandidate {
+        self.call(self.owner(peer)?, |reply| MediaCmd::AddCandidate {
             peer,
             candidate,
             reply,
@@ -166,14 +179,21 @@ impl MediaHandle {
     }
 
     pub async fn close_peer(&self, peer: PeerId) -> Result<(), MediaError> {
-        self.call(|reply| MediaCmd::ClosePeer { peer, reply })
-            .await?
+        self.call(self.owner(peer)?, |reply| MediaCmd::ClosePeer {
+            peer,
+            reply,
+        })
+        .await?
     }
 
-    /// Closes every peer of a session (the session was deleted).
+    /// Closes every peer of a session (the session was deleted), on every shard.
     pub async fn close_session(&self, session: SessionId) -> Result<(), MediaError> {
-        self.call(|reply| MediaCmd::CloseSession { session, reply })
-            .await
+        for shard in 0..self.shards.len() {
+            let session = session.clone();
+            self.call(shard, |reply| MediaCmd::CloseSession { session, reply })
+                .await?;
+        }
+        Ok(())
     }
 
     /// Sends a caption message (text, typically JSON) to every connected viewer of `session`
@@ -181,23 +201,45 @@ impl MediaHandle {
     /// queue is full the message is dropped and this returns false (a late caption is worth
     /// less than a prompt answer to the next request). A viewer whose channel cannot take it
     /// misses it (`MediaStats::captions_dropped`).
+    /// With several shards it goes to each (their viewers); false if any could not take it.
     pub fn send_captions(&self, session: SessionId, text: Arc<str>) -> bool {
-        self.cmds
-            .try_send(MediaCmd::SendCaptions { session, text })
-            .is_ok()
+        let mut all = true;
+        for cmds in self.shards.iter() {
+            all &= cmds
+                .try_send(MediaCmd::SendCaptions {
+                    session: session.clone(),
+                    text: text.clone(),
+                })
+                .is_ok();
+        }
+        all
     }
 
     /// Stops the engine; peers are dropped without goodbye.
     pub fn shutdown(&self) {
-        let _ = self.cmds.try_send(MediaCmd::Shutdown);
+        for cmds in self.shards.iter() {
+            let _ = cmds.try_send(MediaCmd::Shutdown);
+        }
+    }
+
+    /// The shard owning a peer; an id naming no shard was never ours.
+    fn owner(&self, peer: PeerId) -> Result<usize, MediaError> {
+        let shard = shard_of_peer(peer);
+        if shard < self.shards.len() {
+            Ok(shard)
+        } else {
+            Err(MediaError::PeerNotFound(peer))
+        }
     }
 
     async fn call<T>(
         &self,
+        shard: usize,
         make: impl FnOnce(oneshot::Sender<T>) -> MediaCmd,
     ) -> Result<T, MediaError> {
         let (tx, rx) = oneshot::channel();
-        self.cmds.try_send(make(tx)).map_err(|e| match e {
+        let cmds = self.shards.get(shard).ok_or(MediaError::Stopped)?;
+        cmds.try_send(make(tx)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => MediaError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => MediaError::Stopped,
         })?;
@@ -215,7 +257,8 @@ mod tests {
     fn captions_are_dropped_when_the_command_queue_is_full() {
         let (cmds, mut rx) = mpsc::channel(1);
         let handle = MediaHandle {
-            cmds,
+            shards: Arc::from([cmds]),
+            next_viewer_shard: Arc::default(),
             events: broadcast::channel(1).0,
             stats: Arc::default(),
             udp_addr: SocketAddr::from(([127, 0, 0, 1], 40000)),

@@ -33,6 +33,7 @@ mod send_batch;
 mod sfu;
 #[cfg(test)]
 mod sfu_tests;
+mod shard;
 pub mod stats;
 pub mod stun;
 pub mod tap;
@@ -41,6 +42,7 @@ pub use config::MediaConfig;
 pub use error::MediaError;
 pub use handle::{Answer, Follow, MediaEvent, MediaHandle, Takeover};
 pub use ids::{PeerId, Role, SessionId};
+pub use shard::MAX_SHARDS;
 pub use stats::{
     FORWARD_LATENCY_BUCKETS_US, Kind, LatencyHistogram, MediaStats, SessionCounts, ViewerLink,
 };

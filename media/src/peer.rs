@@ -122,6 +122,8 @@ pub(crate) struct OutBinding {
     pub rewriter: Rewriter,
     /// Video starts (and restarts after a source change) on a keyframe.
     pub waiting_keyframe: bool,
+    /// The publisher (peer id) this binding last received video from.
+    pub video_source: Option<u64>,
     /// Packets forwarded on this binding; str0m's count of packets sent on the stream less
     /// this is what it retransmitted (NACK → RTX).
     pub forwarded: u64,
@@ -236,6 +238,7 @@ mod tests {
             pts: [None; 3],
             rewriter: Rewriter::new(90_000),
             waiting_keyframe: false,
+            video_source: None,
             forwarded: 100,
         });
         let mid = Mid::from("1");

@@ -8,13 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use str0m::change::SdpOffer;
+use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::channel::ChannelId;
 use str0m::config::DtlsCert;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 use tracing::{debug, info, info_span, warn};
 
 use crate::config::MediaConfig;
@@ -26,6 +26,7 @@ use crate::handle::{Answer, Follow, MediaEvent, Takeover};
 use crate::ids::{PeerId, Role, SessionId};
 use crate::peer::{FwdCodec, OutBinding, Peer, PeerKind, PublisherState, ViewerState};
 use crate::sdp_check::check_offer;
+use crate::shard::{Relayed, Shard, ShardMsg, home_shard, shard_of_peer};
 use crate::stats::{Kind, MediaStats, ViewerLink};
 use crate::tap;
 
@@ -72,6 +73,9 @@ struct SessionPeers {
     viewers: Vec<PeerId>,
     /// Viewers of the floor feed only (`Follow::Floor`).
     floor_viewers: Vec<PeerId>,
+    /// On the session's home shard: the other shards that have viewers of it (bit per
+    /// shard), to which each publisher packet is relayed.
+    remote_viewers: u64,
 }
 
 /// Which publisher a session's viewers receive, per media kind.
@@ -115,8 +119,13 @@ impl SessionPeers {
     fn is_empty(&self) -> bool {
         self.floor.is_none()
             && self.speaker.is_none()
-            && self.viewers.is_empty()
-            && self.floor_viewers.is_empty()
+            && !self.has_viewers()
+            && self.remote_viewers == 0
+    }
+
+    /// Whether this shard has viewers of the session.
+    fn has_viewers(&self) -> bool {
+        !self.viewers.is_empty() || !self.floor_viewers.is_empty()
     }
 
     /// The publisher a viewer following `follow` receives video from now.
@@ -130,18 +139,11 @@ impl SessionPeers {
     fn all_viewers(&self) -> impl Iterator<Item = &PeerId> {
         self.viewers.iter().chain(&self.floor_viewers)
     }
-
-    /// Publishers and viewers.
-    fn len(&self) -> usize {
-        usize::from(self.floor.is_some())
-            + usize::from(self.speaker.is_some())
-            + self.viewers.len()
-            + self.floor_viewers.len()
-    }
 }
 
 pub(crate) struct Sfu {
     config: MediaConfig,
+    shard: Shard,
     /// One DTLS certificate for every peer of the node: generating a key pair per offer cost
     /// ≈ 3 ms of the media thread, which an offer flood turned into freezes for everyone.
     /// Peers still get their own DTLS keys per handshake; only the identity is shared.
@@ -157,6 +159,13 @@ pub(crate) struct Sfu {
     events: VecDeque<MediaEvent>,
     dead: Vec<PeerId>,
     next_housekeeping: Option<Instant>,
+    /// Messages for other shards, in order, drained by the driver.
+    outbox: Vec<(usize, ShardMsg)>,
+    /// Datagrams and bytes handed to `Transmit` since the counters were last published:
+    /// one atomic add per turn instead of two per datagram (shared cache lines between
+    /// shards).
+    tx_datagrams: u64,
+    tx_bytes: u64,
 }
 
 impl Sfu {
@@ -164,6 +173,7 @@ impl Sfu {
         config: MediaConfig,
         local_candidates: Vec<SocketAddr>,
         stats: Arc<MediaStats>,
+        shard: Shard,
     ) -> Self {
         let dtls_cert = str0m::crypto::from_feature_flags()
             .dtls_provider
@@ -173,11 +183,12 @@ impl Sfu {
         }
         Self {
             config,
+            shard,
             dtls_cert,
             local_candidates,
             peers: HashMap::new(),
             sessions: HashMap::new(),
-            demux: Demux::default(),
+            demux: Demux::new(shard),
             deadlines: BTreeSet::new(),
             ids: RandomState::new(),
             next_id: 0,
@@ -185,7 +196,15 @@ impl Sfu {
             events: VecDeque::new(),
             dead: Vec::new(),
             next_housekeeping: None,
+            outbox: Vec::new(),
+            tx_datagrams: 0,
+            tx_bytes: 0,
         }
+    }
+
+    /// Messages for other shards produced since the last call, in the order produced.
+    pub fn drain_shard_msgs(&mut self) -> std::vec::Drain<'_, (usize, ShardMsg)> {
+        self.outbox.drain(..)
     }
 
     pub fn stats(&self) -> Arc<MediaStats> {
@@ -244,10 +263,14 @@ impl Sfu {
     ) -> Result<Answer, MediaError> {
         let kind = PeerKind::Viewer(ViewerState::new(now, follow));
         let answer = self.add_peer(now, session.clone(), Role::Viewer, offer, kind)?;
-        let s = self.sessions.entry(session).or_default();
+        let s = self.sessions.entry(session.clone()).or_default();
+        let first_here = !s.has_viewers();
         match follow {
             Follow::Current => s.viewers.push(answer.peer),
             Follow::Floor => s.floor_viewers.push(answer.peer),
+        }
+        if first_here {
+            self.tell_home(&session, true);
         }
         Ok(answer)
     }
@@ -334,6 +357,21 @@ impl Sfu {
         }
     }
 
+    #[cfg(test)]
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    #[cfg(test)]
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    #[cfg(test)]
+    pub fn shard_index(&self) -> usize {
+        self.shard.index
+    }
+
     /// The peer whose media of this kind a session's viewers receive now.
     #[cfg(test)]
     pub fn source_of(&self, session: &SessionId, kind: MediaKind) -> Option<PeerId> {
@@ -346,7 +384,7 @@ impl Sfu {
 
     // ---------------------------------------------------------------- input
 
-    /// One datagram from the shared socket.
+    /// One datagram from this shard's socket.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
@@ -357,8 +395,75 @@ impl Sfu {
     ) {
         self.stats.udp_rx_datagrams.add(1);
         self.stats.udp_rx_bytes.add(data.len() as u64);
-        let id = match self.demux.route(source, data) {
+        self.receive(now, self.shard.index, source, destination, data, tx);
+    }
+
+    /// A message from another shard.
+    pub fn handle_shard_msg(&mut self, now: Instant, msg: ShardMsg, tx: &mut dyn Transmit) {
+        match msg {
+            ShardMsg::Datagram {
+                via,
+                source,
+                destination,
+                data,
+            } => self.receive(now, via, source, destination, &data, tx),
+            ShardMsg::Route { addr, owner } => self.demux.set_foreign(addr, owner),
+            ShardMsg::Media(packet) => {
+                self.fan_out(&packet, now, tx);
+                self.reap(now);
+            }
+            ShardMsg::Interest {
+                session,
+                shard,
+                viewers,
+            } => {
+                if !self.shard.is_home_of(&session) || shard >= self.shard.count {
+                    return;
+                }
+                let bit = 1u64 << shard;
+                if viewers {
+                    self.sessions.entry(session).or_default().remote_viewers |= bit;
+                } else if let Some(s) = self.sessions.get_mut(&session) {
+                    s.remote_viewers &= !bit;
+                    if s.is_empty() {
+                        self.sessions.remove(&session);
+                    }
+                }
+            }
+            ShardMsg::Keyframe { session, follow } => self.request_keyframe(&session, follow, now),
+            ShardMsg::KeyframeFrom { peer } => self.request_keyframe_from(peer, now),
+        }
+    }
+
+    /// Routes a datagram received on shard `via`'s socket and feeds it to its peer.
+    fn receive(
+        &mut self,
+        now: Instant,
+        via: usize,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+        tx: &mut dyn Transmit,
+    ) {
+        let route = self.demux.route(source, data, via);
+        while let Some(notice) = self.demux.poll_notice() {
+            self.outbox.push(notice);
+        }
+        let id = match route {
             Route::Peer(id) => id,
+            Route::Shard(owner) => {
+                self.stats.shard_datagrams_passed.add(1);
+                self.outbox.push((
+                    owner,
+                    ShardMsg::Datagram {
+                        via,
+                        source,
+                        destination,
+                        data: data.into(),
+                    },
+                ));
+                return;
+            }
             Route::Unknown => {
                 self.stats.unroutable_datagrams.add(1);
                 return;
@@ -428,6 +533,18 @@ impl Sfu {
             self.next_housekeeping = Some(now + HOUSEKEEPING_INTERVAL);
         }
         self.reap(now);
+        self.publish_tx_counters();
+    }
+
+    fn publish_tx_counters(&mut self) {
+        if self.tx_datagrams > 0 {
+            self.stats
+                .udp_tx_datagrams
+                .add(std::mem::take(&mut self.tx_datagrams));
+            self.stats
+                .udp_tx_bytes
+                .add(std::mem::take(&mut self.tx_bytes));
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -454,6 +571,13 @@ impl Sfu {
             Some(cert) => rtc.set_dtls_cert(cert.clone()),
             None => rtc,
         };
+        // The ufrag names this shard, so any shard can pass a new peer's first STUN request
+        // to its owner.
+        let random = IceCreds::new();
+        let rtc = rtc.set_local_ice_credentials(IceCreds {
+            ufrag: self.shard.ufrag(&random.ufrag),
+            pass: random.pass,
+        });
         let mut rtc = rtc.build(now);
         for addr in &self.local_candidates {
             match Candidate::host(*addr, "udp") {
@@ -474,30 +598,25 @@ impl Sfu {
         offer: &str,
         kind: PeerKind,
     ) -> Result<Answer, MediaError> {
-        if self.peers.len() >= self.config.max_peers {
-            return Err(MediaError::TooManyPeers(self.config.max_peers));
-        }
-        let in_session = self.sessions.get(&session).map_or(0, SessionPeers::len);
-        if in_session >= self.config.max_peers_per_session {
-            return Err(MediaError::SessionFull(
-                session,
-                self.config.max_peers_per_session,
-            ));
-        }
-        check_offer(offer)?;
-        let offer =
-            SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
-        let mut rtc = self.new_rtc(now);
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        // Counted first, so a full node refuses a flood of offers before parsing any.
+        self.stats.admit(
+            &session,
+            role,
+            self.config.max_peers,
+            self.config.max_peers_per_session,
+        )?;
+        let (mut rtc, answer) = match self.accept(now, offer) {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                self.stats.peer_removed(&session, role);
+                return Err(e);
+            }
+        };
         let id = self.new_peer_id();
         let creds = rtc.direct_api().local_ice_credentials();
         let span = info_span!("peer", %session, peer = %id, role = role.as_str());
         span.in_scope(|| info!("peer created"));
         self.demux.insert(id, creds.ufrag, creds.pass);
-        self.stats.peer_added(&session, role);
         self.peers.insert(
             id,
             Peer {
@@ -520,11 +639,24 @@ impl Sfu {
         })
     }
 
+    fn accept(&self, now: Instant, offer: &str) -> Result<(Rtc, SdpAnswer), MediaError> {
+        check_offer(offer)?;
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        let mut rtc = self.new_rtc(now);
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
+        Ok((rtc, answer))
+    }
+
     fn new_peer_id(&mut self) -> PeerId {
-        // Unguessable resource ids: a WHIP/WHEP Location must not be enumerable.
+        // Unguessable resource ids: a WHIP/WHEP Location must not be enumerable. The top
+        // byte names the shard, 56 bits are random.
         loop {
             self.next_id += 1;
-            let id = PeerId(self.ids.hash_one(self.next_id));
+            let id = self.shard.peer_id(self.ids.hash_one(self.next_id));
             if !self.peers.contains_key(&id) {
                 return id;
             }
@@ -570,8 +702,8 @@ impl Sfu {
                     return;
                 }
                 Output::Transmit(t) => {
-                    self.stats.udp_tx_datagrams.add(1);
-                    self.stats.udp_tx_bytes.add(t.contents.len() as u64);
+                    self.tx_datagrams += 1;
+                    self.tx_bytes += t.contents.len() as u64;
                     tx.send(t.destination, t.contents.into());
                 }
                 Output::Event(e) => self.on_event(id, e, now, tx),
@@ -755,6 +887,7 @@ impl Sfu {
                     pts,
                     rewriter: Rewriter::new(clock),
                     waiting_keyframe: waiting,
+                    video_source: None,
                     forwarded: 0,
                 };
                 let v = peer.viewer().expect("viewer kind checked above");
@@ -790,7 +923,9 @@ impl Sfu {
         }
     }
 
-    /// One publisher packet to every viewer of its session: the hot path.
+    /// One publisher packet (on its session's home shard) to every viewer of its session:
+    /// decides who receives it, then writes it to this shard's viewers and relays it once to
+    /// each other shard that has viewers.
     fn forward(
         &mut self,
         from: PeerId,
@@ -801,7 +936,6 @@ impl Sfu {
         let Some(publisher) = self.peers.get_mut(&from) else {
             return;
         };
-        let ssrc = pkt.header.ssrc;
         if publisher.publisher().is_none() {
             return; // a viewer sending media: ignored
         }
@@ -813,19 +947,20 @@ impl Sfu {
             Kind::Audio => MediaKind::Audio,
             Kind::Video => MediaKind::Video,
         };
-        let len = pkt.payload.len() as u64;
-        self.stats.rtp_in.record(kind, 1, len);
-        let session_id = publisher.session.clone();
-        let Some(session) = self.sessions.get_mut(&session_id) else {
+        self.stats.rtp_in.record(kind, 1, pkt.payload.len() as u64);
+        let Some(session) = self.sessions.get(&publisher.session) else {
             return;
         };
         let to_current = session.source_for(media_kind) == Some(from);
-        let to_floor = session.floor == Some(from) && !session.floor_viewers.is_empty();
+        let to_floor = session.floor == Some(from);
         if !to_current && !to_floor {
             return;
         }
+        let remote = session.remote_viewers;
+        let session_id = publisher.session.clone();
         // What viewers hear, once per packet (not per viewer), for speech recognition.
         if kind == Kind::Audio
+            && to_current
             && let Some(tap) = &self.config.audio_tap
         {
             tap::offer(tap, &session_id, from, &pkt, &self.stats);
@@ -833,11 +968,45 @@ impl Sfu {
         let keyframe = codec
             .video()
             .is_some_and(|v| starts_keyframe(v, &pkt.payload));
-        let key = SourceKey {
-            peer: from.0,
-            ssrc: *ssrc,
+        let packet = Relayed {
+            session: session_id,
+            source: SourceKey {
+                peer: from.0,
+                ssrc: *pkt.header.ssrc,
+            },
+            codec,
+            keyframe,
+            to_current,
+            to_floor,
+            seq: *pkt.seq_no,
+            timestamp: pkt.header.timestamp,
+            marker: pkt.header.marker,
+            payload: pkt.payload,
         };
-        let in_seq: u64 = *pkt.seq_no;
+        if remote == 0 {
+            self.fan_out(&packet, now, tx);
+            return;
+        }
+        let packet = Arc::new(packet);
+        for shard in (0..self.shard.count).filter(|s| remote & (1 << s) != 0) {
+            self.stats.shard_packets_relayed.add(1);
+            self.outbox.push((shard, ShardMsg::Media(packet.clone())));
+        }
+        self.fan_out(&packet, now, tx);
+    }
+
+    /// Writes one publisher packet to this shard's viewers of its session: the hot path.
+    fn fan_out(&mut self, packet: &Relayed, now: Instant, tx: &mut dyn Transmit) {
+        let Some(session) = self.sessions.get_mut(&packet.session) else {
+            return;
+        };
+        let codec = packet.codec;
+        let kind = codec.kind();
+        let media_kind = match kind {
+            Kind::Audio => MediaKind::Audio,
+            Kind::Video => MediaKind::Video,
+        };
+        let from = packet.source.peer;
         // Taken out so viewers can be polled (and borrow `self`) inside the loop; nothing
         // adds viewers meanwhile, and removals wait in `dead`. An empty Vec allocates nothing.
         let take = |list: &mut Vec<PeerId>, wanted: bool| {
@@ -847,8 +1016,8 @@ impl Sfu {
                 Vec::new()
             }
         };
-        let viewers = take(&mut session.viewers, to_current);
-        let floor_viewers = take(&mut session.floor_viewers, to_floor);
+        let viewers = take(&mut session.viewers, packet.to_current);
+        let floor_viewers = take(&mut session.floor_viewers, packet.to_floor);
         let mut written = 0u64;
         let mut someone_waits = false;
         for &vid in viewers.iter().chain(&floor_viewers) {
@@ -865,8 +1034,13 @@ impl Sfu {
             let Some(b) = v.binding(media_kind) else {
                 continue;
             };
+            if media_kind == MediaKind::Video && b.video_source != Some(from) {
+                // A new video source (or the first): its pictures make sense from a keyframe on.
+                b.video_source = Some(from);
+                b.waiting_keyframe = true;
+            }
             if b.waiting_keyframe {
-                if !keyframe {
+                if !packet.keyframe {
                     someone_waits = true;
                     continue;
                 }
@@ -875,7 +1049,10 @@ impl Sfu {
             let Some(pt) = b.pts[codec as usize] else {
                 continue;
             };
-            let Some((seq, ts)) = b.rewriter.rewrite(key, in_seq, pkt.header.timestamp, now) else {
+            let Some((seq, ts)) =
+                b.rewriter
+                    .rewrite(packet.source, packet.seq, packet.timestamp, now)
+            else {
                 continue;
             };
             let out_ssrc = b.ssrc;
@@ -886,39 +1063,65 @@ impl Sfu {
                 let join = now.saturating_duration_since(v.offered_at);
                 self.events.push_back(MediaEvent::FirstMedia {
                     peer: vid,
-                    session: session_id.clone(),
+                    session: packet.session.clone(),
                     join,
                 });
             }
             if let Some(stream) = viewer.rtc.direct_api().stream_tx(&out_ssrc) {
                 stream.write_rtp(
-                    RtpWrite::new(pt, SeqNo::from(seq), ts, now, pkt.payload.clone())
-                        .marker(pkt.header.marker)
+                    RtpWrite::new(pt, SeqNo::from(seq), ts, now, packet.payload.clone())
+                        .marker(packet.marker)
                         .nackable(true),
                 );
                 written += 1;
             }
             self.poll_peer(vid, now, tx);
         }
-        if let Some(session) = self.sessions.get_mut(&session_id) {
-            if to_current {
+        if let Some(session) = self.sessions.get_mut(&packet.session) {
+            if packet.to_current {
                 debug_assert!(session.viewers.is_empty());
                 session.viewers = viewers;
             }
-            if to_floor {
+            if packet.to_floor {
                 debug_assert!(session.floor_viewers.is_empty());
                 session.floor_viewers = floor_viewers;
             }
         }
+        let len = packet.payload.len() as u64;
         self.stats.rtp_out.record(kind, written, written * len);
         if someone_waits {
             // Whoever waits gets this publisher's video: ask it.
-            self.request_keyframe_from(from, now);
+            self.request_keyframe_from(packet.source_peer(), now);
+        }
+    }
+
+    /// Tells the session's home shard whether this shard has viewers of it (it relays the
+    /// session's packets here only while it does).
+    fn tell_home(&mut self, session: &SessionId, viewers: bool) {
+        let home = home_shard(session, self.shard.count);
+        if home != self.shard.index {
+            self.outbox.push((
+                home,
+                ShardMsg::Interest {
+                    session: session.clone(),
+                    shard: self.shard.index,
+                    viewers,
+                },
+            ));
         }
     }
 
     /// Asks the video source of the viewers following `follow` for a keyframe.
     fn request_keyframe(&mut self, session: &SessionId, follow: Follow, now: Instant) {
+        let home = home_shard(session, self.shard.count);
+        if home != self.shard.index {
+            let msg = ShardMsg::Keyframe {
+                session: session.clone(),
+                follow,
+            };
+            self.outbox.push((home, msg));
+            return;
+        }
         if let Some(source) = self
             .sessions
             .get(session)
@@ -930,6 +1133,12 @@ impl Sfu {
 
     /// Asks a publisher for a keyframe (rate-limited per publisher).
     fn request_keyframe_from(&mut self, source: PeerId, now: Instant) {
+        let owner = shard_of_peer(source);
+        if owner != self.shard.index {
+            self.outbox
+                .push((owner, ShardMsg::KeyframeFrom { peer: source }));
+            return;
+        }
         let Some(peer) = self.peers.get_mut(&source) else {
             return;
         };
@@ -965,8 +1174,9 @@ impl Sfu {
     }
 
     /// Applies a change of the session's sources (`before` → now). When the video source
-    /// changed, every viewer's video waits for a keyframe and the new source is asked for one;
-    /// audio just switches on the next packet. The rewriters keep both kinds' sequence numbers
+    /// changed, the new source is asked for a keyframe (each viewer's video waits for one when
+    /// its first packet from a new source comes, on whichever shard: see `fan_out`); audio
+    /// just switches on the next packet. The rewriters keep both kinds' sequence numbers
     /// continuous either way. Returns whether any source changed.
     fn sources_changed(&mut self, session: &SessionId, before: Sources, now: Instant) -> bool {
         let Some(s) = self.sessions.get(session) else {
@@ -986,27 +1196,16 @@ impl Sfu {
             }
         }
         let mut ask = [None, None];
-        for (i, (follow, changed, list)) in [
-            (Follow::Current, after.video != before.video, &s.viewers),
-            (Follow::Floor, after.floor != before.floor, &s.floor_viewers),
+        for (i, (follow, changed)) in [
+            (Follow::Current, after.video != before.video),
+            (Follow::Floor, after.floor != before.floor),
         ]
         .into_iter()
         .enumerate()
         {
-            if !changed {
-                continue;
+            if changed {
+                ask[i] = s.video_source_for(follow);
             }
-            for vid in list {
-                if let Some(b) = self
-                    .peers
-                    .get_mut(vid)
-                    .and_then(|p| p.viewer())
-                    .and_then(|v| v.video.as_mut())
-                {
-                    b.waiting_keyframe = true;
-                }
-            }
-            ask[i] = s.video_source_for(follow);
         }
         // The floor may be both lists' source: the limiter sends one request for both.
         for source in ask.into_iter().flatten() {
@@ -1016,6 +1215,16 @@ impl Sfu {
     }
 
     fn housekeeping(&mut self, now: Instant) {
+        // Said again every second: a message lost to a full queue heals by itself.
+        let watched: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(id, s)| s.has_viewers() && !self.shard.is_home_of(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for session in watched {
+            self.tell_home(&session, true);
+        }
         let limit = self.config.connect_timeout;
         for peer in self.peers.values() {
             if !peer.connected && now.saturating_duration_since(peer.created) > limit {
@@ -1042,6 +1251,9 @@ impl Sfu {
             peer.rtc.disconnect();
             peer.span.in_scope(|| info!("peer closed"));
             self.demux.remove(id);
+            while let Some(notice) = self.demux.poll_notice() {
+                self.outbox.push(notice);
+            }
             self.stats.peer_removed(&peer.session, peer.role);
             self.stats.forget_link(id);
             if let Some(s) = self.sessions.get_mut(&peer.session) {
@@ -1053,12 +1265,17 @@ impl Sfu {
                     // Viewers go back to the floor feed for both kinds.
                     s.set_speaker(None);
                 }
+                let had_viewers = s.has_viewers();
                 s.viewers.retain(|v| *v != id);
                 s.floor_viewers.retain(|v| *v != id);
+                let last_viewer_here = had_viewers && !s.has_viewers();
                 if s.is_empty() {
                     self.sessions.remove(&peer.session);
                 } else {
                     self.sources_changed(&peer.session, before, now);
+                }
+                if last_viewer_here {
+                    self.tell_home(&peer.session, false);
                 }
             }
             self.push_event(MediaEvent::Closed {

@@ -4,7 +4,12 @@
 //! source switch between the floor feed and a speaker, the audio tap, and captions on a
 //! viewer's data channel. The interop tests against the `webrtc` crate live in
 //! `server/tests/`.
+//!
+//! Every scenario also runs on two shards ([`every_scenario_on_two_shards`]): the clients'
+//! datagrams then land on the shard their port hashes to, whoever owns their peer, and the
+//! shards' messages are delivered between them as the driver would.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +28,8 @@ use crate::forward::keyframe::{VideoCodec, starts_keyframe};
 use crate::handle::{Follow, MediaEvent, Takeover};
 use crate::ids::{PeerId, Role, SessionId};
 use crate::sfu::{CAPTIONS_LABEL, Sfu, Transmit};
-use crate::stats::MediaStats;
+use crate::shard::{Shard, home_shard, shard_of_peer};
+use crate::stats::{Kind, MediaStats};
 use crate::tap::TapPacket;
 
 const SFU_ADDR: &str = "127.0.0.1:40000";
@@ -38,6 +44,154 @@ struct Wire(VecDeque<(SocketAddr, Vec<u8>)>);
 impl Transmit for Wire {
     fn send(&mut self, to: SocketAddr, datagram: Vec<u8>) {
         self.0.push_back((to, datagram));
+    }
+}
+
+thread_local! {
+    /// Shards of the worlds this test thread builds.
+    static SHARDS: Cell<usize> = const { Cell::new(1) };
+}
+
+/// The SFU shards of one node, driven as `driver.rs` drives them, on virtual time: commands
+/// go where `MediaHandle` sends them, a datagram to the shard its source port hashes to, and
+/// messages between shards are delivered until none is left.
+struct Node {
+    shards: Vec<Sfu>,
+    next_viewer: usize,
+}
+
+impl Node {
+    fn new(config: MediaConfig, count: usize) -> Self {
+        let stats = Arc::new(MediaStats::default());
+        let shards = (0..count)
+            .map(|index| {
+                Sfu::new(
+                    config.clone(),
+                    vec![SFU_ADDR.parse().unwrap()],
+                    stats.clone(),
+                    Shard { index, count },
+                )
+            })
+            .collect();
+        Self {
+            shards,
+            next_viewer: 0,
+        }
+    }
+
+    fn home(&mut self, session: &SessionId) -> &mut Sfu {
+        let i = home_shard(session, self.shards.len());
+        &mut self.shards[i]
+    }
+
+    fn home_ref(&self, session: &SessionId) -> &Sfu {
+        &self.shards[home_shard(session, self.shards.len())]
+    }
+
+    fn stats(&self) -> Arc<MediaStats> {
+        self.shards[0].stats()
+    }
+
+    fn publish(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        role: Role,
+        offer: &str,
+        takeover: Takeover,
+    ) -> Result<crate::Answer, crate::MediaError> {
+        let r = self
+            .home(&session)
+            .publish(now, session, role, offer, takeover);
+        self.exchange(now, &mut Wire::default());
+        r
+    }
+
+    fn subscribe(
+        &mut self,
+        now: Instant,
+        session: SessionId,
+        offer: &str,
+        follow: Follow,
+    ) -> Result<crate::Answer, crate::MediaError> {
+        let i = self.next_viewer % self.shards.len();
+        self.next_viewer += 1;
+        let r = self.shards[i].subscribe(now, session, offer, follow);
+        self.exchange(now, &mut Wire::default());
+        r
+    }
+
+    fn add_candidate(&mut self, peer: PeerId, candidate: &str) -> Result<(), crate::MediaError> {
+        self.shards[shard_of_peer(peer)].add_candidate(peer, candidate)
+    }
+
+    fn close_peer(&mut self, now: Instant, peer: PeerId) -> Result<(), crate::MediaError> {
+        let r = self.shards[shard_of_peer(peer)].close_peer(now, peer);
+        self.exchange(now, &mut Wire::default());
+        r
+    }
+
+    fn close_session(&mut self, now: Instant, session: &SessionId) {
+        for shard in &mut self.shards {
+            shard.close_session(now, session);
+        }
+        self.exchange(now, &mut Wire::default());
+    }
+
+    fn send_captions(&mut self, now: Instant, session: &SessionId, text: &str) {
+        for shard in &mut self.shards {
+            shard.send_captions(now, session, text);
+        }
+    }
+
+    fn source_of(&self, session: &SessionId, kind: MediaKind) -> Option<PeerId> {
+        self.home_ref(session).source_of(session, kind)
+    }
+
+    fn peers(&self) -> usize {
+        self.shards.iter().map(Sfu::peer_count).sum()
+    }
+
+    fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.shards.iter_mut().find_map(Sfu::poll_event)
+    }
+
+    fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+        wire: &mut Wire,
+    ) {
+        // The kernel's choice of socket: a hash of the client's address, blind to owners.
+        let i = usize::from(source.port()) % self.shards.len();
+        self.shards[i].handle_datagram(now, source, destination, data, wire);
+        self.exchange(now, wire);
+    }
+
+    fn handle_timeout(&mut self, now: Instant, wire: &mut Wire) {
+        for shard in &mut self.shards {
+            shard.handle_timeout(now, wire);
+        }
+        self.exchange(now, wire);
+    }
+
+    /// Delivers messages between shards until there are none (bounded: a loop would fail).
+    fn exchange(&mut self, now: Instant, wire: &mut Wire) {
+        for _ in 0..100 {
+            let mut mail = Vec::new();
+            for shard in &mut self.shards {
+                mail.extend(shard.drain_shard_msgs());
+            }
+            if mail.is_empty() {
+                return;
+            }
+            for (to, msg) in mail {
+                self.shards[to].handle_shard_msg(now, msg, wire);
+            }
+        }
+        panic!("shards kept messaging each other");
     }
 }
 
@@ -148,7 +302,7 @@ impl Client {
     }
 
     /// Drains outputs into the SFU.
-    fn pump(&mut self, now: Instant, sfu: &mut Sfu, wire: &mut Wire) {
+    fn pump(&mut self, now: Instant, sfu: &mut Node, wire: &mut Wire) {
         if self.timeout <= now {
             self.rtc.handle_input(Input::Timeout(now)).unwrap();
         }
@@ -226,7 +380,7 @@ impl Client {
 
 struct World {
     now: Instant,
-    sfu: Sfu,
+    sfu: Node,
     wire: Wire,
     clients: Vec<Client>,
     /// The network loses this many of the next datagrams over 300 bytes (media, not RTCP or
@@ -245,11 +399,7 @@ impl World {
             udp_addr: SFU_ADDR.parse().unwrap(),
             ..config
         };
-        let sfu = Sfu::new(
-            config,
-            vec![SFU_ADDR.parse().unwrap()],
-            Arc::new(MediaStats::default()),
-        );
+        let sfu = Node::new(config, SHARDS.get());
         Self {
             now,
             sfu,
@@ -1339,4 +1489,160 @@ fn one_viewers_keyframe_requests_are_spaced_out() {
         w.sfu.stats().viewer_keyframe_requests_dropped.get(),
         asked - reached as u64
     );
+}
+
+/// Every scenario above, with the node split in two shards: a session's viewers on both,
+/// datagrams landing on either socket whoever owns the peer.
+#[test]
+fn every_scenario_on_two_shards() {
+    let scenarios: &[(&str, fn())] = &[
+        (
+            "forwards_to_viewers_and_survives_publisher_restart",
+            forwards_to_viewers_and_survives_publisher_restart,
+        ),
+        (
+            "second_floor_publisher_is_refused",
+            second_floor_publisher_is_refused,
+        ),
+        (
+            "garbage_datagrams_are_counted_not_fatal",
+            garbage_datagrams_are_counted_not_fatal,
+        ),
+        (
+            "audio_only_speaker_replaces_floor_audio_and_keeps_floor_video",
+            audio_only_speaker_replaces_floor_audio_and_keeps_floor_video,
+        ),
+        (
+            "speaker_video_replaces_floor_video_from_a_keyframe_and_back",
+            speaker_video_replaces_floor_video_from_a_keyframe_and_back,
+        ),
+        (
+            "a_lost_video_packet_is_resent_after_the_viewers_nack",
+            a_lost_video_packet_is_resent_after_the_viewers_nack,
+        ),
+        (
+            "a_floor_viewer_keeps_the_floor_feed_while_a_speaker_holds_the_floor",
+            a_floor_viewer_keeps_the_floor_feed_while_a_speaker_holds_the_floor,
+        ),
+        (
+            "a_floor_viewer_joining_under_a_speaker_gets_a_floor_keyframe",
+            a_floor_viewer_joining_under_a_speaker_gets_a_floor_keyframe,
+        ),
+        (
+            "audio_tap_follows_the_current_audio_source",
+            audio_tap_follows_the_current_audio_source,
+        ),
+        (
+            "audio_tap_drops_and_counts_when_full",
+            audio_tap_drops_and_counts_when_full,
+        ),
+        (
+            "captions_reach_viewers_with_a_captions_channel",
+            captions_reach_viewers_with_a_captions_channel,
+        ),
+        (
+            "captions_to_a_stalled_viewer_are_dropped_and_counted",
+            captions_to_a_stalled_viewer_are_dropped_and_counted,
+        ),
+        ("a_caption_goes_out_at_once", a_caption_goes_out_at_once),
+        (
+            "a_second_captions_channel_replaces_the_first",
+            a_second_captions_channel_replaces_the_first,
+        ),
+        (
+            "spoofed_binding_request_cannot_steal_the_publishers_address",
+            spoofed_binding_request_cannot_steal_the_publishers_address,
+        ),
+        (
+            "peers_per_session_and_candidates_per_peer_are_capped",
+            peers_per_session_and_candidates_per_peer_are_capped,
+        ),
+        (
+            "one_viewers_keyframe_requests_are_spaced_out",
+            one_viewers_keyframe_requests_are_spaced_out,
+        ),
+        (
+            "a_session_spreads_over_two_shards",
+            a_session_spreads_over_two_shards,
+        ),
+    ];
+    SHARDS.set(2);
+    for (name, scenario) in scenarios {
+        eprintln!("two shards: {name}");
+        scenario();
+    }
+    SHARDS.set(1);
+}
+
+/// Two shards: the session's viewers are spread over both, each receives the floor with
+/// continuous sequence numbers (relayed once per packet to the other shard, not per viewer),
+/// peers whose datagrams land on the other shard's socket are served, a speaker reaches
+/// viewers on both, and closing the session frees every shard.
+fn a_session_spreads_over_two_shards() {
+    if SHARDS.get() != 2 {
+        return; // runs from `every_scenario_on_two_shards`
+    }
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let viewers: Vec<usize> = (0..12)
+        .map(|i| w.add_viewer(5010 + i, &session, AV))
+        .collect();
+    let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 13)));
+    for shard in &w.sfu.shards {
+        assert_eq!(
+            shard.peer_count(),
+            if shard.shard_index() == home_shard(&session, 2) {
+                7
+            } else {
+                6
+            }
+        );
+    }
+    let mut ft = 0;
+    w.floor_ticks(floor, &mut ft, 100);
+    let stats = w.sfu.stats();
+    let relayed = stats.shard_packets_relayed.get();
+    let forwarded = stats.rtp_in.packets(Kind::Audio) + stats.rtp_in.packets(Kind::Video);
+    assert!(
+        relayed > 0 && relayed <= forwarded,
+        "{relayed} relayed of {forwarded}"
+    );
+    assert!(
+        stats.shard_datagrams_passed.get() > 0,
+        "some datagrams landed on the other socket"
+    );
+    for &v in &viewers {
+        let c = &w.clients[v];
+        assert!(
+            count_since(c, 0, MediaKind::Video, FLOOR_FILL) >= 100,
+            "viewer {v}"
+        );
+        assert_continuous(&seqs(c, MediaKind::Audio));
+        assert_continuous(&seqs(c, MediaKind::Video));
+    }
+
+    let (speaker, _) = w.add_publisher_as(5002, &session, Role::Speaker, AV, SPEAKER_FILL);
+    let mut st = 0;
+    w.floor_until(floor, &mut ft, |w| w.clients[speaker].rtc.is_connected());
+    let from: Vec<usize> = viewers
+        .iter()
+        .map(|&v| w.clients[v].received.len())
+        .collect();
+    w.floor_and_speaker((floor, &mut ft), (speaker, &mut st), 100);
+    for (&v, &from) in viewers.iter().zip(&from) {
+        let c = &w.clients[v];
+        assert!(
+            count_since(c, from, MediaKind::Video, SPEAKER_FILL) > 50,
+            "viewer {v}"
+        );
+        assert!(only_since_first(c, from, MediaKind::Video, SPEAKER_FILL));
+        assert_continuous(&seqs(c, MediaKind::Video));
+    }
+
+    let now = w.now;
+    w.sfu.close_session(now, &session);
+    assert_eq!(w.sfu.peers(), 0);
+    assert_eq!(w.sfu.stats().peers(), 0);
+    assert!(w.sfu.shards.iter().all(|s| s.session_count() == 0));
 }

@@ -182,14 +182,54 @@ pub struct MediaStats {
     pub udp_tx_bytes: Counter,
     pub udp_rx_datagrams: Counter,
     pub udp_rx_bytes: Counter,
+    /// Datagrams that arrived on one shard's socket for a peer of another, passed on once.
+    pub shard_datagrams_passed: Counter,
+    /// Publisher packets sent from a session's home shard to another shard with viewers
+    /// (one per packet per shard, never per viewer).
+    pub shard_packets_relayed: Counter,
+    /// Messages between shards dropped because the receiving shard's queue was full.
+    pub shard_queue_drops: Counter,
     sessions: Mutex<HashMap<SessionId, SessionCounts>>,
+    /// Peers on the node, all shards: kept with `sessions`, under its lock.
+    peers: std::sync::atomic::AtomicUsize,
     /// Written once per viewer per stats interval, never per packet.
     links: Mutex<HashMap<PeerId, ViewerLink>>,
 }
 
 impl MediaStats {
-    pub(crate) fn peer_added(&self, session: &SessionId, role: Role) {
+    /// Counts a new peer if the node and its session have room; every shard admits through
+    /// here, so the limits hold for the node, not per shard. Once per offer, never per packet.
+    pub(crate) fn admit(
+        &self,
+        session: &SessionId,
+        role: Role,
+        max_peers: usize,
+        max_per_session: usize,
+    ) -> Result<(), crate::MediaError> {
         let mut map = self.sessions.lock().expect("stats lock poisoned");
+        if self.peers.load(Relaxed) >= max_peers {
+            return Err(crate::MediaError::TooManyPeers(max_peers));
+        }
+        let in_session = map.get(session).map_or(0, |c| {
+            (c.viewers + c.floor_publishers + c.speaker_publishers) as usize
+        });
+        if in_session >= max_per_session {
+            return Err(crate::MediaError::SessionFull(
+                session.clone(),
+                max_per_session,
+            ));
+        }
+        self.peers.fetch_add(1, Relaxed);
+        Self::count_in(&mut map, session, role);
+        Ok(())
+    }
+
+    /// Peers on the node (all shards).
+    pub fn peers(&self) -> usize {
+        self.peers.load(Relaxed)
+    }
+
+    fn count_in(map: &mut HashMap<SessionId, SessionCounts>, session: &SessionId, role: Role) {
         let c = map.entry(session.clone()).or_default();
         match role {
             Role::Viewer => c.viewers += 1,
@@ -200,6 +240,9 @@ impl MediaStats {
 
     pub(crate) fn peer_removed(&self, session: &SessionId, role: Role) {
         let mut map = self.sessions.lock().expect("stats lock poisoned");
+        let _ = self
+            .peers
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
         if let Some(c) = map.get_mut(session) {
             match role {
                 Role::Viewer => c.viewers = c.viewers.saturating_sub(1),

@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// Addresses announced as ICE candidates, comma-separated.
     #[arg(long, value_name = "IPS", value_delimiter = ',')]
     pub media_public_ips: Option<Vec<IpAddr>>,
+    /// Media threads, each with a share of the peers [default: one per core].
+    #[arg(long, value_name = "N")]
+    pub media_shards: Option<usize>,
     /// Public base URL of this node (behind a proxy, the proxy's).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
@@ -90,6 +93,7 @@ impl ServeArgs {
             public_url: self.public_url.clone(),
             media_udp_addr: self.media_udp_addr,
             media_public_ips: self.media_public_ips.clone(),
+            media_shards: self.media_shards,
             data_dir: self.common.data_dir.clone(),
             jwt_secret: self.common.jwt_secret.clone(),
             // A boolean flag can only switch on; absent leaves file/env in force.

@@ -26,6 +26,7 @@ const ENV_KEYS: &[&str] = &[
     "public_url",
     "media_udp_addr",
     "media_public_ips",
+    "media_shards",
     "data_dir",
     "jwt_secret",
     "max_token_ttl",
@@ -136,6 +137,9 @@ pub struct Config {
     pub http_header_timeout_seconds: u32,
     /// A client must send a request's whole body within this (408 otherwise).
     pub http_body_timeout_seconds: u32,
+    /// Media threads (shards), each owning its share of the peers on the one media port.
+    /// Unset: one per core the process may use.
+    pub media_shards: Option<usize>,
     /// WebRTC peers (publishers and viewers) this node serves.
     pub max_peers: usize,
     /// WebRTC peers one session may have.
@@ -185,6 +189,7 @@ impl Default for Config {
             max_http_connections_per_ip: 512,
             http_header_timeout_seconds: 10,
             http_body_timeout_seconds: 10,
+            media_shards: None,
             max_peers: 10_000,
             max_peers_per_session: 5_000,
             max_resources_per_token: 8,
@@ -218,6 +223,8 @@ pub struct Overrides {
     pub media_udp_addr: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_public_ips: Option<Vec<IpAddr>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_shards: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -408,6 +415,14 @@ impl Config {
 
     /// Every limit must be at least 1 (0 would refuse everyone) and within reason.
     fn validate_limits(&self) -> Result<(), ConfigError> {
+        if let Some(n) = self.media_shards
+            && !(1..=media::MAX_SHARDS).contains(&n)
+        {
+            return Err(ConfigError::invalid(
+                "media_shards",
+                format!("{n} is outside 1..={}", media::MAX_SHARDS),
+            ));
+        }
         let checks: [(&'static str, u64, u64); 12] = [
             (
                 "max_http_connections",

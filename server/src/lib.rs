@@ -237,6 +237,9 @@ fn start_media(config: &Config, audio_tap: Option<media::AudioTap>) -> Result<Me
     let media_config = media::MediaConfig {
         udp_addr: config.media_udp_addr,
         public_ips: config.media_public_ips.clone(),
+        shards: config
+            .media_shards
+            .unwrap_or_else(media::MediaConfig::default_shards),
         audio_tap,
         max_peers: config.max_peers,
         max_peers_per_session: config.max_peers_per_session,
@@ -248,7 +251,7 @@ fn start_media(config: &Config, audio_tap: Option<media::AudioTap>) -> Result<Me
     };
     match media::start(media_config) {
         Ok(handle) => {
-            tracing::info!(udp = %handle.udp_addr(), "media engine started");
+            tracing::info!(udp = %handle.udp_addr(), shards = handle.shards(), "media engine started");
             Ok(Media::running(Arc::new(handle)))
         }
         Err(e @ media::MediaError::Bind { .. }) => Err(e.into()),
