@@ -21,7 +21,7 @@ const MAX_ADDRS_PER_PEER: usize = 8;
 
 /// Where a datagram goes.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Route {
+pub enum Route {
     Peer(PeerId),
     /// Nobody's: no known address, no known ufrag.
     Unknown,
@@ -38,7 +38,7 @@ struct PeerEntry {
 }
 
 #[derive(Default)]
-pub(crate) struct Demux {
+pub struct Demux {
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
     of_peer: HashMap<PeerId, PeerEntry>,
@@ -112,6 +112,37 @@ impl Demux {
         }
         entry.addrs.push(source);
         self.by_addr.insert(source, peer);
+    }
+
+    /// Panics unless the three maps agree: every ufrag and address entry names a live peer
+    /// whose entry holds it, every address of a peer routes back to it, and no peer holds
+    /// more than `MAX_ADDRS_PER_PEER` addresses or one twice. For the fuzz target and tests.
+    pub fn assert_consistent(&self) {
+        for (ufrag, peer) in &self.by_ufrag {
+            let entry = self.of_peer.get(peer).expect("by_ufrag names a live peer");
+            assert_eq!(&entry.ufrag, ufrag, "by_ufrag entry of {peer} is its ufrag");
+        }
+        for (addr, peer) in &self.by_addr {
+            let entry = self.of_peer.get(peer).expect("by_addr names a live peer");
+            assert!(
+                entry.addrs.contains(addr),
+                "{addr} of {peer} is in its entry"
+            );
+        }
+        for (peer, entry) in &self.of_peer {
+            assert!(
+                entry.addrs.len() <= MAX_ADDRS_PER_PEER,
+                "{peer}: too many addresses"
+            );
+            for (i, addr) in entry.addrs.iter().enumerate() {
+                assert_eq!(
+                    self.by_addr.get(addr),
+                    Some(peer),
+                    "{addr} routes to {peer}"
+                );
+                assert!(!entry.addrs[..i].contains(addr), "{addr} twice in {peer}");
+            }
+        }
     }
 
     #[cfg(test)]
