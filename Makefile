@@ -49,7 +49,7 @@ endef
 .PHONY: help
 help:
 	@echo "make run          build (release) and start floorcast --dev (data in ./data)"
-	@echo "make test         everything CI runs: fmt, clippy, cargo tests, browser test, fanout bench"
+	@echo "make test         everything CI runs: fmt, clippy, cargo tests, browser test, fanout bench, fuzz-short"
 	@echo "make browser-test only the browser test (builds the debug binary first)"
 	@echo "make bench        only the short fanout benchmark"
 	@echo "make deploy-check alert rule tests, systemd, Helm and Compose checks"
@@ -85,6 +85,7 @@ $(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package-lock.json
 .PHONY: fmt
 fmt:
 	$(CARGO) fmt --all --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
 
 .PHONY: clippy
 clippy:
