@@ -49,10 +49,13 @@ endef
 .PHONY: help
 help:
 	@echo "make run          build (release) and start floorcast --dev (data in ./data)"
-	@echo "make test         everything CI runs: fmt, clippy, cargo tests, browser test, fanout bench"
+	@echo "make test         everything CI runs: fmt, clippy, cargo tests, browser test, fanout bench, fuzz-short"
 	@echo "make browser-test only the browser test (builds the debug binary first)"
 	@echo "make bench        only the short fanout benchmark"
 	@echo "make deploy-check alert rule tests, systemd, Helm and Compose checks"
+	@echo "make fuzz-short   build the fuzz targets, run each for FUZZ_SECONDS (20) from its seeds"
+	@echo "make fuzz-long    the same for 10 minutes per target (FUZZ_SECONDS=600)"
+	@echo "make fuzz-build   only build the fuzz targets (installs cargo-fuzz in fuzz/.tools first)"
 
 # ---------------------------------------------------------------------------------------
 # Run
@@ -82,6 +85,7 @@ $(BROWSER_DIR)/node_modules/.package-lock.json: $(BROWSER_DIR)/package-lock.json
 .PHONY: fmt
 fmt:
 	$(CARGO) fmt --all --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
 
 .PHONY: clippy
 clippy:
@@ -130,5 +134,55 @@ deploy-check: deps-test build
 	FLOORCAST_BIN=$(FLOORCAST_BIN) deploy/check-packaging.sh
 
 .PHONY: test
-test: deps-test fmt clippy unit check-whisper build browser-test bench deploy-check
+test: deps-test fmt clippy unit check-whisper build browser-test bench deploy-check fuzz-short
 	@echo "==> make test: all checks passed"
+
+# ---------------------------------------------------------------------------------------
+# Fuzzing: coverage-guided (libFuzzer), one target per parser of network input. fuzz/ is its
+# own workspace, built by cargo-fuzz on stable Rust: `-s none` asks for no sanitizer (the
+# only part that needs nightly); the coverage instrumentation is stable codegen flags. `-O`
+# optimises, `-a` keeps debug assertions and overflow checks on. Targets, inputs and
+# figures: README "Fuzzing".
+
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ := $(CURDIR)/fuzz/.tools/bin/cargo-fuzz
+FUZZ_TARGETS := stun demux sdp_offer trickle jwt cart floor_bodies
+FUZZ_SECONDS ?= 20
+FUZZ_BIN_DIR := $(CURDIR)/fuzz/target/$(shell rustc -vV | sed -n "s/^host: //p")/release
+# The build and the runs share the machine: keep them behind interactive work.
+FUZZ_NICE ?= nice -n 15
+
+$(CARGO_FUZZ):
+	$(FUZZ_NICE) $(CARGO) install --locked --root fuzz/.tools cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+
+.PHONY: fuzz-tools
+fuzz-tools: $(CARGO_FUZZ)
+
+.PHONY: fuzz-build
+fuzz-build: deps-run fuzz-tools
+	$(FUZZ_NICE) $(CARGO_FUZZ) build --fuzz-dir fuzz -s none -O -a
+
+# Each target starts from its committed seeds (fuzz/seeds/<target>) copied into a scratch
+# corpus (fuzz/corpus/<target>, kept between runs, not committed). A crash, a hang
+# (-timeout) or running out of memory fails make; the input is in fuzz/artifacts/<target>/
+.PHONY: fuzz-short
+fuzz-short: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/corpus/$$t fuzz/artifacts/$$t; \
+	  cp fuzz/seeds/$$t/* fuzz/corpus/$$t/; \
+	  log=fuzz/artifacts/$$t.log; \
+	  if ! $(FUZZ_NICE) $(FUZZ_BIN_DIR)/$$t fuzz/corpus/$$t -max_total_time=$(FUZZ_SECONDS) \
+	      -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	      -artifact_prefix=fuzz/artifacts/$$t/ >$$log 2>&1; then \
+	    tail -n 40 $$log; \
+	    echo "==> fuzz target $$t failed: the input is in fuzz/artifacts/$$t/, the log in $$log"; \
+	    exit 1; \
+	  fi; \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log); \
+	  secs=$$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' $$log); \
+	  echo "==> fuzz $$t: $$runs runs in $$secs s ($$((runs / (secs > 0 ? secs : 1))) exec/s), corpus $$(ls fuzz/corpus/$$t | wc -l) inputs"; \
+	done
+
+.PHONY: fuzz-long
+fuzz-long:
+	$(MAKE) fuzz-short FUZZ_SECONDS=600

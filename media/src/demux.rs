@@ -26,7 +26,7 @@ const MAX_ADDRS_PER_PEER: usize = 8;
 
 /// Where a datagram goes.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Route {
+pub enum Route {
     Peer(PeerId),
     /// A peer of another shard: pass the datagram on.
     Shard(usize),
@@ -45,7 +45,7 @@ struct PeerEntry {
     addrs: Vec<(SocketAddr, usize)>,
 }
 
-pub(crate) struct Demux {
+pub struct Demux {
     shard: Shard,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
@@ -64,7 +64,7 @@ impl Default for Demux {
 }
 
 impl Demux {
-    pub fn new(shard: Shard) -> Self {
+    pub(crate) fn new(shard: Shard) -> Self {
         Self {
             shard,
             by_ufrag: HashMap::new(),
@@ -100,7 +100,7 @@ impl Demux {
     }
 
     /// The owner of a peer says where datagrams from `addr` go now.
-    pub fn set_foreign(&mut self, addr: SocketAddr, owner: Option<usize>) {
+    pub(crate) fn set_foreign(&mut self, addr: SocketAddr, owner: Option<usize>) {
         match owner {
             Some(owner) if owner != self.shard.index && owner < self.shard.count => {
                 self.foreign.insert(addr, owner);
@@ -112,7 +112,7 @@ impl Demux {
     }
 
     /// A route change another shard must hear about.
-    pub fn poll_notice(&mut self) -> Option<(usize, ShardMsg)> {
+    pub(crate) fn poll_notice(&mut self) -> Option<(usize, ShardMsg)> {
         self.notices.pop()
     }
 
@@ -181,6 +181,40 @@ impl Demux {
         entry.addrs.push((source, via));
         self.by_addr.insert(source, peer);
         self.notify(via, source, Some(self.shard.index));
+    }
+
+    /// Panics unless the three maps agree: every ufrag and address entry names a live peer
+    /// whose entry holds it, every address of a peer routes back to it, and no peer holds
+    /// more than `MAX_ADDRS_PER_PEER` addresses or one twice. For the fuzz target and tests.
+    pub fn assert_consistent(&self) {
+        for (ufrag, peer) in &self.by_ufrag {
+            let entry = self.of_peer.get(peer).expect("by_ufrag names a live peer");
+            assert_eq!(&entry.ufrag, ufrag, "by_ufrag entry of {peer} is its ufrag");
+        }
+        for (addr, peer) in &self.by_addr {
+            let entry = self.of_peer.get(peer).expect("by_addr names a live peer");
+            assert!(
+                entry.addrs.iter().any(|(a, _)| a == addr),
+                "{addr} of {peer} is in its entry"
+            );
+        }
+        for (peer, entry) in &self.of_peer {
+            assert!(
+                entry.addrs.len() <= MAX_ADDRS_PER_PEER,
+                "{peer}: too many addresses"
+            );
+            for (i, (addr, _)) in entry.addrs.iter().enumerate() {
+                assert_eq!(
+                    self.by_addr.get(addr),
+                    Some(peer),
+                    "{addr} routes to {peer}"
+                );
+                assert!(
+                    !entry.addrs[..i].iter().any(|(a, _)| a == addr),
+                    "{addr} twice in {peer}"
+                );
+            }
+        }
     }
 
     #[cfg(test)]

@@ -25,6 +25,8 @@ mod demux;
 mod driver;
 mod error;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 mod ids;
 mod peer;

@@ -104,6 +104,48 @@ struct CartAck {
     stored: bool,
 }
 
+/// What a CART POST asks for, read from its query and body before any state is touched.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CartPost {
+    pub seq: u64,
+    /// A language tag (`_` written as `-`), or the session's language when none was given.
+    pub lang: String,
+    /// Trimmed; empty clears the viewers' caption line.
+    pub text: String,
+}
+
+impl CartPost {
+    /// Checks in the order a client fixes them: `seq`, then `lang`, then the body.
+    pub fn parse(
+        q: CartQuery,
+        body: Result<Bytes, BytesRejection>,
+        default_lang: &str,
+    ) -> Result<Self, ApiError> {
+        let seq = q
+            .seq
+            .as_deref()
+            .ok_or_else(|| {
+                ApiError::bad_request("missing_seq", "the seq query parameter is required")
+            })?
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("invalid_seq", "seq must be a whole number ≥ 0"))?;
+        let lang = match q.lang {
+            Some(l) => valid_lang(l)?,
+            None => default_lang.to_owned(),
+        };
+        let body = body?;
+        let text = std::str::from_utf8(&body).map_err(|e| {
+            ApiError::bad_request("invalid_utf8", format!("the body is not UTF-8: {e}"))
+        })?;
+        // An empty (or blank) caption clears the viewers' line, as CART clients mean it.
+        Ok(CartPost {
+            seq,
+            lang,
+            text: text.trim().to_owned(),
+        })
+    }
+}
+
 /// Sequencing is per captioner (the token's `sub`) and language; see `captions::cart`.
 async fn cart_post(
     State(deps): State<CaptionDeps>,
@@ -115,33 +157,21 @@ async fn cart_post(
     let received = Instant::now();
     let session = deps.open(&grant, Permission::PostCaptions, &id)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let seq = q
-        .seq
-        .as_deref()
-        .ok_or_else(|| ApiError::bad_request("missing_seq", "the seq query parameter is required"))?
-        .parse::<u64>()
-        .map_err(|_| ApiError::bad_request("invalid_seq", "seq must be a whole number ≥ 0"))?;
-    let lang = deps.lang(q.lang)?;
-    let body = body?;
-    let text = std::str::from_utf8(&body).map_err(|e| {
-        ApiError::bad_request("invalid_utf8", format!("the body is not UTF-8: {e}"))
-    })?;
-    // An empty (or blank) caption clears the viewers' line, as CART clients mean it.
-    let text = text.trim();
+    let post = CartPost::parse(q, body, &deps.default_lang)?;
     let outcome = deps
         .feed
         .cart(
             &session,
             &grant.claims.sub,
-            seq,
-            lang,
-            text.to_owned(),
+            post.seq,
+            post.lang,
+            post.text,
             received,
             now_ms() as i64,
         )
         .await?;
     Ok(ApiJson(CartAck {
-        seq,
+        seq: post.seq,
         stored: outcome == CartOutcome::Shown,
     }))
 }
