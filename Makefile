@@ -95,6 +95,14 @@ clippy:
 unit:
 	$(CARGO) test --workspace
 
+# The tests that carry real media, again on one media shard (`make unit` runs them with the
+# default, one shard per core: two on CI). Their binaries come from `make unit`'s build.
+MEDIA_TESTS := --test interop --test bad_input --test floor_media --test hostile_media
+
+.PHONY: unit-one-shard
+unit-one-shard:
+	FLOORCAST_MEDIA_SHARDS=1 $(CARGO) test -p floorcast-server $(MEDIA_TESTS)
+
 # The whisper engine cannot run here (no model file offline); it must keep compiling.
 .PHONY: check-whisper
 check-whisper:
@@ -116,6 +124,10 @@ browser-test: deps-test build
 	  echo "==> $$t"; \
 	  FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR) node "$$t" || exit 1; \
 	done
+	@echo "==> $(BROWSER_DIR)/media.test.mjs on one media shard"
+	mkdir -p $(ARTIFACTS_DIR)/one-shard
+	FLOORCAST_MEDIA_SHARDS=1 FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR)/one-shard \
+	  node $(BROWSER_DIR)/media.test.mjs
 
 # A short fan-out run: one synthetic publisher, 20 WHEP viewers for 10 s, against a server
 # started on ephemeral ports (.ci/fanout-bench); figures printed, JSON in test-artifacts/.
@@ -134,7 +146,7 @@ deploy-check: deps-test build
 	FLOORCAST_BIN=$(FLOORCAST_BIN) deploy/check-packaging.sh
 
 .PHONY: test
-test: deps-test fmt clippy unit check-whisper build browser-test bench deploy-check fuzz-short
+test: deps-test fmt clippy unit unit-one-shard check-whisper build browser-test bench deploy-check fuzz-short
 	@echo "==> make test: all checks passed"
 
 # ---------------------------------------------------------------------------------------

@@ -871,6 +871,11 @@ struct HostileMetrics {
     stun_unauthenticated: IntCounter,
     keyframe_requests_dropped: IntCounter,
     media_commands_deferred: IntCounter,
+    /// Between media shards: datagrams passed to their owner, packets relayed, and what a
+    /// full shard queue dropped.
+    shard_datagrams_passed: IntCounter,
+    shard_packets_relayed: IntCounter,
+    shard_queue_drops: IntCounter,
 }
 
 impl HostileMetrics {
@@ -907,7 +912,25 @@ impl HostileMetrics {
         registry.register(Box::new(stun_unauthenticated.clone()))?;
         registry.register(Box::new(keyframe_requests_dropped.clone()))?;
         registry.register(Box::new(media_commands_deferred.clone()))?;
+        let shard_datagrams_passed = IntCounter::new(
+            "floorcast_media_shard_datagrams_passed_total",
+            "Datagrams received on one media shard's socket for a peer of another, passed on.",
+        )?;
+        let shard_packets_relayed = IntCounter::new(
+            "floorcast_media_shard_packets_relayed_total",
+            "Publisher packets relayed from a session's home shard to another shard with viewers.",
+        )?;
+        let shard_queue_drops = IntCounter::new(
+            "floorcast_media_shard_queue_drops_total",
+            "Messages between media shards dropped because the receiving queue was full.",
+        )?;
+        registry.register(Box::new(shard_datagrams_passed.clone()))?;
+        registry.register(Box::new(shard_packets_relayed.clone()))?;
+        registry.register(Box::new(shard_queue_drops.clone()))?;
         Ok(HostileMetrics {
+            shard_datagrams_passed,
+            shard_packets_relayed,
+            shard_queue_drops,
             refusals,
             http_connections,
             stun_unauthenticated,
@@ -930,5 +953,14 @@ impl HostileMetrics {
             &self.media_commands_deferred,
             stats.commands_deferred_turns.get(),
         );
+        advance(
+            &self.shard_datagrams_passed,
+            stats.shard_datagrams_passed.get(),
+        );
+        advance(
+            &self.shard_packets_relayed,
+            stats.shard_packets_relayed.get(),
+        );
+        advance(&self.shard_queue_drops, stats.shard_queue_drops.get());
     }
 }
