@@ -12,6 +12,9 @@ pub struct MediaConfig {
     /// Media threads, each owning its peers on its own socket of the one port (see
     /// [`crate::shard`]); 1 to [`crate::MAX_SHARDS`].
     pub shards: usize,
+    /// Send a peer's equal-size datagrams of one loop turn as one UDP GSO message (Linux
+    /// 4.18+; without kernel support this falls back to one datagram per message).
+    pub udp_gso: bool,
     /// Addresses announced as host candidates. Empty: the bound address, or when that is
     /// unspecified (0.0.0.0), the address of the interface that routes outward.
     pub public_ips: Vec<IpAddr>,
@@ -48,6 +51,7 @@ impl Default for MediaConfig {
         Self {
             udp_addr: SocketAddr::from(([0, 0, 0, 0], 40000)),
             shards: Self::default_shards(),
+            udp_gso: true,
             public_ips: Vec::new(),
             keyframe_min_interval: Duration::from_millis(500),
             max_peers: 10_000,

@@ -72,6 +72,8 @@ struct ShardLoop {
     control: mpsc::Receiver<ShardMsg>,
     others: Arc<[ShardInbox]>,
     events: broadcast::Sender<MediaEvent>,
+    /// Whether to try UDP GSO (the batch itself holds raw pointers: built on the thread).
+    udp_gso: bool,
 }
 
 pub(crate) fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
@@ -121,6 +123,7 @@ pub(crate) fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
         let sfu = Sfu::new(config.clone(), candidates.clone(), stats.clone(), shard);
         let others = inboxes.clone();
         let events = event_tx.clone();
+        let udp_gso = config.udp_gso;
         std::thread::Builder::new()
             .name(format!("floorcast-media-{index}"))
             .spawn(move || {
@@ -146,6 +149,7 @@ pub(crate) fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
                                 control,
                                 others,
                                 events,
+                                udp_gso,
                             };
                             shard.run().await
                         }
@@ -214,7 +218,10 @@ impl ShardLoop {
     async fn run(mut self) {
         let stats = self.sfu.stats();
         let fd = self.socket.as_raw_fd();
-        let mut batch = SendBatch::new();
+        let mut batch = SendBatch::new(self.udp_gso);
+        if self.sfu.shard_index() == 0 {
+            info!(gso = batch.gso(), "media egress: sendmmsg batches");
+        }
         let mut buf = vec![0u8; 2048];
         'turns: loop {
             let now = Instant::now();

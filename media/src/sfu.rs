@@ -367,7 +367,6 @@ impl Sfu {
         self.sessions.len()
     }
 
-    #[cfg(test)]
     pub fn shard_index(&self) -> usize {
         self.shard.index
     }
@@ -409,7 +408,7 @@ impl Sfu {
             } => self.receive(now, via, source, destination, &data, tx),
             ShardMsg::Route { addr, owner } => self.demux.set_foreign(addr, owner),
             ShardMsg::Media(packet) => {
-                self.fan_out(&packet, now, tx);
+                self.fan_out(&packet, now);
                 self.reap(now);
             }
             ShardMsg::Interest {
@@ -706,16 +705,16 @@ impl Sfu {
                     self.tx_bytes += t.contents.len() as u64;
                     tx.send(t.destination, t.contents.into());
                 }
-                Output::Event(e) => self.on_event(id, e, now, tx),
+                Output::Event(e) => self.on_event(id, e, now),
             }
         }
         warn!(peer = %id, "peer produced too much output in one poll");
         self.schedule(id, Some(now));
     }
 
-    fn on_event(&mut self, id: PeerId, event: Event, now: Instant, tx: &mut dyn Transmit) {
+    fn on_event(&mut self, id: PeerId, event: Event, now: Instant) {
         match event {
-            Event::RtpPacket(pkt) => self.forward(id, pkt, now, tx),
+            Event::RtpPacket(pkt) => self.forward(id, pkt, now),
             Event::Connected => {
                 let Some(peer) = self.peers.get_mut(&id) else {
                     return;
@@ -926,13 +925,7 @@ impl Sfu {
     /// One publisher packet (on its session's home shard) to every viewer of its session:
     /// decides who receives it, then writes it to this shard's viewers and relays it once to
     /// each other shard that has viewers.
-    fn forward(
-        &mut self,
-        from: PeerId,
-        pkt: str0m::rtp::RtpPacket,
-        now: Instant,
-        tx: &mut dyn Transmit,
-    ) {
+    fn forward(&mut self, from: PeerId, pkt: str0m::rtp::RtpPacket, now: Instant) {
         let Some(publisher) = self.peers.get_mut(&from) else {
             return;
         };
@@ -984,7 +977,7 @@ impl Sfu {
             payload: pkt.payload,
         };
         if remote == 0 {
-            self.fan_out(&packet, now, tx);
+            self.fan_out(&packet, now);
             return;
         }
         let packet = Arc::new(packet);
@@ -992,11 +985,11 @@ impl Sfu {
             self.stats.shard_packets_relayed.add(1);
             self.outbox.push((shard, ShardMsg::Media(packet.clone())));
         }
-        self.fan_out(&packet, now, tx);
+        self.fan_out(&packet, now);
     }
 
     /// Writes one publisher packet to this shard's viewers of its session: the hot path.
-    fn fan_out(&mut self, packet: &Relayed, now: Instant, tx: &mut dyn Transmit) {
+    fn fan_out(&mut self, packet: &Relayed, now: Instant) {
         let Some(session) = self.sessions.get_mut(&packet.session) else {
             return;
         };
@@ -1075,7 +1068,16 @@ impl Sfu {
                 );
                 written += 1;
             }
-            self.poll_peer(vid, now, tx);
+            // Not polled here: str0m releases written packets on its next timeout, so the
+            // viewer is made due now and `handle_timeout` (every loop turn) polls it once
+            // for all it got this turn. That saves a poll per viewer-packet and sends a
+            // viewer's packets of the turn back to back, one GSO message.
+            if viewer.deadline.is_none_or(|d| d > now) {
+                if let Some(old) = viewer.deadline.replace(now) {
+                    self.deadlines.remove(&(old, vid));
+                }
+                self.deadlines.insert((now, vid));
+            }
         }
         if let Some(session) = self.sessions.get_mut(&packet.session) {
             if packet.to_current {

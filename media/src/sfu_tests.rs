@@ -1574,7 +1574,7 @@ fn every_scenario_on_two_shards() {
     SHARDS.set(1);
 }
 
-/// Two shards: the session's viewers are spread over both, each receives the floor with
+/// Two shards: the session's 200 viewers are spread over both, each receives the floor with
 /// continuous sequence numbers (relayed once per packet to the other shard, not per viewer),
 /// peers whose datagrams land on the other shard's socket are served, a speaker reaches
 /// viewers on both, and closing the session frees every shard.
@@ -1584,20 +1584,18 @@ fn a_session_spreads_over_two_shards() {
     }
     let session = SessionId::new("s1");
     let mut w = World::new();
-    let viewers: Vec<usize> = (0..12)
+    const VIEWERS: u16 = 200;
+    let viewers: Vec<usize> = (0..VIEWERS)
         .map(|i| w.add_viewer(5010 + i, &session, AV))
         .collect();
     let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
-    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 13)));
+    let peers = usize::from(VIEWERS) + 1;
+    assert!(w.run_until(Duration::from_secs(10), |w| connected(w, peers)));
+    // Viewers go to the shards in turn; the publisher to the session's home.
+    let half = usize::from(VIEWERS) / 2;
     for shard in &w.sfu.shards {
-        assert_eq!(
-            shard.peer_count(),
-            if shard.shard_index() == home_shard(&session, 2) {
-                7
-            } else {
-                6
-            }
-        );
+        let home = shard.shard_index() == home_shard(&session, 2);
+        assert_eq!(shard.peer_count(), half + usize::from(home));
     }
     let mut ft = 0;
     w.floor_ticks(floor, &mut ft, 100);

@@ -181,6 +181,10 @@ pub struct MediaStats {
     pub udp_tx_datagrams: Counter,
     pub udp_tx_bytes: Counter,
     pub udp_rx_datagrams: Counter,
+    /// UDP GSO messages sent (several datagrams to one peer in one message) and the
+    /// datagrams they carried; the rest went one per message.
+    pub udp_gso_sends: Counter,
+    pub udp_gso_segments: Counter,
     pub udp_rx_bytes: Counter,
     /// Datagrams that arrived on one shard's socket for a peer of another, passed on once.
     pub shard_datagrams_passed: Counter,

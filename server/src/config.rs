@@ -27,6 +27,7 @@ const ENV_KEYS: &[&str] = &[
     "media_udp_addr",
     "media_public_ips",
     "media_shards",
+    "media_udp_gso",
     "data_dir",
     "jwt_secret",
     "max_token_ttl",
@@ -140,6 +141,10 @@ pub struct Config {
     /// Media threads (shards), each owning its share of the peers on the one media port.
     /// Unset: one per core the process may use.
     pub media_shards: Option<usize>,
+    /// Send a viewer's run of equal-size packets in one loop turn as one UDP GSO message
+    /// (Linux 4.18+; falls back by itself where the kernel or device refuses). Off only to
+    /// measure the difference.
+    pub media_udp_gso: bool,
     /// WebRTC peers (publishers and viewers) this node serves.
     pub max_peers: usize,
     /// WebRTC peers one session may have.
@@ -190,6 +195,7 @@ impl Default for Config {
             http_header_timeout_seconds: 10,
             http_body_timeout_seconds: 10,
             media_shards: None,
+            media_udp_gso: true,
             max_peers: 10_000,
             max_peers_per_session: 5_000,
             max_resources_per_token: 8,

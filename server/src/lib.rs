@@ -240,6 +240,7 @@ fn start_media(config: &Config, audio_tap: Option<media::AudioTap>) -> Result<Me
         shards: config
             .media_shards
             .unwrap_or_else(media::MediaConfig::default_shards),
+        udp_gso: config.media_udp_gso,
         audio_tap,
         max_peers: config.max_peers,
         max_peers_per_session: config.max_peers_per_session,

@@ -51,6 +51,8 @@ struct Inner {
     rtt: GaugeVec,
     jitter: GaugeVec,
     udp_send_drops: IntCounter,
+    udp_gso_sends: IntCounter,
+    udp_gso_segments: IntCounter,
     draining: IntGauge,
     hostile: HostileMetrics,
     storage: StorageMetrics,
@@ -258,6 +260,14 @@ impl Metrics {
             "floorcast_udp_send_drops_total",
             "Datagrams the media socket could not send (its buffer was full).",
         )?;
+        let udp_gso_sends = IntCounter::new(
+            "floorcast_udp_gso_sends_total",
+            "UDP GSO messages sent: several datagrams to one peer handed to the kernel at once.",
+        )?;
+        let udp_gso_segments = IntCounter::new(
+            "floorcast_udp_gso_segments_total",
+            "Datagrams sent inside UDP GSO messages (the rest went one per message).",
+        )?;
         let draining = IntGauge::new(
             "floorcast_draining",
             "1 while the node drains after SIGTERM (no new viewers or publishers).",
@@ -268,7 +278,9 @@ impl Metrics {
         for c in [&viewer_loss, &rtt, &jitter] {
             registry.register(Box::new(c.clone()))?;
         }
-        registry.register(Box::new(udp_send_drops.clone()))?;
+        for c in [&udp_send_drops, &udp_gso_sends, &udp_gso_segments] {
+            registry.register(Box::new(c.clone()))?;
+        }
         registry.register(Box::new(draining.clone()))?;
         registry.register(Box::new(build_info))?;
         let hostile = HostileMetrics::new(&registry)?;
@@ -299,6 +311,8 @@ impl Metrics {
                 rtt,
                 jitter,
                 udp_send_drops,
+                udp_gso_sends,
+                udp_gso_segments,
                 draining,
                 hostile,
                 storage,
@@ -443,6 +457,8 @@ impl Metrics {
             advance(&inner.retransmitted, stats.retransmitted.get());
             advance(&inner.plis, stats.plis.get());
             advance(&inner.udp_send_drops, stats.send_drops.get());
+            advance(&inner.udp_gso_sends, stats.udp_gso_sends.get());
+            advance(&inner.udp_gso_segments, stats.udp_gso_segments.get());
             inner.hostile.copy_media(stats);
         }
         self.render_audience(sessions, viewers);
