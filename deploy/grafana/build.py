@@ -73,9 +73,9 @@ panel("timeseries", "Join time p50 / p95", [
     (f"histogram_quantile(0.95, sum by (le) (rate(floorcast_join_duration_seconds_bucket{{{SEL}}}[5m])))", "p95")],
     16, 8, unit="s")
 advance()
-panel("timeseries", "Capacity: media thread busy", [
-    (f"rate(floorcast_media_thread_cpu_seconds_total{{{SEL}}}[1m])", "{{instance}}")], 0, 6, unit="percentunit",
-    description="The SFU forwards on one thread: near 100 % the node is full (about 800 viewers of 1 Mbit/s).")
+panel("timeseries", "Capacity: media threads busy", [
+    (f"rate(floorcast_media_thread_cpu_seconds_total{{{SEL}}}[1m]) / on (instance) floorcast_media_threads{{{SEL}}}", "{{instance}}")], 0, 6, unit="percentunit",
+    description="The SFU forwards on one thread per shard (media_shards, default one per core): their CPU over their number. Near 100 % the node is full.")
 panel("timeseries", "Process CPU (cores)", [
     (f"rate(process_cpu_seconds_total{{{SEL}}}[1m])", "CPU cores {{instance}}")], 6, 6, unit="short")
 panel("timeseries", "Resident memory", [

@@ -4,8 +4,9 @@
 //! descriptors from `/proc/self/fd`. A load generator on another machine reads the server's
 //! cost from these.
 //!
-//! Also `floorcast_media_thread_cpu_seconds_total`: the SFU forwards on one thread, so that
-//! thread's CPU rate reaching 1.0 is the node's capacity, whatever the process total says.
+//! Also `floorcast_media_thread_cpu_seconds_total`: the SFU forwards on its media threads
+//! (one per shard), so their summed CPU rate reaching the shard count is the node's capacity,
+//! whatever the process total says.
 
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -24,10 +25,12 @@ pub struct ProcessMetrics {
     start_time: Gauge,
     media_cpu: Counter,
     media_cpu_seen: Mutex<f64>,
+    media_threads: IntGauge,
     descs: Vec<Desc>,
 }
 
-/// The media engine's thread name (media/src/driver.rs).
+/// The media engine's thread names (media/src/driver.rs) as the kernel keeps them: cut to 15
+/// bytes, so `floorcast-media-<n>` of every shard reads as this.
 const MEDIA_THREAD: &str = "floorcast-media";
 
 impl ProcessMetrics {
@@ -48,8 +51,13 @@ impl ProcessMetrics {
         )?;
         let media_cpu = Counter::with_opts(Opts::new(
             "floorcast_media_thread_cpu_seconds_total",
-            "CPU time of the SFU's media thread; a rate near 1 means the node is at capacity.",
+            "CPU time of the SFU's media threads (all shards); a rate near the shard count means \
+             the node is at capacity.",
         ))?;
+        let media_threads = IntGauge::new(
+            "floorcast_media_threads",
+            "Media threads (shards) running: the divisor of floorcast_media_thread_cpu_seconds_total.",
+        )?;
         start_time.set(
             SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -62,6 +70,7 @@ impl ProcessMetrics {
             open_fds.desc(),
             start_time.desc(),
             media_cpu.desc(),
+            media_threads.desc(),
         ]
         .into_iter()
         .flatten()
@@ -76,6 +85,7 @@ impl ProcessMetrics {
             start_time,
             media_cpu,
             media_cpu_seen: Mutex::new(0.0),
+            media_threads,
             descs,
         })
     }
@@ -99,7 +109,8 @@ impl ProcessMetrics {
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
             self.open_fds.set(dir.count() as i64);
         }
-        if let Some(total) = thread_cpu_seconds(MEDIA_THREAD) {
+        if let Some((total, threads)) = thread_cpu_seconds(MEDIA_THREAD) {
+            self.media_threads.set(threads as i64);
             let mut seen = self
                 .media_cpu_seen
                 .lock()
@@ -125,6 +136,7 @@ impl Collector for ProcessMetrics {
         out.extend(self.open_fds.collect());
         out.extend(self.start_time.collect());
         out.extend(self.media_cpu.collect());
+        out.extend(self.media_threads.collect());
         out
     }
 }
@@ -145,8 +157,8 @@ fn cpu_seconds() -> Option<f64> {
 }
 
 /// User + system CPU of this process's threads named `name`, seconds (clock-tick resolution,
-/// 10 ms); `None` when there is no such thread.
-fn thread_cpu_seconds(name: &str) -> Option<f64> {
+/// 10 ms), and how many there are; `None` when there is no such thread.
+fn thread_cpu_seconds(name: &str) -> Option<(f64, usize)> {
     // SAFETY: sysconf has no preconditions.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     let ticks = if ticks > 0 { ticks as f64 } else { 100.0 };
@@ -163,7 +175,9 @@ fn thread_cpu_seconds(name: &str) -> Option<f64> {
             continue;
         };
         if let Some(t) = stat_cpu_ticks(&stat) {
-            *total.get_or_insert(0.0) += t as f64 / ticks;
+            let (seconds, threads) = total.get_or_insert((0.0, 0));
+            *seconds += t as f64 / ticks;
+            *threads += 1;
         }
     }
     total
@@ -230,7 +244,7 @@ mod tests {
         assert_eq!(stat_cpu_ticks("garbage"), None);
         // This test's own thread is found by its name.
         let name = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
-        assert!(thread_cpu_seconds(name.trim_end()).is_some());
+        assert_eq!(thread_cpu_seconds(name.trim_end()).map(|(_, n)| n), Some(1));
         assert!(thread_cpu_seconds("no-such-thread").is_none());
     }
 
