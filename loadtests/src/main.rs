@@ -7,6 +7,7 @@
 //! floorcast-load hands --url http://127.0.0.1:8080 --session bench --create-session \
 //!     --secret "$SECRET" --hands 10000 --concurrency 64 --server-pid $(pidof floorcast) \
 //!     --media --json hands.json
+//! floorcast-load limit --viewers 150 --duration 15 --json limit.json
 //! ```
 
 use std::path::PathBuf;
@@ -19,6 +20,7 @@ use floorcast_load::scenarios::attack::{self, Attack, AttackOptions};
 use floorcast_load::scenarios::compare::{self, CompareOptions};
 use floorcast_load::scenarios::fanout::{self, FanoutOptions, Mode, ServerTarget};
 use floorcast_load::scenarios::hands::{self, HandsOptions};
+use floorcast_load::scenarios::limit::{self, LimitOptions};
 use floorcast_load::scenarios::{captions, churn};
 use floorcast_load::token;
 
@@ -44,6 +46,9 @@ enum Scenario {
     Soak(SoakArgs),
     /// The same N light viewers against Floorcast, then Janus (each alone); one table.
     Compare(CompareArgs),
+    /// limit-bench's GCM + sendmmsg and GCM + GSO egress limits, then `compare`: viewers per
+    /// core of each and their ratios in one table.
+    Limit(LimitArgs),
     /// N participants raise hands (C in flight), a moderator grants the first; prints
     /// raises/s, raise latency p50/p99 and (with --media) grant → first speaker packet.
     Hands(HandsArgs),
@@ -198,6 +203,72 @@ async fn compare_main(a: CompareArgs) -> anyhow::Result<ExitCode> {
     write_json(&a.json, &report)?;
     Ok(
         if report.floorcast.viewers == a.viewers && report.janus.viewers == a.viewers {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
+}
+
+#[derive(Args)]
+struct LimitArgs {
+    #[arg(long, default_value_t = 150)]
+    viewers: usize,
+    #[arg(long, default_value_t = 15.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 40.0)]
+    ramp_per_second: f64,
+    /// The limit-bench project; default: $FLOORCAST_LIMIT_BENCH, shared/tools/limit-bench
+    /// here or above, or /work/shared/tools/limit-bench. Built on first use (minutes).
+    #[arg(long)]
+    limit_bench: Option<PathBuf>,
+    /// The floorcast binary (default: next to this one).
+    #[arg(long)]
+    floorcast_bin: Option<PathBuf>,
+    /// The Janus anchor (its run.sh); default as for `compare`.
+    #[arg(long, conflicts_with = "skip_janus")]
+    janus_dir: Option<PathBuf>,
+    /// Measure Floorcast alone (the ratios with Janus are shown as "—").
+    #[arg(long)]
+    skip_janus: bool,
+    #[arg(long, default_value_t = 64)]
+    sample_every: u32,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+async fn limit_main(a: LimitArgs) -> anyhow::Result<ExitCode> {
+    let floorcast_bin = match a.floorcast_bin {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("floorcast"),
+    };
+    let janus_dir = match (a.skip_janus, a.janus_dir) {
+        (true, _) => None,
+        (false, Some(p)) => Some(p),
+        (false, None) => Some(
+            compare::find_janus_anchor()
+                .context("no Janus anchor found: give --janus-dir or --skip-janus")?,
+        ),
+    };
+    let limit_bench = match a.limit_bench {
+        Some(p) => p,
+        None => limit::find_limit_bench().context("no limit-bench found: give --limit-bench")?,
+    };
+    let report = limit::run(LimitOptions {
+        viewers: a.viewers,
+        duration: Duration::from_secs_f64(a.duration.max(1.0)),
+        ramp_per_second: a.ramp_per_second,
+        sample_every: a.sample_every.max(1),
+        floorcast_bin,
+        janus_dir,
+        limit_bench,
+    })
+    .await?;
+    print!("{}", limit::render_table(&report));
+    write_json(&a.json, &report)?;
+    let all_joined = |s: &compare::Side| s.viewers == a.viewers;
+    Ok(
+        if all_joined(&report.floorcast) && report.janus.as_ref().is_none_or(all_joined) {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
@@ -525,6 +596,7 @@ fn main() -> anyhow::Result<ExitCode> {
         Scenario::Churn(a) => rt.block_on(churn_main(a)),
         Scenario::Captions(a) => rt.block_on(captions_main(a)),
         Scenario::Compare(a) => rt.block_on(compare_main(a)),
+        Scenario::Limit(a) => rt.block_on(limit_main(a)),
         Scenario::Soak(a) => rt.block_on(fanout_main(a.base, Some(a.timeline_every))),
         Scenario::Hands(a) => rt.block_on(hands_main(a)),
         Scenario::Attack(a) => rt.block_on(attack_main(a)),

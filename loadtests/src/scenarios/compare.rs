@@ -117,7 +117,8 @@ fn viewer_options(opts: &CompareOptions, url: &str, viewer: &str, publish: &str)
     o
 }
 
-async fn run_floorcast(opts: &CompareOptions) -> Result<Side, CompareError> {
+/// Floorcast's side alone (`opts.janus_dir` is not read): for runs where Janus is unavailable.
+pub async fn run_floorcast(opts: &CompareOptions) -> Result<Side, CompareError> {
     let secret = format!("compare-{}", token::unix_now()) + &"x".repeat(32);
     let mut so = ServerOptions::new(&opts.floorcast_bin, &secret);
     so.env = vec![

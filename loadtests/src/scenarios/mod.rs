@@ -6,3 +6,4 @@ pub mod compare;
 pub mod crowd;
 pub mod fanout;
 pub mod hands;
+pub mod limit;
