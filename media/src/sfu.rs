@@ -41,6 +41,9 @@ pub(crate) trait Transmit {
 const MAX_PENDING_EVENTS: usize = 4096;
 /// Outputs drained from one peer per call; str0m reaches a timeout long before this.
 const MAX_OUTPUTS_PER_POLL: usize = 10_000;
+/// How often one shard may ask another shard's publisher for a keyframe: well under the
+/// owner's own limit per publisher (`keyframe_min_interval`), so it never delays a PLI.
+const REMOTE_KEYFRAME_ASK_INTERVAL: Duration = Duration::from_millis(100);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// The label of the data channel a viewer opens to receive captions. The viewer creates it
 /// (an m=application section in its WHEP offer), so viewers that want no captions cost
@@ -166,6 +169,10 @@ pub(crate) struct Sfu {
     /// shards).
     tx_datagrams: u64,
     tx_bytes: u64,
+    /// When this shard last asked another shard's publisher for a keyframe: viewers waiting
+    /// for one skip every video packet until it comes, and each skip would otherwise be a
+    /// message. Pruned in housekeeping.
+    remote_keyframe_asks: HashMap<PeerId, Instant>,
 }
 
 impl Sfu {
@@ -199,6 +206,7 @@ impl Sfu {
             outbox: Vec::new(),
             tx_datagrams: 0,
             tx_bytes: 0,
+            remote_keyframe_asks: HashMap::new(),
         }
     }
 
@@ -1137,8 +1145,16 @@ impl Sfu {
     fn request_keyframe_from(&mut self, source: PeerId, now: Instant) {
         let owner = shard_of_peer(source);
         if owner != self.shard.index {
-            self.outbox
-                .push((owner, ShardMsg::KeyframeFrom { peer: source }));
+            // The owner rate-limits the publisher's PLIs itself; this only keeps the asking
+            // to a few messages per second instead of one per skipped packet.
+            let last = self.remote_keyframe_asks.get(&source);
+            if last
+                .is_none_or(|t| now.saturating_duration_since(*t) >= REMOTE_KEYFRAME_ASK_INTERVAL)
+            {
+                self.remote_keyframe_asks.insert(source, now);
+                self.outbox
+                    .push((owner, ShardMsg::KeyframeFrom { peer: source }));
+            }
             return;
         }
         let Some(peer) = self.peers.get_mut(&source) else {
@@ -1227,6 +1243,8 @@ impl Sfu {
         for session in watched {
             self.tell_home(&session, true);
         }
+        self.remote_keyframe_asks
+            .retain(|_, t| now.saturating_duration_since(*t) < REMOTE_KEYFRAME_ASK_INTERVAL);
         let limit = self.config.connect_timeout;
         for peer in self.peers.values() {
             if !peer.connected && now.saturating_duration_since(peer.created) > limit {

@@ -28,7 +28,7 @@ use crate::forward::keyframe::{VideoCodec, starts_keyframe};
 use crate::handle::{Follow, MediaEvent, Takeover};
 use crate::ids::{PeerId, Role, SessionId};
 use crate::sfu::{CAPTIONS_LABEL, Sfu, Transmit};
-use crate::shard::{Shard, home_shard, shard_of_peer};
+use crate::shard::{Shard, ShardMsg, home_shard, shard_of_peer};
 use crate::stats::{Kind, MediaStats};
 use crate::tap::TapPacket;
 
@@ -58,6 +58,8 @@ thread_local! {
 struct Node {
     shards: Vec<Sfu>,
     next_viewer: usize,
+    /// `KeyframeFrom` messages delivered between shards.
+    keyframe_asks: usize,
 }
 
 impl Node {
@@ -76,6 +78,7 @@ impl Node {
         Self {
             shards,
             next_viewer: 0,
+            keyframe_asks: 0,
         }
     }
 
@@ -188,6 +191,9 @@ impl Node {
                 return;
             }
             for (to, msg) in mail {
+                if matches!(msg, ShardMsg::KeyframeFrom { .. }) {
+                    self.keyframe_asks += 1;
+                }
                 self.shards[to].handle_shard_msg(now, msg, wire);
             }
         }
@@ -1565,6 +1571,10 @@ fn every_scenario_on_two_shards() {
             "a_session_spreads_over_two_shards",
             a_session_spreads_over_two_shards,
         ),
+        (
+            "a_viewer_waiting_on_another_shard_asks_a_few_times_a_second",
+            a_viewer_waiting_on_another_shard_asks_a_few_times_a_second,
+        ),
     ];
     SHARDS.set(2);
     for (name, scenario) in scenarios {
@@ -1643,4 +1653,51 @@ fn a_session_spreads_over_two_shards() {
     assert_eq!(w.sfu.peers(), 0);
     assert_eq!(w.sfu.stats().peers(), 0);
     assert!(w.sfu.shards.iter().all(|s| s.session_count() == 0));
+}
+
+/// Two shards: a viewer on the shard without the publisher, waiting for a keyframe the
+/// publisher is slow to send, skips every video packet; its shard asks the publisher's shard
+/// at most every 100 ms, not once per skipped packet, and the viewer starts with the keyframe.
+fn a_viewer_waiting_on_another_shard_asks_a_few_times_a_second() {
+    if SHARDS.get() != 2 {
+        return; // runs from `every_scenario_on_two_shards`
+    }
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 1)));
+    let mut ft = 0;
+    w.floor_ticks(floor, &mut ft, 10);
+    // Viewers go to the shards in turn: one of two lands away from the publisher.
+    let late: Vec<usize> = (0..2)
+        .map(|i| w.add_viewer(5010 + i, &session, AV))
+        .collect();
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 3)));
+    let asks_before = w.sfu.keyframe_asks;
+    // One second of frames (25 frames, 75 video packets) from a publisher ignoring PLIs.
+    for _ in 0..50 {
+        w.clients[floor].keyframe_requests = 0;
+        w.publish_tick(floor, ft, FLOOR_BASE, 1000);
+        ft += 1;
+    }
+    let asks = w.sfu.keyframe_asks - asks_before;
+    assert!((1..=11).contains(&asks), "{asks} asks in one second");
+    for &v in &late {
+        assert_eq!(
+            count_since(&w.clients[v], 0, MediaKind::Video, FLOOR_FILL),
+            0
+        );
+    }
+    // The publisher answers the next PLI (at most 500 ms away): both viewers start, from a
+    // keyframe.
+    w.floor_until(floor, &mut ft, |w| {
+        late.iter()
+            .all(|&v| count_since(&w.clients[v], 0, MediaKind::Video, FLOOR_FILL) > 0)
+    });
+    for &v in &late {
+        let c = &w.clients[v];
+        let first =
+            first_since(c, 0, MediaKind::Video, FLOOR_FILL).expect("video after the keyframe");
+        assert!(first.keyframe);
+    }
 }
