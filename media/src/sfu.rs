@@ -1062,11 +1062,14 @@ impl Sfu {
             if first {
                 v.first_media_sent = true;
                 let join = now.saturating_duration_since(v.offered_at);
-                self.events.push_back(MediaEvent::FirstMedia {
-                    peer: vid,
-                    session: packet.session.clone(),
-                    join,
-                });
+                push_capped(
+                    &mut self.events,
+                    MediaEvent::FirstMedia {
+                        peer: vid,
+                        session: packet.session.clone(),
+                        join,
+                    },
+                );
             }
             if let Some(stream) = viewer.rtc.direct_api().stream_tx(&out_ssrc) {
                 stream.write_rtp(
@@ -1256,9 +1259,7 @@ impl Sfu {
     }
 
     fn push_event(&mut self, e: MediaEvent) {
-        if self.events.len() < MAX_PENDING_EVENTS {
-            self.events.push_back(e);
-        }
+        push_capped(&mut self.events, e);
     }
 
     /// Removes dead peers and everything that points at them.
@@ -1304,5 +1305,13 @@ impl Sfu {
                 role: peer.role,
             });
         }
+    }
+}
+
+/// Events wait here only until the end of the loop turn; the cap bounds what one turn can
+/// pile up (a burst of first packets to thousands of viewers joining together).
+fn push_capped(events: &mut VecDeque<MediaEvent>, e: MediaEvent) {
+    if events.len() < MAX_PENDING_EVENTS {
+        events.push_back(e);
     }
 }
