@@ -25,7 +25,7 @@ use crate::stats::MediaStats;
 pub(crate) const BATCH: usize = 64;
 /// Datagrams held before a flush, whatever the grouping.
 const MAX_DATAGRAMS: usize = 256;
-/// Segments of one GSO message: the kernel's `UDP_MAX_SEGMENTS` is 64.
+/// Segments of one GSO message: the kernel's `UDP_MAX_SEGMENTS` (64; 128 since Linux 6.x).
 const MAX_SEGMENTS: usize = 64;
 /// Bytes of one GSO message: one UDP datagram's payload, less room for IPv6's larger header.
 const MAX_GSO_BYTES: usize = 65_000;
@@ -365,6 +365,42 @@ mod tests {
             "kernel {release}"
         );
         assert_eq!(SendBatch::new(true).gso(), gso_supported());
+    }
+
+    /// A message the kernel refuses to segment (here: more segments than its
+    /// `UDP_MAX_SEGMENTS`, 64 before Linux 6.x, 128 since) is sent one
+    /// datagram at a time, nothing is lost, and the batch stops using GSO.
+    #[test]
+    fn a_refused_gso_message_falls_back_to_single_datagrams() {
+        let stats = MediaStats::default();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let r = receiver();
+        let to = r.local_addr().unwrap();
+        let mut batch = SendBatch::new(true);
+        if !batch.gso() {
+            return; // nothing to fall back from
+        }
+        let fd = tx.as_raw_fd();
+        for i in 0..200 {
+            batch.push(fd, to, datagram(i, 100), &stats);
+        }
+        // push made runs of 64; one message of 200 is what the kernel refuses (EINVAL).
+        assert_eq!(batch.messages.len(), 4);
+        batch.messages.truncate(1);
+        batch.messages[0].segments = 200;
+        batch.messages[0].bytes = 20_000;
+        batch.flush(fd, &stats);
+        let want: Vec<Vec<u8>> = (0..200).map(|i| datagram(i, 100)).collect();
+        assert_eq!(receive_all(&r, 200), want);
+        assert!(!batch.gso());
+        assert_eq!(stats.send_drops.get(), 0);
+        // From now on one datagram per message.
+        for i in 0..3 {
+            batch.push(fd, to, datagram(i, 100), &stats);
+        }
+        assert_eq!(batch.messages.len(), 3);
+        batch.flush(fd, &stats);
+        assert_eq!(receive_all(&r, 3).len(), 3);
     }
 
     /// Without GSO every datagram is its own message and still arrives.
