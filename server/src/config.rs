@@ -58,6 +58,7 @@ const ENV_KEYS: &[&str] = &[
     "patches_per_minute_per_resource",
     "max_remote_candidates",
     "viewer_keyframe_interval_ms",
+    "keyframe_min_interval_ms",
 ];
 
 /// A session declared in the config file (`[[session]]`); it exists after every start.
@@ -161,6 +162,10 @@ pub struct Config {
     pub max_remote_candidates: usize,
     /// One viewer's keyframe requests (PLI/FIR) reach the publisher at most this often.
     pub viewer_keyframe_interval_ms: u32,
+    /// The shortest time between two keyframe requests sent to one publisher track, whoever
+    /// asks. A joining viewer starts at the next keyframe, so this bounds join time when
+    /// viewers arrive steadily; each keyframe costs the publisher's bitrate.
+    pub keyframe_min_interval_ms: u32,
     #[serde(rename = "session")]
     pub sessions: Vec<SessionDecl>,
 }
@@ -204,6 +209,7 @@ impl Default for Config {
             patches_per_minute_per_resource: 120,
             max_remote_candidates: 32,
             viewer_keyframe_interval_ms: 2000,
+            keyframe_min_interval_ms: 500,
             sessions: Vec::new(),
         }
     }
@@ -429,7 +435,7 @@ impl Config {
                 format!("{n} is outside 1..={}", media::MAX_SHARDS),
             ));
         }
-        let checks: [(&'static str, u64, u64); 12] = [
+        let checks: [(&'static str, u64, u64); 13] = [
             (
                 "max_http_connections",
                 self.max_http_connections as u64,
@@ -484,6 +490,11 @@ impl Config {
             (
                 "viewer_keyframe_interval_ms",
                 self.viewer_keyframe_interval_ms.into(),
+                60_000,
+            ),
+            (
+                "keyframe_min_interval_ms",
+                self.keyframe_min_interval_ms.into(),
                 60_000,
             ),
         ];

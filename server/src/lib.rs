@@ -248,6 +248,9 @@ fn start_media(config: &Config, audio_tap: Option<media::AudioTap>) -> Result<Me
         viewer_keyframe_interval: std::time::Duration::from_millis(
             config.viewer_keyframe_interval_ms.into(),
         ),
+        keyframe_min_interval: std::time::Duration::from_millis(
+            config.keyframe_min_interval_ms.into(),
+        ),
         ..media::MediaConfig::default()
     };
     match media::start(media_config) {
