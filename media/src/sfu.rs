@@ -295,9 +295,24 @@ impl Sfu {
                 self.config.max_remote_candidates,
             ));
         }
+        p.remote_candidates += 1;
+        // Browsers trickle every candidate they gather; those this node cannot reach (mDNS
+        // names it does not resolve, TCP, the other IP family) are skipped, not refused: the
+        // peer connects through the others.
+        if is_mdns_candidate(line) {
+            self.stats.remote_candidates_ignored.add(1);
+            return Ok(());
+        }
         let c = Candidate::from_sdp_string(line)
             .map_err(|e| MediaError::InvalidCandidate(e.to_string()))?;
-        p.remote_candidates += 1;
+        let same_family = self
+            .local_candidates
+            .iter()
+            .any(|l| l.is_ipv4() == c.addr().is_ipv4());
+        if c.proto() != Protocol::Udp || !same_family {
+            self.stats.remote_candidates_ignored.add(1);
+            return Ok(());
+        }
         p.rtc.add_remote_candidate(c);
         self.schedule(peer, Some(Instant::now()));
         Ok(())
@@ -1306,6 +1321,13 @@ impl Sfu {
             });
         }
     }
+}
+
+/// A candidate whose address is an mDNS name (`<uuid>.local`), which hides a browser's IP.
+fn is_mdns_candidate(line: &str) -> bool {
+    line.split_whitespace()
+        .nth(4)
+        .is_some_and(|addr| addr.to_ascii_lowercase().ends_with(".local"))
 }
 
 /// Events wait here only until the end of the loop turn; the cap bounds what one turn can

@@ -1701,3 +1701,48 @@ fn a_viewer_waiting_on_another_shard_asks_a_few_times_a_second() {
         assert!(first.keyframe);
     }
 }
+
+/// Browsers trickle candidates this node cannot use: IPv6 (it listens on IPv4), TCP, mDNS
+/// names. Each is accepted and skipped (counted); the peer connects and keeps its media. A
+/// malformed candidate is still refused.
+#[test]
+fn unusable_trickled_candidates_are_skipped() {
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let (mut c, offer) = Client::new(5001, w.now, Direction::RecvOnly, AV);
+    let answer = w
+        .sfu
+        .subscribe(w.now, session.clone(), &offer, Follow::Current)
+        .unwrap();
+    c.accept(&answer.sdp);
+    w.clients.push(c);
+    let (viewer, peer) = (w.clients.len() - 1, answer.peer);
+    for candidate in [
+        "a=candidate:1 1 udp 2113937151 ::1 50000 typ host",
+        "a=candidate:2 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active",
+        "a=candidate:3 1 udp 2113937151 4a9c4d2e-1f0e-4c1b-9a7e-3b0f6c1d2e3f.local 50001 typ host",
+    ] {
+        w.sfu.add_candidate(peer, candidate).expect(candidate);
+    }
+    assert_eq!(w.sfu.stats().remote_candidates_ignored.get(), 3);
+    let err = w
+        .sfu
+        .add_candidate(peer, "a=candidate:4 1 udp 1 not-an-address 1 typ host")
+        .unwrap_err();
+    assert!(
+        matches!(err, crate::MediaError::InvalidCandidate(_)),
+        "{err}"
+    );
+    let usable = "a=candidate:5 1 udp 2113937151 127.0.0.1 5001 typ host";
+    w.sfu.add_candidate(peer, usable).expect("a usable one");
+    assert_eq!(w.sfu.stats().remote_candidates_ignored.get(), 3);
+
+    let publisher = w.add_publisher(5000, &session);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
+    for tick in 0..50 {
+        w.publish_tick(publisher, tick, (1000, 5000), 1000);
+    }
+    assert_eq!(w.sfu.peers(), 2);
+    let video = seqs(&w.clients[viewer], MediaKind::Video);
+    assert!(video.len() > 30, "{} video packets", video.len());
+}

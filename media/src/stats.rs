@@ -177,6 +177,9 @@ pub struct MediaStats {
     /// STUN requests naming a peer's ufrag from an unproven address without a valid
     /// MESSAGE-INTEGRITY (spoofing, or a client with the wrong password): dropped.
     pub stun_unauthenticated: Counter,
+    /// Trickled candidates skipped because this node cannot use them (mDNS names, TCP, the
+    /// other IP family).
+    pub remote_candidates_ignored: Counter,
     /// All datagrams sent / bytes sent (media, RTCP, STUN, DTLS, retransmits).
     pub udp_tx_datagrams: Counter,
     pub udp_tx_bytes: Counter,

@@ -53,6 +53,7 @@ struct Inner {
     udp_send_drops: IntCounter,
     udp_gso_sends: IntCounter,
     udp_gso_segments: IntCounter,
+    remote_candidates_ignored: IntCounter,
     draining: IntGauge,
     hostile: HostileMetrics,
     storage: StorageMetrics,
@@ -268,6 +269,11 @@ impl Metrics {
             "floorcast_udp_gso_segments_total",
             "Datagrams sent inside UDP GSO messages (the rest went one per message).",
         )?;
+        let remote_candidates_ignored = IntCounter::new(
+            "floorcast_remote_candidates_ignored_total",
+            "Trickled ICE candidates skipped because this node cannot use them (mDNS names, TCP, \
+             the other IP family).",
+        )?;
         let draining = IntGauge::new(
             "floorcast_draining",
             "1 while the node drains after SIGTERM (no new viewers or publishers).",
@@ -278,7 +284,12 @@ impl Metrics {
         for c in [&viewer_loss, &rtt, &jitter] {
             registry.register(Box::new(c.clone()))?;
         }
-        for c in [&udp_send_drops, &udp_gso_sends, &udp_gso_segments] {
+        for c in [
+            &udp_send_drops,
+            &udp_gso_sends,
+            &udp_gso_segments,
+            &remote_candidates_ignored,
+        ] {
             registry.register(Box::new(c.clone()))?;
         }
         registry.register(Box::new(draining.clone()))?;
@@ -313,6 +324,7 @@ impl Metrics {
                 udp_send_drops,
                 udp_gso_sends,
                 udp_gso_segments,
+                remote_candidates_ignored,
                 draining,
                 hostile,
                 storage,
@@ -459,6 +471,10 @@ impl Metrics {
             advance(&inner.udp_send_drops, stats.send_drops.get());
             advance(&inner.udp_gso_sends, stats.udp_gso_sends.get());
             advance(&inner.udp_gso_segments, stats.udp_gso_segments.get());
+            advance(
+                &inner.remote_candidates_ignored,
+                stats.remote_candidates_ignored.get(),
+            );
             inner.hostile.copy_media(stats);
         }
         self.render_audience(sessions, viewers);
