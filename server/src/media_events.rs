@@ -56,7 +56,7 @@ fn handle(event: MediaEvent, resources: &Resources, metrics: &Metrics) {
             session,
             role,
         } => {
-            resources.remove(peer);
+            resources.remove_closed(peer);
             tracing::info!(%session, %peer, role = role.as_str(), "peer closed");
         }
     }

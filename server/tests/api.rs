@@ -720,6 +720,21 @@ async fn closed_event_and_session_delete_drop_resources() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(t.state.resources.is_empty(), "Closed removed the resource");
+    // Clients close their connection, then DELETE: the owner's DELETE still succeeds, once;
+    // another token learns nothing.
+    let stranger = token(Role::Viewer, "demo");
+    let r = call(&t.router, empty(Method::DELETE, &location, Some(&stranger))).await;
+    r.assert_error(StatusCode::NOT_FOUND, "resource_not_found");
+    let r = call(
+        &t.router,
+        patch_req(&location, &viewer)
+            .body(Body::from(FRAG))
+            .unwrap(),
+    )
+    .await;
+    r.assert_error(StatusCode::NOT_FOUND, "resource_not_found");
+    let r = call(&t.router, empty(Method::DELETE, &location, Some(&viewer))).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let r = call(&t.router, empty(Method::DELETE, &location, Some(&viewer))).await;
     r.assert_error(StatusCode::NOT_FOUND, "resource_not_found");
 

@@ -458,7 +458,8 @@ impl SessionTask {
     /// Ends a speaker's media: the engine stops forwarding it at once (the driver drops the
     /// peer on its next turn) and its WHIP resource goes away.
     fn close_peer(&self, peer: PeerId) {
-        self.deps.resources.remove(peer);
+        // The speaker's client may still DELETE its resource: that succeeds.
+        self.deps.resources.remove_closed(peer);
         let Some(engine) = self.deps.media.engine().cloned() else {
             return;
         };

@@ -87,6 +87,26 @@ fn ice_restart_unsupported() -> ApiError {
     )
 }
 
+/// Whether this URL names a resource whose peer closed by itself lately, and the token may
+/// act on it (the same checks as [`find`]).
+fn closed_by_itself(
+    deps: &SignalDeps,
+    kind: ResourceKind,
+    session: &str,
+    peer: &str,
+    grant: &Grant,
+) -> bool {
+    let (Ok(session), Ok(peer)) = (SessionId::parse(session), peer.parse::<PeerId>()) else {
+        return false;
+    };
+    deps.resources.take_closed(peer, |r| {
+        r.kind == kind
+            && r.session == session
+            && grant.claims.session.covers(&session)
+            && (r.owner == grant.claims.sub || grant.claims.role == Role::Operator)
+    })
+}
+
 /// The resource at this URL, if the token may act on it.
 fn find(
     deps: &SignalDeps,
@@ -180,6 +200,12 @@ async fn delete(
     peer: &str,
     grant: &Grant,
 ) -> Result<Response, ApiError> {
+    if closed_by_itself(deps, kind, session, peer, grant) {
+        // Clients close their peer connection and then DELETE; by then the engine may have
+        // seen the peer go. What they asked for is done.
+        tracing::info!(%session, %peer, %kind, "resource deleted after its peer closed");
+        return Ok(StatusCode::OK.into_response());
+    }
     let (peer, resource) = find(deps, kind, session, peer, grant)?;
     if let Some(engine) = deps.media.engine() {
         match reply_raw(engine.close_peer(peer)).await? {

@@ -9,7 +9,7 @@
 //! slot is reserved before the engine is asked, so concurrent offers of one token cannot
 //! overshoot it. A std mutex is right here: each access is one or two map operations.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -72,11 +72,17 @@ pub struct Resources {
     inner: Arc<Mutex<Table>>,
 }
 
+/// Resources whose peer closed by itself, remembered so that the client's own DELETE, which
+/// often follows its closing the connection, still succeeds (oldest forgotten first).
+const CLOSED_REMEMBERED: usize = 4096;
+
 #[derive(Default)]
 struct Table {
     by_peer: HashMap<PeerId, Resource>,
     /// Resources (and reservations) per owner; owners with none are removed.
     per_owner: HashMap<String, usize>,
+    closed: HashMap<PeerId, Resource>,
+    closed_order: VecDeque<PeerId>,
 }
 
 impl Table {
@@ -157,6 +163,34 @@ impl Resources {
             table.release(&r.owner);
         }
         removed
+    }
+
+    /// Removes a resource whose peer the engine closed (the client left, or timed out), and
+    /// remembers it for [`Resources::closed`].
+    pub fn remove_closed(&self, peer: PeerId) -> Option<Resource> {
+        let mut table = self.lock();
+        let removed = table.by_peer.remove(&peer)?;
+        table.release(&removed.owner);
+        if table.closed_order.len() == CLOSED_REMEMBERED
+            && let Some(oldest) = table.closed_order.pop_front()
+        {
+            table.closed.remove(&oldest);
+        }
+        table.closed.insert(peer, removed.clone());
+        table.closed_order.push_back(peer);
+        Some(removed)
+    }
+
+    /// A resource that [`Resources::remove_closed`] removed recently, if `allowed` accepts
+    /// it; then it is forgotten (a DELETE is answered once).
+    pub fn take_closed(&self, peer: PeerId, allowed: impl FnOnce(&Resource) -> bool) -> bool {
+        let mut table = self.lock();
+        if !table.closed.get(&peer).is_some_and(allowed) {
+            return false;
+        }
+        table.closed.remove(&peer);
+        table.closed_order.retain(|p| *p != peer);
+        true
     }
 
     /// Drops every resource of a deleted session.
@@ -249,5 +283,28 @@ mod tests {
         assert_eq!(r.remove_session(&SessionId::parse("s2").expect("id")), 1);
         assert_eq!(r.held_by("alice"), 0);
         assert!(r.lock().per_owner.is_empty(), "no owner entry left behind");
+    }
+
+    #[test]
+    fn closed_resources_are_remembered_boundedly_and_taken_once() {
+        let r = Resources::default();
+        r.insert(PeerId(1), resource("alice", "s1"));
+        assert!(r.remove_closed(PeerId(1)).is_some());
+        assert_eq!(r.held_by("alice"), 0, "its slot is free");
+        assert!(!r.take_closed(PeerId(1), |c| c.owner == "bob"));
+        assert!(r.take_closed(PeerId(1), |c| c.owner == "alice"));
+        assert!(!r.take_closed(PeerId(1), |_| true), "answered once");
+        assert!(r.remove_closed(PeerId(2)).is_none(), "never was a resource");
+        for i in 0..(CLOSED_REMEMBERED as u64 + 10) {
+            r.insert(PeerId(100 + i), resource("carol", "s1"));
+            r.remove_closed(PeerId(100 + i));
+        }
+        let t = r.lock();
+        assert_eq!(t.closed.len(), CLOSED_REMEMBERED);
+        assert_eq!(t.closed_order.len(), CLOSED_REMEMBERED);
+        assert!(
+            !t.closed.contains_key(&PeerId(100)),
+            "the oldest went first"
+        );
     }
 }
