@@ -13,6 +13,7 @@
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderValue;
 use axum::routing::get;
 use base64::Engine;
 use serde::Serialize;
@@ -94,6 +95,30 @@ pub fn ice_servers(config: &Config, who: &str, now_s: u64, token_exp_s: u64) -> 
     }
 }
 
+/// The ICE servers as RFC 9725 §4.6 `Link` headers (one per URL), for WHIP/WHEP clients
+/// that do not fetch `/ice-servers` (OBS, GStreamer). A URL that cannot travel in a header
+/// is left out.
+pub fn link_headers(servers: &IceServers) -> Vec<HeaderValue> {
+    let mut out = Vec::new();
+    for server in &servers.ice_servers {
+        for url in &server.urls {
+            if url.contains(['<', '>', '"']) {
+                continue;
+            }
+            let mut value = format!("<{url}>; rel=\"ice-server\"");
+            if let (Some(user), Some(credential)) = (&server.username, &server.credential) {
+                value.push_str(&format!(
+                    "; username=\"{user}\"; credential=\"{credential}\"; credential-type=\"password\""
+                ));
+            }
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/api/sessions/{id}/ice-servers", get(handler))
 }
@@ -124,6 +149,33 @@ async fn handler(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ice_servers_become_link_headers() {
+        let config = Config {
+            turn_urls: vec![
+                "stun:turn.example.net:3478".into(),
+                "turn:turn.example.net:3478?transport=udp".into(),
+                "turns:turn.example.net:443?transport=tcp".into(),
+            ],
+            turn_secret: Some("s3cret".into()),
+            ..Config::default()
+        };
+        let servers = ice_servers(&config, "viewer-1", 1_000, u64::MAX);
+        let links = link_headers(&servers);
+        let links: Vec<&str> = links.iter().map(|v| v.to_str().unwrap()).collect();
+        assert_eq!(links.len(), 3);
+        assert_eq!(links[0], "<stun:turn.example.net:3478>; rel=\"ice-server\"");
+        let (user, credential) = credentials("s3cret", "viewer-1", 1_000 + 12 * 3600);
+        assert_eq!(
+            links[2],
+            format!(
+                "<turns:turn.example.net:443?transport=tcp>; rel=\"ice-server\"; \
+                 username=\"{user}\"; credential=\"{credential}\"; credential-type=\"password\""
+            )
+        );
+        assert!(link_headers(&ice_servers(&Config::default(), "v", 1_000, u64::MAX)).is_empty());
+    }
 
     #[test]
     fn credentials_follow_the_turn_rest_scheme() {

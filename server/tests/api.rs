@@ -604,6 +604,52 @@ async fn whip_resource_lifecycle() {
     assert_eq!(r.status, StatusCode::CREATED);
 }
 
+/// RFC 9725 §4.6: the answer names the node's ICE servers in `Link` headers, TURN with
+/// credentials for this token, so encoders that never call `/ice-servers` can relay.
+#[tokio::test]
+async fn whip_and_whep_answers_carry_the_ice_servers() {
+    let (t, _fake) = test_app_with_fake(|c| {
+        c.turn_urls = vec![
+            "stun:turn.example.net:3478".into(),
+            "turn:turn.example.net:3478?transport=udp".into(),
+        ];
+        c.turn_secret = Some("0123456789abcdef0123456789abcdef".into());
+    })
+    .await;
+    for (path, token) in [
+        ("/whip/demo", token(Role::Venue, "demo")),
+        ("/whep/demo", token(Role::Viewer, "demo")),
+    ] {
+        let r = call(&t.router, sdp_req(path, Some(&token), OFFER)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+        let links: Vec<&str> = r
+            .headers
+            .get_all(header::LINK)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(links.len(), 2, "{links:?}");
+        assert_eq!(links[0], "<stun:turn.example.net:3478>; rel=\"ice-server\"");
+        assert!(
+            links[1].starts_with(
+                "<turn:turn.example.net:3478?transport=udp>; rel=\"ice-server\"; username=\""
+            ) && links[1].contains("credential=\"")
+                && links[1].ends_with("credential-type=\"password\""),
+            "{}",
+            links[1]
+        );
+    }
+    // Without TURN configured there is nothing to announce.
+    let (t, _fake) = with_fake().await;
+    let r = call(
+        &t.router,
+        sdp_req("/whep/demo", Some(&token(Role::Viewer, "demo")), OFFER),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert!(r.headers.get(header::LINK).is_none());
+}
+
 #[tokio::test]
 async fn whep_follow_chooses_the_floor_feed_or_what_the_session_shows() {
     let (t, fake) = with_fake().await;

@@ -14,6 +14,7 @@ pub mod sdp;
 mod whep;
 mod whip;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -26,6 +27,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::error::ApiError;
 use crate::auth::{Grant, Permission};
+use crate::config::Config;
 use crate::drain::Drain;
 use crate::floor::api::participant;
 use crate::floor::runtime::Floors;
@@ -48,6 +50,8 @@ pub struct SignalDeps {
     pub store: Store,
     pub drain: Drain,
     pub limits: SignalLimits,
+    /// For the ICE servers announced in `Link` headers.
+    pub config: Arc<Config>,
 }
 
 impl FromRef<AppState> for SignalDeps {
@@ -60,6 +64,7 @@ impl FromRef<AppState> for SignalDeps {
             store: state.store.clone(),
             drain: state.drain.clone(),
             limits: state.signal_limits.clone(),
+            config: state.config.clone(),
         }
     }
 }
@@ -200,7 +205,7 @@ where
     );
     let session = resource.session.clone();
     slot.commit(answer.peer, resource);
-    let response = (
+    let mut response = (
         StatusCode::CREATED,
         [
             (header::LOCATION, location),
@@ -210,6 +215,13 @@ where
         answer.sdp,
     )
         .into_response();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let servers = crate::turn::ice_servers(&deps.config, owner, now, grant.claims.exp);
+    for link in crate::turn::link_headers(&servers) {
+        response.headers_mut().append(header::LINK, link);
+    }
     Ok(Created {
         peer: answer.peer,
         session,
