@@ -124,7 +124,13 @@ impl TrickleFragment {
                 out.ufrag.get_or_insert_with(|| u.to_owned());
             } else if let Some(p) = attribute(line, "ice-pwd") {
                 out.pwd.get_or_insert_with(|| p.to_owned());
-            } else if attribute(line, "candidate").is_some() {
+            } else if let Some(c) = attribute(line, "candidate") {
+                // A browser's last `icecandidate` event of an m-line carries an empty
+                // candidate; clients that forward it verbatim mean end-of-candidates.
+                if c.is_empty() {
+                    out.end_of_candidates = true;
+                    continue;
+                }
                 if out.candidates.len() == MAX_CANDIDATES_PER_PATCH {
                     return Err(ApiError::bad_request(
                         "too_many_candidates",
@@ -209,6 +215,28 @@ mod tests {
         let offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:abcd\r\na=ice-pwd:x\r\n";
         assert_eq!(ice_ufrag(offer).as_deref(), Some("abcd"));
         assert_eq!(ice_ufrag("v=0\r\n"), None);
+    }
+
+    /// How third-party WHIP/WHEP libraries trickle: session-level credentials, then one
+    /// `m=` section per mid with its candidate (an mDNS host name from a browser), and a
+    /// fragment whose candidate is empty.
+    #[test]
+    fn third_party_fragments() {
+        let f = TrickleFragment::parse(
+            "a=ice-ufrag:EsAw\r\na=ice-pwd:P2uYro0UCOQ4zxjKXaWCBui1\r\n\
+             m=audio 9 RTP/AVP 0\r\na=mid:0\r\n\
+             a=candidate:2 1 udp 2113937151 5b7a3d2c-0e1f-4a2b-9c8d-7e6f5a4b3c2d.local 53210 typ host generation 0 ufrag EsAw network-cost 999\r\n",
+        )
+        .unwrap();
+        assert_eq!(f.ufrag.as_deref(), Some("EsAw"));
+        assert_eq!(f.candidates.len(), 1);
+        assert!(!f.end_of_candidates);
+        let f = TrickleFragment::parse(
+            "a=ice-ufrag:EsAw\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\na=candidate:\r\n",
+        )
+        .unwrap();
+        assert!(f.candidates.is_empty());
+        assert!(f.end_of_candidates);
     }
 
     #[test]
