@@ -5,10 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use serde::de::value::StrDeserializer;
 
 use crate::auth::{Claims, Role, SessionScope, TokenPolicy};
-use crate::config::Overrides;
+use crate::config::{CaptionEngine, Overrides};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,7 +34,20 @@ impl Cli {
     }
 }
 
+impl Command {
+    pub fn config_args(&self) -> &ConfigArgs {
+        match self {
+            Command::Serve(args) => &args.common,
+            Command::Token(args) => &args.common,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per process, parsed once: its size costs nothing"
+)]
 pub enum Command {
     /// Run the server (the default).
     Serve(ServeArgs),
@@ -39,20 +55,65 @@ pub enum Command {
     Token(TokenArgs),
 }
 
-/// Flags shared by every command that needs the config.
+/// Flags shared by every command that needs the config: where it is, and the keys
+/// `floorcast token` needs to mint what the server accepts (its secret and token policy).
 #[derive(Debug, Args, Default)]
 pub struct ConfigArgs {
     /// TOML config file [default: ./floorcast.toml if present].
     #[arg(long, env = "FLOORCAST_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Log lines on stderr as `text`, or as `json` (one object per line, for log shippers).
+    /// Not a config-file key: logging starts before the file is read.
+    #[arg(
+        long,
+        env = "FLOORCAST_LOG_FORMAT",
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
     /// Data directory (database, generated secret) [default: ./data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// HS256 secret for tokens (at least 32 bytes).
+    /// HS256 secret for tokens (at least 32 bytes). Prefer FLOORCAST_JWT_SECRET or the config
+    /// file: other local users can read a command line (`ps`).
     #[arg(long, value_name = "SECRET")]
     pub jwt_secret: Option<String>,
+    /// Longest token lifetime in seconds [default: 604800].
+    #[arg(long, value_name = "SECONDS")]
+    pub max_token_ttl: Option<u64>,
+    /// Tokens must carry this `iss`, and minted ones do.
+    #[arg(long, value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+    /// Tokens must name this in `aud`, and minted ones do.
+    #[arg(long, value_name = "AUD")]
+    pub jwt_audience: Option<String>,
 }
 
+impl ConfigArgs {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            jwt_secret: self.jwt_secret.clone(),
+            max_token_ttl: self.max_token_ttl,
+            jwt_issuer: self.jwt_issuer.clone(),
+            jwt_audience: self.jwt_audience.clone(),
+            ..Overrides::default()
+        }
+    }
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// One flag per config key (`every_key_has_a_flag` in `config` keeps it so), named as the key
+/// with dashes. Defaults in the help are the built-in ones; a flag left out keeps the value
+/// of the environment or the file.
 #[derive(Debug, Args, Default)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -63,27 +124,113 @@ pub struct ServeArgs {
     /// HTTP listen address [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub http_addr: Option<SocketAddr>,
-    /// The one UDP address for all WebRTC peers [default: 0.0.0.0:40000].
-    #[arg(long, value_name = "ADDR")]
-    pub media_udp_addr: Option<SocketAddr>,
-    /// Addresses announced as ICE candidates, comma-separated.
-    #[arg(long, value_name = "IPS", value_delimiter = ',')]
-    pub media_public_ips: Option<Vec<IpAddr>>,
-    /// Media threads, each with a share of the peers [default: one per core].
-    #[arg(long, value_name = "N")]
-    pub media_shards: Option<usize>,
     /// Public base URL of this node (behind a proxy, the proxy's).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Event streams (SSE) one token may hold open [default: 8].
+    #[arg(long, value_name = "N")]
+    pub max_event_streams_per_token: Option<u32>,
     /// Let a new floor publisher replace the current one instead of getting 409.
     #[arg(long)]
     pub allow_takeover: bool,
-    /// Largest request body accepted [default: 65536].
-    #[arg(long, value_name = "BYTES")]
-    pub max_body_bytes: Option<usize>,
     /// Raise/withdraw requests per participant per minute [default: 20].
     #[arg(long, value_name = "N")]
     pub floor_actions_per_minute: Option<u32>,
+    /// Drain after SIGTERM for at most this long [default: 600].
+    #[arg(long, value_name = "SECONDS")]
+    pub drain_timeout_seconds: Option<u32>,
+
+    /// The one UDP address for all WebRTC peers [default: 0.0.0.0:40000].
+    #[arg(long, value_name = "ADDR", help_heading = "Media")]
+    pub media_udp_addr: Option<SocketAddr>,
+    /// Addresses announced as ICE candidates, comma-separated or repeated.
+    #[arg(
+        long,
+        value_name = "IPS",
+        value_delimiter = ',',
+        help_heading = "Media"
+    )]
+    pub media_public_ips: Option<Vec<IpAddr>>,
+    /// Media threads, each with a share of the peers [default: one per core].
+    #[arg(long, value_name = "N", help_heading = "Media")]
+    pub media_shards: Option<usize>,
+    /// Send a viewer's packets of one loop turn as one UDP GSO message [default: true].
+    #[arg(long, value_name = "true|false", action = ArgAction::Set, help_heading = "Media")]
+    pub media_udp_gso: Option<bool>,
+    /// One viewer's keyframe requests reach the publisher at most this often [default: 2000].
+    #[arg(long, value_name = "MS", help_heading = "Media")]
+    pub viewer_keyframe_interval_ms: Option<u32>,
+    /// Keyframe requests reach one publisher at most this often, whoever asks [default: 500].
+    #[arg(long, value_name = "MS", help_heading = "Media")]
+    pub keyframe_min_interval_ms: Option<u32>,
+
+    /// TURN servers handed to browsers (turn:, turns: or stun: URLs), comma-separated or
+    /// repeated.
+    #[arg(
+        long,
+        visible_alias = "turn-url",
+        value_name = "URLS",
+        value_delimiter = ',',
+        help_heading = "TURN"
+    )]
+    pub turn_urls: Option<Vec<String>>,
+    /// coturn's static-auth-secret. Prefer FLOORCAST_TURN_SECRET or the config file: other
+    /// local users can read a command line (`ps`).
+    #[arg(long, value_name = "SECRET", help_heading = "TURN")]
+    pub turn_secret: Option<String>,
+    /// Lifetime of handed-out TURN credentials [default: 43200].
+    #[arg(long, value_name = "SECONDS", help_heading = "TURN")]
+    pub turn_ttl_seconds: Option<u32>,
+
+    /// Machine captions of the floor [default: pocketsphinx].
+    #[arg(long, value_name = "ENGINE", value_parser = caption_engine(), help_heading = "Captions")]
+    pub caption_engine: Option<CaptionEngine>,
+    /// Language spoken on the floor, a BCP 47 tag [default: en-US].
+    #[arg(long, value_name = "TAG", help_heading = "Captions")]
+    pub caption_lang: Option<String>,
+    /// whisper.cpp model file, for `--caption-engine whisper`.
+    #[arg(long, value_name = "FILE", help_heading = "Captions")]
+    pub whisper_model: Option<PathBuf>,
+    /// A captioner's text holds machine captions back this long [default: 10].
+    #[arg(long, value_name = "SECONDS", help_heading = "Captions")]
+    pub cart_precedence_seconds: Option<u32>,
+
+    /// Largest request body accepted [default: 65536].
+    #[arg(long, value_name = "BYTES", help_heading = "Limits")]
+    pub max_body_bytes: Option<usize>,
+    /// Open HTTP connections [default: 4096].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_http_connections: Option<usize>,
+    /// Open HTTP connections from one IP address [default: 512].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_http_connections_per_ip: Option<usize>,
+    /// Time to send a request's headers; idle keep-alive connections close after it [default: 10].
+    #[arg(long, value_name = "SECONDS", help_heading = "Limits")]
+    pub http_header_timeout_seconds: Option<u32>,
+    /// Time to send a request's body [default: 10].
+    #[arg(long, value_name = "SECONDS", help_heading = "Limits")]
+    pub http_body_timeout_seconds: Option<u32>,
+    /// WebRTC peers on this node [default: 10000].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_peers: Option<usize>,
+    /// WebRTC peers in one session [default: 5000].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_peers_per_session: Option<usize>,
+    /// WHIP/WHEP resources one token holds at once [default: 8].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_resources_per_token: Option<usize>,
+    /// WHIP/WHEP resources one token may create per minute [default: 30].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub creations_per_minute_per_token: Option<u32>,
+    /// WHIP/WHEP resources one IP address may create per minute [default: 600].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub creations_per_minute_per_ip: Option<u32>,
+    /// Trickle PATCHes per WHIP/WHEP resource per minute [default: 120].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub patches_per_minute_per_resource: Option<u32>,
+    /// ICE candidates one peer may trickle [default: 32].
+    #[arg(long, value_name = "N", help_heading = "Limits")]
+    pub max_remote_candidates: Option<usize>,
 }
 
 impl ServeArgs {
@@ -91,18 +238,48 @@ impl ServeArgs {
         Overrides {
             http_addr: self.http_addr,
             public_url: self.public_url.clone(),
+            max_event_streams_per_token: self.max_event_streams_per_token,
+            // A bare switch can only switch on; absent leaves file/env in force.
+            allow_takeover: self.allow_takeover.then_some(true),
+            floor_actions_per_minute: self.floor_actions_per_minute,
+            drain_timeout_seconds: self.drain_timeout_seconds,
+            dev: self.dev.then_some(true),
             media_udp_addr: self.media_udp_addr,
             media_public_ips: self.media_public_ips.clone(),
             media_shards: self.media_shards,
-            data_dir: self.common.data_dir.clone(),
-            jwt_secret: self.common.jwt_secret.clone(),
-            // A boolean flag can only switch on; absent leaves file/env in force.
-            allow_takeover: self.allow_takeover.then_some(true),
+            media_udp_gso: self.media_udp_gso,
+            viewer_keyframe_interval_ms: self.viewer_keyframe_interval_ms,
+            keyframe_min_interval_ms: self.keyframe_min_interval_ms,
+            turn_urls: self.turn_urls.clone(),
+            turn_secret: self.turn_secret.clone(),
+            turn_ttl_seconds: self.turn_ttl_seconds,
+            caption_engine: self.caption_engine,
+            caption_lang: self.caption_lang.clone(),
+            whisper_model: self.whisper_model.clone(),
+            cart_precedence_seconds: self.cart_precedence_seconds,
             max_body_bytes: self.max_body_bytes,
-            floor_actions_per_minute: self.floor_actions_per_minute,
-            dev: self.dev.then_some(true),
+            max_http_connections: self.max_http_connections,
+            max_http_connections_per_ip: self.max_http_connections_per_ip,
+            http_header_timeout_seconds: self.http_header_timeout_seconds,
+            http_body_timeout_seconds: self.http_body_timeout_seconds,
+            max_peers: self.max_peers,
+            max_peers_per_session: self.max_peers_per_session,
+            max_resources_per_token: self.max_resources_per_token,
+            creations_per_minute_per_token: self.creations_per_minute_per_token,
+            creations_per_minute_per_ip: self.creations_per_minute_per_ip,
+            patches_per_minute_per_resource: self.patches_per_minute_per_resource,
+            max_remote_candidates: self.max_remote_candidates,
+            ..self.common.overrides()
         }
     }
+}
+
+/// The engine names are the config file's (serde's), so a flag and a file line agree; the
+/// list is spelled out for `--help` and shell completion.
+fn caption_engine() -> impl TypedValueParser<Value = CaptionEngine> {
+    PossibleValuesParser::new(["pocketsphinx", "whisper", "off"]).try_map(|name| {
+        CaptionEngine::deserialize(StrDeserializer::<serde::de::value::Error>::new(&name))
+    })
 }
 
 #[derive(Debug, Args)]
@@ -131,11 +308,7 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(24 * 3600);
 
 impl TokenArgs {
     pub fn overrides(&self) -> Overrides {
-        Overrides {
-            data_dir: self.common.data_dir.clone(),
-            jwt_secret: self.common.jwt_secret.clone(),
-            ..Overrides::default()
-        }
+        self.common.overrides()
     }
 
     /// The claims to mint. An explicit `--ttl-s` is kept as asked (minting refuses it when

@@ -21,7 +21,9 @@ pub const MIN_JWT_SECRET_LEN: usize = 32;
 
 /// Keys read from `FLOORCAST_<KEY>` variables. Listed so that unrelated `FLOORCAST_*`
 /// variables (such as `FLOORCAST_CONFIG`, read by the CLI) never trip the unknown-key check.
-const ENV_KEYS: &[&str] = &[
+/// Every key also has a `--flag` (`every_key_has_a_flag`) and a line in
+/// `deploy/floorcast.example.toml` (`server/tests/config_example.rs`).
+pub const ENV_KEYS: &[&str] = &[
     "http_addr",
     "public_url",
     "media_udp_addr",
@@ -224,7 +226,10 @@ pub enum CaptionEngine {
     Off,
 }
 
-/// Values given as command-line flags; `None` leaves the lower layers in force.
+/// Values given as command-line flags; `None` leaves the lower layers in force. One field per
+/// key of `ENV_KEYS`, named as the key, so it lands on the same key as the file and the
+/// environment (`every_flag_reaches_its_key` checks it). Unset fields are left out of the layer
+/// entirely rather than merged as an empty value.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -238,9 +243,19 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_shards: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_udp_gso: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_token_ttl: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_audience: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_event_streams_per_token: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_takeover: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -248,7 +263,49 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub floor_actions_per_minute: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_engine: Option<CaptionEngine>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption_lang: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whisper_model: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cart_precedence_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_timeout_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn_urls: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub turn_ttl_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dev: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_http_connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_http_connections_per_ip: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_header_timeout_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_body_timeout_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_peers: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_peers_per_session: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_resources_per_token: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creations_per_minute_per_token: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub creations_per_minute_per_ip: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patches_per_minute_per_resource: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_remote_candidates: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub viewer_keyframe_interval_ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyframe_min_interval_ms: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -584,6 +641,7 @@ fn ip_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
 #[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+    use clap::Parser;
     use figment::Jail;
 
     fn load_in(jail: &Jail, file: Option<&str>, overrides: &Overrides) -> Result<Config, String> {
@@ -696,6 +754,225 @@ mod tests {
             jail.create_file("f.toml", "public_url = \"example.org\"")?;
             let err = load_in(jail, Some("f.toml"), &Overrides::default()).unwrap_err();
             assert!(err.contains("public_url"), "{err}");
+            Ok(())
+        });
+    }
+
+    /// The command line that sets every key to a valid value other than its default.
+    /// A key added to `ENV_KEYS` needs a line here too.
+    const EVERY_FLAG: &[(&str, &[&str])] = &[
+        ("http_addr", &["--http-addr", "127.0.0.1:9001"]),
+        ("public_url", &["--public-url", "https://fc.example.org"]),
+        ("media_udp_addr", &["--media-udp-addr", "127.0.0.1:41001"]),
+        ("media_public_ips", &["--media-public-ips", "192.0.2.7"]),
+        ("media_shards", &["--media-shards", "2"]),
+        ("media_udp_gso", &["--media-udp-gso", "false"]),
+        ("data_dir", &["--data-dir", "/flag/dir"]),
+        (
+            "jwt_secret",
+            &["--jwt-secret", "0123456789abcdef0123456789abcdef"],
+        ),
+        ("max_token_ttl", &["--max-token-ttl", "3600"]),
+        ("jwt_issuer", &["--jwt-issuer", "fc"]),
+        ("jwt_audience", &["--jwt-audience", "conf"]),
+        (
+            "max_event_streams_per_token",
+            &["--max-event-streams-per-token", "3"],
+        ),
+        ("allow_takeover", &["--allow-takeover"]),
+        ("max_body_bytes", &["--max-body-bytes", "2048"]),
+        (
+            "floor_actions_per_minute",
+            &["--floor-actions-per-minute", "5"],
+        ),
+        ("caption_engine", &["--caption-engine", "off"]),
+        ("caption_lang", &["--caption-lang", "fr-FR"]),
+        ("whisper_model", &["--whisper-model", "/models/ggml.bin"]),
+        (
+            "cart_precedence_seconds",
+            &["--cart-precedence-seconds", "4"],
+        ),
+        ("drain_timeout_seconds", &["--drain-timeout-seconds", "30"]),
+        (
+            "turn_urls",
+            &[
+                "--turn-url",
+                "turn:t.example.org:3478",
+                "--turn-url",
+                "stun:s.example.org",
+            ],
+        ),
+        ("turn_secret", &["--turn-secret", "coturn"]),
+        ("turn_ttl_seconds", &["--turn-ttl-seconds", "600"]),
+        ("dev", &["--dev"]),
+        ("max_http_connections", &["--max-http-connections", "100"]),
+        (
+            "max_http_connections_per_ip",
+            &["--max-http-connections-per-ip", "10"],
+        ),
+        (
+            "http_header_timeout_seconds",
+            &["--http-header-timeout-seconds", "3"],
+        ),
+        (
+            "http_body_timeout_seconds",
+            &["--http-body-timeout-seconds", "4"],
+        ),
+        ("max_peers", &["--max-peers", "50"]),
+        ("max_peers_per_session", &["--max-peers-per-session", "40"]),
+        (
+            "max_resources_per_token",
+            &["--max-resources-per-token", "2"],
+        ),
+        (
+            "creations_per_minute_per_token",
+            &["--creations-per-minute-per-token", "6"],
+        ),
+        (
+            "creations_per_minute_per_ip",
+            &["--creations-per-minute-per-ip", "60"],
+        ),
+        (
+            "patches_per_minute_per_resource",
+            &["--patches-per-minute-per-resource", "12"],
+        ),
+        ("max_remote_candidates", &["--max-remote-candidates", "8"]),
+        (
+            "viewer_keyframe_interval_ms",
+            &["--viewer-keyframe-interval-ms", "1000"],
+        ),
+        (
+            "keyframe_min_interval_ms",
+            &["--keyframe-min-interval-ms", "250"],
+        ),
+    ];
+
+    fn serve_args(args: &[&str]) -> crate::cli::ServeArgs {
+        let cli = crate::cli::Cli::try_parse_from(
+            std::iter::once("floorcast").chain(args.iter().copied()),
+        )
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.into_command() {
+            crate::cli::Command::Serve(serve) => serve,
+            crate::cli::Command::Token(_) => panic!("expected serve"),
+        }
+    }
+
+    #[test]
+    fn every_key_has_a_flag() {
+        use clap::CommandFactory;
+        let cli = crate::cli::Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve subcommand");
+        for command in [&cli, serve] {
+            for key in ENV_KEYS {
+                let flag = key.replace('_', "-");
+                assert!(
+                    command
+                        .get_arguments()
+                        .any(|a| a.get_long() == Some(flag.as_str())),
+                    "config key {key} has no --{flag} on `{}`",
+                    command.get_name()
+                );
+            }
+        }
+    }
+
+    /// Each flag lands on its own key, over the default: a flag parsed but never copied into
+    /// `Overrides` (or copied into the wrong field) fails here.
+    #[test]
+    fn every_flag_reaches_its_key() {
+        let mut keys: Vec<_> = EVERY_FLAG.iter().map(|(key, _)| *key).collect();
+        keys.sort_unstable();
+        let mut expected = ENV_KEYS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(
+            keys, expected,
+            "EVERY_FLAG must list each key of ENV_KEYS once"
+        );
+
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        for (key, args) in EVERY_FLAG {
+            let overrides = serve_args(args).overrides();
+            let set = serde_json::to_value(&overrides).unwrap();
+            let set: Vec<&str> = set
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(set, [*key], "{args:?} sets exactly {key}");
+        }
+        let all: Vec<&str> = EVERY_FLAG
+            .iter()
+            .flat_map(|(_, args)| args.iter().copied())
+            .collect();
+        let overrides = serve_args(&all).overrides();
+        Jail::expect_with(|jail| {
+            let loaded = serde_json::to_value(load_in(jail, None, &overrides)?).unwrap();
+            for key in ENV_KEYS {
+                assert_ne!(loaded[key], defaults[key], "--{key} did not change {key}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn flags_beat_env_and_absent_flags_leave_it() {
+        Jail::expect_with(|jail| {
+            jail.create_file("floorcast.toml", "max_peers = 10\nturn_ttl_seconds = 700")?;
+            jail.set_env("FLOORCAST_MAX_PEERS", "20");
+            jail.set_env("FLOORCAST_MEDIA_UDP_GSO", "false");
+            jail.set_env("FLOORCAST_CAPTION_ENGINE", "off");
+            let flags = serve_args(&[
+                "--max-peers",
+                "30",
+                "--media-udp-gso",
+                "true",
+                "--turn-urls",
+                "stun:a.example.org,stun:b.example.org",
+            ])
+            .overrides();
+            let c = load_in(jail, None, &flags)?;
+            assert_eq!(c.max_peers, 30, "flag beats env and file");
+            assert!(
+                c.media_udp_gso,
+                "a boolean flag switches back on what env switched off"
+            );
+            assert_eq!(c.turn_urls.len(), 2, "comma-separated list");
+            assert_eq!(
+                c.caption_engine,
+                CaptionEngine::Off,
+                "env stays without the flag"
+            );
+            assert_eq!(c.turn_ttl_seconds, 700, "file stays without env or flag");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn flag_values_are_checked_like_file_values() {
+        for bad in [
+            &["--media-udp-gso", "yes"][..],
+            &["--media-udp-gso"],
+            &["--caption-engine", "vosk"],
+            &["--max-peers", "-1"],
+        ] {
+            let parsed = crate::cli::Cli::try_parse_from(
+                std::iter::once("floorcast").chain(bad.iter().copied()),
+            );
+            assert!(parsed.is_err(), "{bad:?} accepted");
+        }
+        for engine in ["pocketsphinx", "whisper", "off"] {
+            assert!(
+                serve_args(&["--caption-engine", engine])
+                    .caption_engine
+                    .is_some()
+            );
+        }
+        Jail::expect_with(|jail| {
+            let flags = serve_args(&["--max-peers", "0"]).overrides();
+            let err = load_in(jail, None, &flags).unwrap_err();
+            assert!(err.contains("max_peers"), "{err}");
             Ok(())
         });
     }

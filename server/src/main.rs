@@ -9,24 +9,17 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use clap::Parser;
 use server::auth::{AuthKeys, TokenPolicy};
-use server::cli::{Cli, Command, ServeArgs, TokenArgs};
+use server::cli::{Cli, Command, LogFormat, ServeArgs, TokenArgs};
 use server::{Config, Server, drain, secret};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    // Logs go to stderr: stdout carries only the lines scripts read (addresses, tokens).
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a terminal, not for journald or a log file.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let result = match cli.into_command() {
+    let command = Cli::parse().into_command();
+    let log_format = command.config_args().log_format;
+    init_logging(log_format);
+    let result = match command {
         Command::Serve(args) => tokio::runtime::Runtime::new()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(serve(args))),
@@ -35,9 +28,35 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("floorcast: error: {e:#}");
+            match log_format {
+                LogFormat::Text => eprintln!("floorcast: error: {e:#}"),
+                // A log shipper expecting one JSON object per line would drop a bare line.
+                LogFormat::Json => tracing::error!(error = format!("{e:#}"), "floorcast failed"),
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs go to stderr: stdout carries only the lines scripts read (addresses, tokens). The
+/// format comes from the command line or the environment, not the config file, because the
+/// config is loaded (and its errors logged) after this.
+fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr);
+    match format {
+        // Colour codes only for a terminal, not for journald or a log file.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        // The enclosing spans ride along, so a line can be found by its session or peer id.
+        LogFormat::Json => builder
+            .json()
+            .with_ansi(false)
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 
