@@ -127,6 +127,12 @@ pub struct ServeArgs {
     /// Public base URL of this node (behind a proxy, the proxy's).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// HTTPS: the certificate chain, PEM, leaf first (with --tls-key).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// HTTPS: the certificate's private key, PEM (with --tls-cert).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
     /// Event streams (SSE) one token may hold open [default: 8].
     #[arg(long, value_name = "N")]
     pub max_event_streams_per_token: Option<u32>,
@@ -248,6 +254,8 @@ impl ServeArgs {
             media_public_ips: self.media_public_ips.clone(),
             media_shards: self.media_shards,
             media_udp_gso: self.media_udp_gso,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
             viewer_keyframe_interval_ms: self.viewer_keyframe_interval_ms,
             keyframe_min_interval_ms: self.keyframe_min_interval_ms,
             turn_urls: self.turn_urls.clone(),

@@ -30,6 +30,8 @@ pub const ENV_KEYS: &[&str] = &[
     "media_public_ips",
     "media_shards",
     "media_udp_gso",
+    "tls_cert",
+    "tls_key",
     "data_dir",
     "jwt_secret",
     "max_token_ttl",
@@ -141,6 +143,10 @@ pub struct Config {
     pub http_header_timeout_seconds: u32,
     /// A client must send a request's whole body within this (408 otherwise).
     pub http_body_timeout_seconds: u32,
+    /// HTTPS: a PEM certificate chain (the leaf first) and its private key. With both set,
+    /// `http_addr` speaks HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Media threads (shards), each owning its share of the peers on the one media port.
     /// Unset: one per core the process may use.
     pub media_shards: Option<usize>,
@@ -201,6 +207,8 @@ impl Default for Config {
             max_http_connections_per_ip: 512,
             http_header_timeout_seconds: 10,
             http_body_timeout_seconds: 10,
+            tls_cert: None,
+            tls_key: None,
             media_shards: None,
             media_udp_gso: true,
             max_peers: 10_000,
@@ -244,6 +252,10 @@ pub struct Overrides {
     pub media_shards: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_udp_gso: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -457,6 +469,16 @@ impl Config {
             ));
         }
         self.validate_limits()?;
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::invalid(
+                if self.tls_cert.is_some() {
+                    "tls_key"
+                } else {
+                    "tls_cert"
+                },
+                "HTTPS needs both tls_cert and tls_key (PEM files)".to_owned(),
+            ));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::invalid("data_dir", "must not be empty"));
         }
@@ -568,6 +590,11 @@ impl Config {
 
     /// The public base URL without a trailing slash: the configured one, or one built from
     /// the address actually bound (so `127.0.0.1:0` yields the real port).
+    /// Whether `http_addr` speaks HTTPS (a certificate and its key are configured).
+    pub fn serves_https(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
     pub fn public_base(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
@@ -577,7 +604,8 @@ impl Config {
                 } else {
                     bound.ip()
                 };
-                format!("http://{}", SocketAddr::new(ip, bound.port()))
+                let scheme = if self.serves_https() { "https" } else { "http" };
+                format!("{scheme}://{}", SocketAddr::new(ip, bound.port()))
             }
         }
     }
@@ -767,6 +795,8 @@ mod tests {
         ("media_public_ips", &["--media-public-ips", "192.0.2.7"]),
         ("media_shards", &["--media-shards", "2"]),
         ("media_udp_gso", &["--media-udp-gso", "false"]),
+        ("tls_cert", &["--tls-cert", "/etc/fc/cert.pem"]),
+        ("tls_key", &["--tls-key", "/etc/fc/key.pem"]),
         ("data_dir", &["--data-dir", "/flag/dir"]),
         (
             "jwt_secret",

@@ -10,7 +10,12 @@
 //! - A failing `accept` (out of file descriptors) pauses the loop briefly instead of
 //!   spinning, and says so in the log at most once a second.
 //!
-//! HTTP/1.1 only: browsers speak HTTP/2 only over TLS, which a proxy in front terminates.
+//! - **TLS** (when `tls_cert`/`tls_key` are set): the handshake runs on the connection's own
+//!   task under the header timeout, so a client that stalls in it holds no more than one that
+//!   stalls before its request head; a connection over a cap is closed without an answer (a
+//!   plaintext 503 means nothing to a TLS client).
+//!
+//! HTTP/1.1 only, also over TLS (ALPN says so): the API's requests are small and few.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,8 +28,10 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::Config;
@@ -65,6 +72,7 @@ content-length: 142\r\n\
 /// wait: event streams never finish on their own).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     router: Router,
     limits: HttpLimits,
     metrics: Metrics,
@@ -93,14 +101,17 @@ pub async fn serve(
             Ok(slot) => slot,
             Err(limit) => {
                 metrics.limit_hit(limit);
-                // Best effort, never waiting: a fresh socket's send buffer is empty.
-                let _ = stream.try_write(REFUSAL);
+                if tls.is_none() {
+                    // Best effort, never waiting: a fresh socket's send buffer is empty.
+                    let _ = stream.try_write(REFUSAL);
+                }
                 continue;
             }
         };
         metrics.set_http_connections(open.count());
         tokio::spawn(connection(
             stream,
+            tls.clone(),
             peer,
             router.clone(),
             limits.header_timeout,
@@ -114,16 +125,45 @@ pub async fn serve(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn connection(
     stream: TcpStream,
+    tls: Option<TlsAcceptor>,
     peer: SocketAddr,
     router: Router,
     header_timeout: Duration,
     slot: Slot,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
     metrics: Metrics,
 ) {
     let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve_connection(stream, peer, router, header_timeout, stop).await,
+        Some(acceptor) => {
+            match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    serve_connection(stream, peer, router, header_timeout, stop).await;
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        }
+    }
+    let open = slot.open.clone();
+    drop(slot);
+    metrics.set_http_connections(open.count());
+}
+
+/// HTTP/1.1 on one connection, plain or TLS, until it ends or the node stops.
+async fn serve_connection<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    header_timeout: Duration,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         // Handlers that rate-limit by address read it from here (`signal::limits::ClientIp`).
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -134,7 +174,7 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -147,9 +187,6 @@ async fn connection(
         // Timeouts, resets and malformed requests: the client's problem, not ours.
         tracing::debug!(%peer, error = %e, "HTTP connection ended");
     }
-    let open = slot.open.clone();
-    drop(slot);
-    metrics.set_http_connections(open.count());
 }
 
 /// Open connections, overall and per address. Cheap to clone.

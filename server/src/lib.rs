@@ -33,6 +33,7 @@ pub mod session;
 pub mod signal;
 pub mod state;
 pub mod store;
+pub mod tls;
 pub mod turn;
 pub mod web;
 
@@ -72,6 +73,8 @@ pub enum ServerError {
     Session(#[from] session::SessionError),
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// The router with every route and layer, for a given state. No socket, no background task.
@@ -101,6 +104,8 @@ pub async fn run(
 pub struct Server {
     state: AppState,
     listener: TcpListener,
+    /// Set when the config names a certificate: the listener then speaks HTTPS only.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     http_addr: SocketAddr,
     /// Machine captions: the engine and the media engine's audio tap.
     recognition: Option<(
@@ -114,6 +119,11 @@ impl Server {
     /// (and creates `demo` in dev mode).
     pub async fn new(mut config: Config, listener: TcpListener) -> Result<Server, ServerError> {
         let http_addr = listener.local_addr()?;
+        // First: a wrong certificate path must stop the node before it opens anything.
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
         // Before any file there is opened: the secret and the database are private.
         data_dir::prepare(&config.data_dir, &config.database_file())?;
         config.jwt_secret = Some(secret::resolve(&config, config.dev)?);
@@ -136,6 +146,7 @@ impl Server {
         Ok(Server {
             state,
             listener,
+            tls,
             http_addr,
             recognition: asr.zip(tap_rx),
         })
@@ -202,6 +213,7 @@ impl Server {
         };
         let serve = http_listener::serve(
             self.listener,
+            self.tls,
             app(state.clone()),
             http_listener::HttpLimits::from_config(&state.config),
             state.metrics.clone(),

@@ -68,7 +68,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::new(config, listener).await?;
 
     let mut out = std::io::stdout().lock();
-    writeln!(out, "floorcast listening on http://{}", server.http_addr())?;
+    let scheme = if server.state().config.serves_https() {
+        "https"
+    } else {
+        "http"
+    };
+    writeln!(
+        out,
+        "floorcast listening on {scheme}://{}",
+        server.http_addr()
+    )?;
     if let Some(addr) = server.media_addr() {
         writeln!(out, "floorcast media on udp://{addr}")?;
     }
