@@ -19,11 +19,11 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # bundled too; aws-lc builds with the C compiler). In addition to test: the browser test's
 # Chromium, the LibriVox test clips and espeak-ng for the caption tests, and what the
 # `whisper` feature's whisper.cpp build needs (cmake, libclang for bindgen), coturn for the
-# TURN test (nftables for its UDP-blocking firewall) and prometheus (promtool, and the server
-# scraping a node in a test).
+# TURN test (nftables for its UDP-blocking firewall), prometheus (promtool, and the server
+# scraping a node in a test) and openssl (the HTTPS browser test's certificate).
 RUN_DEBS := pkg-config cmake libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-pocketsphinx pocketsphinx-en-us
-TEST_DEBS := chromium pocketsphinx-testdata espeak-ng libclang-dev coturn prometheus nftables
+TEST_DEBS := chromium pocketsphinx-testdata espeak-ng libclang-dev coturn prometheus nftables openssl
 
 BROWSER_DIR := tests/browser
 FLOORCAST_BIN := $(CURDIR)/target/debug/floorcast

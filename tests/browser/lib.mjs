@@ -109,8 +109,8 @@ export class Server {
     this.exited = null;
   }
 
-  /** `httpAddr`/`mediaAddr` (default: ephemeral ports) let a restart come back on the same addresses. */
-  async start(dataDir, { httpAddr = "127.0.0.1:0", mediaAddr = "127.0.0.1:0", env = {} } = {}) {
+  /** `httpAddr`/`mediaAddr` (default: ephemeral ports) let a restart come back on the same addresses; `args` are added to `serve`'s. */
+  async start(dataDir, { httpAddr = "127.0.0.1:0", mediaAddr = "127.0.0.1:0", env = {}, args: extraArgs = [] } = {}) {
     if (!existsSync(BIN)) {
       throw new Error(`floorcast binary not found at ${BIN}: run \`make build\` (cargo test --workspace --no-run) or set FLOORCAST_BIN`);
     }
@@ -120,6 +120,7 @@ export class Server {
       "--media-udp-addr", mediaAddr,
       "--data-dir", dataDir,
       "--jwt-secret", JWT_SECRET,
+      ...extraArgs,
     ];
     const log = createWriteStream(join(ARTIFACTS, this.logName), { flags: this.starts ? "a" : "w" });
     this.starts = (this.starts || 0) + 1;
@@ -141,7 +142,7 @@ export class Server {
       child.stdout.on("data", (chunk) => {
         log.write(chunk);
         buffered += chunk.toString();
-        const m = buffered.match(/floorcast listening on (http:\/\/\S+)/);
+        const m = buffered.match(/floorcast listening on (https?:\/\/\S+)/);
         if (m) {
           clearTimeout(timer);
           resolveBase(m[1].replace(/\/+$/, ""));
