@@ -158,10 +158,10 @@ describe("floorcast in a real browser", { timeout: WHOLE_RUN_TIMEOUT_MS - 10_000
       );
       assert.ok(stats.framesDecoded > 30, `framesDecoded ${stats.framesDecoded}`);
       assert.ok(stats.audioPackets > 50, `audio packetsReceived ${stats.audioPackets}`);
-      // The page tells a person the same thing.
+      // The page tells a person the same thing, and how the media arrives (plain UDP here).
       await until("the page's stats line", 3000, async () => {
         const text = await viewer.locator("#stats").textContent();
-        return { ok: /frames decoded/.test(text || ""), text };
+        return { ok: /frames decoded/.test(text || "") && /Via: UDP/.test(text || ""), text };
       });
     } finally {
       await screenshots(viewer, "watch");

@@ -71,6 +71,11 @@ async function watchRelayOnly(token, name, timeoutMs) {
     const s = await inboundStats(viewer);
     return { ...s, ok: s.framesDecoded > 10 && s.audioPackets > 20 };
   });
+  // The page says the media comes through a relay (what a hub's IT contact needs to know).
+  await until(`${name} saying it uses the relay`, 3000, async () => {
+    const text = (await viewer.locator("#stats").textContent()) || "";
+    return { ok: /Via: TURN relay \((UDP|TCP)\)/.test(text), text };
+  });
   return viewer;
 }
 
