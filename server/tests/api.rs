@@ -493,6 +493,18 @@ async fn whip_resource_lifecycle() {
             .1
             .starts_with("a=candidate:1 1 udp")
     );
+    // Some WHIP/WHEP libraries send the entity tag in an `ETag` request header instead of
+    // `If-Match`: tolerated (it is not a precondition), the candidates still go through.
+    let r = call(
+        &t.router,
+        patch_req(&location, &venue)
+            .header(header::ETAG, format!("\"{peer}\""))
+            .body(Body::from(FRAG))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert_eq!(fake.candidates.lock().unwrap().len(), 2);
 
     let r = call(
         &t.router,
