@@ -333,7 +333,7 @@ fn apply(sfu: &mut Sfu, cmd: MediaCmd) -> bool {
             candidate,
             reply,
         } => {
-            let _ = reply.send(sfu.add_candidate(peer, &candidate));
+            let _ = reply.send(sfu.add_candidate(now, peer, &candidate));
         }
         MediaCmd::ClosePeer { peer, reply } => {
             let _ = reply.send(sfu.close_peer(now, peer));

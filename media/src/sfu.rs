@@ -283,7 +283,12 @@ impl Sfu {
         Ok(answer)
     }
 
-    pub fn add_candidate(&mut self, peer: PeerId, candidate: &str) -> Result<(), MediaError> {
+    pub fn add_candidate(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        candidate: &str,
+    ) -> Result<(), MediaError> {
         let p = self
             .peers
             .get_mut(&peer)
@@ -314,7 +319,7 @@ impl Sfu {
             return Ok(());
         }
         p.rtc.add_remote_candidate(c);
-        self.schedule(peer, Some(Instant::now()));
+        self.schedule(peer, Some(now));
         Ok(())
     }
 

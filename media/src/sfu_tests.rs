@@ -124,8 +124,13 @@ impl Node {
         r
     }
 
-    fn add_candidate(&mut self, peer: PeerId, candidate: &str) -> Result<(), crate::MediaError> {
-        self.shards[shard_of_peer(peer)].add_candidate(peer, candidate)
+    fn add_candidate(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        candidate: &str,
+    ) -> Result<(), crate::MediaError> {
+        self.shards[shard_of_peer(peer)].add_candidate(now, peer, candidate)
     }
 
     fn close_peer(&mut self, now: Instant, peer: PeerId) -> Result<(), crate::MediaError> {
@@ -1439,9 +1444,16 @@ fn peers_per_session_and_candidates_per_peer_are_capped() {
         .subscribe(w.now, SessionId::new("other"), &offer, Follow::Current)
         .expect("another session still has room");
     let candidate = "a=candidate:1 1 udp 2113937151 127.0.0.1 6000 typ host";
-    w.sfu.add_candidate(other.peer, candidate).expect("first");
-    w.sfu.add_candidate(other.peer, candidate).expect("second");
-    let err = w.sfu.add_candidate(other.peer, candidate).unwrap_err();
+    w.sfu
+        .add_candidate(w.now, other.peer, candidate)
+        .expect("first");
+    w.sfu
+        .add_candidate(w.now, other.peer, candidate)
+        .expect("second");
+    let err = w
+        .sfu
+        .add_candidate(w.now, other.peer, candidate)
+        .unwrap_err();
     assert!(
         matches!(err, crate::MediaError::TooManyCandidates(2)),
         "{err}"
@@ -1722,19 +1734,27 @@ fn unusable_trickled_candidates_are_skipped() {
         "a=candidate:2 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active",
         "a=candidate:3 1 udp 2113937151 4a9c4d2e-1f0e-4c1b-9a7e-3b0f6c1d2e3f.local 50001 typ host",
     ] {
-        w.sfu.add_candidate(peer, candidate).expect(candidate);
+        w.sfu
+            .add_candidate(w.now, peer, candidate)
+            .expect(candidate);
     }
     assert_eq!(w.sfu.stats().remote_candidates_ignored.get(), 3);
     let err = w
         .sfu
-        .add_candidate(peer, "a=candidate:4 1 udp 1 not-an-address 1 typ host")
+        .add_candidate(
+            w.now,
+            peer,
+            "a=candidate:4 1 udp 1 not-an-address 1 typ host",
+        )
         .unwrap_err();
     assert!(
         matches!(err, crate::MediaError::InvalidCandidate(_)),
         "{err}"
     );
     let usable = "a=candidate:5 1 udp 2113937151 127.0.0.1 5001 typ host";
-    w.sfu.add_candidate(peer, usable).expect("a usable one");
+    w.sfu
+        .add_candidate(w.now, peer, usable)
+        .expect("a usable one");
     assert_eq!(w.sfu.stats().remote_candidates_ignored.get(), 3);
 
     let publisher = w.add_publisher(5000, &session);

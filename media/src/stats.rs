@@ -213,7 +213,7 @@ impl MediaStats {
         max_peers: usize,
         max_per_session: usize,
     ) -> Result<(), crate::MediaError> {
-        let mut map = self.sessions.lock().expect("stats lock poisoned");
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if self.peers.load(Relaxed) >= max_peers {
             return Err(crate::MediaError::TooManyPeers(max_peers));
         }
@@ -246,7 +246,7 @@ impl MediaStats {
     }
 
     pub(crate) fn peer_removed(&self, session: &SessionId, role: Role) {
-        let mut map = self.sessions.lock().expect("stats lock poisoned");
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let _ = self
             .peers
             .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
@@ -266,7 +266,7 @@ impl MediaStats {
     }
 
     pub(crate) fn set_speaker_video(&self, session: &SessionId, video: bool) {
-        let mut map = self.sessions.lock().expect("stats lock poisoned");
+        let mut map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = map.get_mut(session) {
             c.speaker_video = video;
         }
@@ -289,7 +289,7 @@ impl MediaStats {
 
     /// Connected peers per session (sessions with no peer are absent).
     pub fn sessions(&self) -> Vec<(SessionId, SessionCounts)> {
-        let map = self.sessions.lock().expect("stats lock poisoned");
+        let map = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         map.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 }
