@@ -181,11 +181,16 @@ struct CompareArgs {
     json: Option<PathBuf>,
 }
 
+/// The `floorcast` binary given, or the one built next to this one.
+fn floorcast_bin_or_sibling(given: Option<PathBuf>) -> std::io::Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p),
+        None => Ok(std::env::current_exe()?.with_file_name("floorcast")),
+    }
+}
+
 async fn compare_main(a: CompareArgs) -> anyhow::Result<ExitCode> {
-    let floorcast_bin = match a.floorcast_bin {
-        Some(p) => p,
-        None => std::env::current_exe()?.with_file_name("floorcast"),
-    };
+    let floorcast_bin = floorcast_bin_or_sibling(a.floorcast_bin)?;
     let janus_dir = match a.janus_dir {
         Some(p) => p,
         None => compare::find_janus_anchor().context("no Janus anchor found: give --janus-dir")?,
@@ -238,10 +243,7 @@ struct LimitArgs {
 }
 
 async fn limit_main(a: LimitArgs) -> anyhow::Result<ExitCode> {
-    let floorcast_bin = match a.floorcast_bin {
-        Some(p) => p,
-        None => std::env::current_exe()?.with_file_name("floorcast"),
-    };
+    let floorcast_bin = floorcast_bin_or_sibling(a.floorcast_bin)?;
     let janus_dir = match (a.skip_janus, a.janus_dir) {
         (true, _) => None,
         (false, Some(p)) => Some(p),
