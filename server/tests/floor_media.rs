@@ -262,7 +262,11 @@ async fn body() {
         "the viewer received a speaker packet {after:?} after the revoke (limit {STOP_WITHIN:?})"
     );
 
-    // The speaker's WHIP resource is gone, and publishing again is refused.
+    // The speaker's WHIP resource is gone: the client's own DELETE of what the server ended
+    // succeeds once (as after any peer that closed), then the URL is unknown; publishing
+    // again is refused.
+    let status = resource.delete().await.expect("DELETE reaches the server");
+    assert_eq!(status, StatusCode::OK, "ending an ended resource is done");
     let status = resource.delete().await.expect("DELETE reaches the server");
     assert_eq!(
         status,
