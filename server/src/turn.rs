@@ -20,10 +20,8 @@ use serde::Serialize;
 
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
-use crate::api::path::ApiPath;
-use crate::auth::{Grant, Permission};
+use crate::api::session_access::{self as access, SessionAccess};
 use crate::config::Config;
-use crate::session::{SessionId, SessionRegistry};
 use crate::state::AppState;
 
 /// One `RTCIceServer` as browsers take it.
@@ -125,16 +123,8 @@ pub fn routes() -> Router<AppState> {
 
 async fn handler(
     State(config): State<std::sync::Arc<Config>>,
-    State(sessions): State<SessionRegistry>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
+    SessionAccess { grant, .. }: SessionAccess<access::Subscribe>,
 ) -> Result<ApiJson<IceServers>, ApiError> {
-    grant.require_role(Permission::Subscribe)?;
-    let id = SessionId::parse(&id).map_err(|_| ApiError::session_not_found("with this id"))?;
-    grant.require(Permission::Subscribe, &id)?;
-    if !sessions.contains(&id) {
-        return Err(ApiError::session_not_found(&id));
-    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -9,7 +9,7 @@ use axum::routing::get;
 
 use crate::api::error::ApiError;
 use crate::api::path::ApiPath;
-use crate::session::SessionId;
+use crate::api::session_access::SessionIdPath;
 use crate::state::AppState;
 
 struct Asset {
@@ -65,12 +65,14 @@ pub fn routes() -> Router<AppState> {
         .route("/assets/{file}", get(asset))
 }
 
-async fn publish_page(ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
-    page(&id, PUBLISH_PAGE)
+/// Pages are served for any well-formed session id, without a token check: the page itself
+/// reports an unknown session when its first request gets a 404, with the token it was given.
+async fn publish_page(_: SessionIdPath) -> Response {
+    html_response(PUBLISH_PAGE)
 }
 
-async fn watch_page(ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
-    page(&id, WATCH_PAGE)
+async fn watch_page(_: SessionIdPath) -> Response {
+    html_response(WATCH_PAGE)
 }
 
 async fn home_page() -> Response {
@@ -81,19 +83,12 @@ async fn ops_page() -> Response {
     html_response(OPS_PAGE)
 }
 
-async fn moderate_page(ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
-    page(&id, MODERATE_PAGE)
+async fn moderate_page(_: SessionIdPath) -> Response {
+    html_response(MODERATE_PAGE)
 }
 
-async fn room_page(ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
-    page(&id, ROOM_PAGE)
-}
-
-/// Serves a page for any well-formed session id: the page itself reports an unknown session
-/// when its WHIP/WHEP request gets a 404, with the token it was given.
-fn page(id: &str, html: &'static str) -> Result<Response, ApiError> {
-    SessionId::parse(id).map_err(|_| ApiError::session_not_found("with this id"))?;
-    Ok(html_response(html))
+async fn room_page(_: SessionIdPath) -> Response {
+    html_response(ROOM_PAGE)
 }
 
 fn html_response(html: &'static str) -> Response {

@@ -135,10 +135,25 @@ impl ApiError {
         )
     }
 
-    pub fn session_not_found(id: impl std::fmt::Display) -> Self {
+    /// The one answer for a session id that is unknown or malformed. The id is quoted,
+    /// escaped and cut short, so whatever a client put in the URL is safe in the body and
+    /// in logs.
+    pub fn session_not_found(raw_id: &str) -> Self {
+        const SHOWN_CHARS: usize = 64;
+        let mut shown: String = raw_id
+            .chars()
+            .take(SHOWN_CHARS)
+            .flat_map(char::escape_default)
+            .collect();
+        if raw_id.chars().nth(SHOWN_CHARS).is_some() {
+            shown.push('…');
+        }
         ApiError::not_found(
             "session_not_found",
-            format!("there is no session {id}; check the link or create it first"),
+            format!(
+                "there is no session \"{shown}\" (an id is 1 to 64 letters, digits, '_' or \
+                 '-'); check the link, or create the session first"
+            ),
         )
     }
 }
@@ -281,7 +296,7 @@ impl From<SessionError> for ApiError {
                 "session_exists",
                 format!("session {id} already exists; pick another id"),
             ),
-            SessionError::NotFound(id) => ApiError::session_not_found(id),
+            SessionError::NotFound(id) => ApiError::session_not_found(id.as_str()),
             SessionError::InvalidTitle => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_title",

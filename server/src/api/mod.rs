@@ -1,11 +1,14 @@
 //! The JSON HTTP API. Handlers return `Result<_, ApiError>` ([`error`]), read JSON through
 //! [`json::ApiJson`] and path segments through [`path::ApiPath`], so every failure a client
-//! sees has the same `{"error","message"}` shape. One file per resource.
+//! sees has the same `{"error","message"}` shape. Every route under a session takes
+//! [`session_access::SessionAccess`], the one place that checks the token against the
+//! session and finds it. One file per resource.
 
 pub mod error;
 pub mod json;
 pub mod ops;
 pub mod path;
+pub mod session_access;
 pub mod sessions;
 
 use axum::Router;

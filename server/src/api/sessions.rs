@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::json::ApiJson;
-use super::path::ApiPath;
+use super::session_access::{self as access, SessionAccess};
 use crate::auth::{AuthError, Grant, Permission, SessionScope};
 use crate::captions::feed::CaptionFeed;
 use crate::floor::runtime::Floors;
@@ -76,24 +76,8 @@ async fn create(
         .into_response())
 }
 
-/// Parses the path id and checks the token; an id that cannot exist is a 404.
-fn authorize(grant: &Grant, id: &str) -> Result<SessionId, ApiError> {
-    grant.require_role(Permission::ManageSessions)?;
-    let id = SessionId::parse(id).map_err(|_| ApiError::session_not_found("with this id"))?;
-    grant.require(Permission::ManageSessions, &id)?;
-    Ok(id)
-}
-
-async fn read(
-    State(sessions): State<SessionRegistry>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
-) -> Result<ApiJson<SessionInfo>, ApiError> {
-    let id = authorize(&grant, &id)?;
-    sessions
-        .get(&id)
-        .map(ApiJson)
-        .ok_or_else(|| ApiError::session_not_found(&id))
+async fn read(session: SessionAccess<access::ManageSessions>) -> ApiJson<SessionInfo> {
+    ApiJson(session.info)
 }
 
 /// Deletes the session, then ends its peers: once it is gone from the registry no new peer
@@ -104,10 +88,8 @@ async fn delete(
     State(resources): State<Resources>,
     State(floors): State<Floors>,
     State(captions): State<CaptionFeed>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
+    SessionAccess { id, .. }: SessionAccess<access::ManageSessions>,
 ) -> Result<Response, ApiError> {
-    let id = authorize(&grant, &id)?;
     sessions.delete(&id).await?;
     floors.remove(&id);
     captions.forget(&id);

@@ -24,10 +24,8 @@ use super::speakers::Speakers;
 use super::store::{self, StoredSegment};
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
-use crate::api::path::ApiPath;
-use crate::auth::{Grant, Permission};
+use crate::api::session_access::{self as access, SessionAccess};
 use crate::floor::runtime::now_ms;
-use crate::session::{SessionId, SessionRegistry};
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -38,7 +36,6 @@ const MAX_LANG_LEN: usize = 35;
 
 #[derive(Clone)]
 pub struct CaptionDeps {
-    pub sessions: SessionRegistry,
     pub feed: CaptionFeed,
     pub store: Store,
     pub default_lang: String,
@@ -47,7 +44,6 @@ pub struct CaptionDeps {
 impl FromRef<AppState> for CaptionDeps {
     fn from_ref(state: &AppState) -> Self {
         CaptionDeps {
-            sessions: state.sessions.clone(),
             feed: state.captions.clone(),
             store: state.store.clone(),
             default_lang: state.config.caption_lang.clone(),
@@ -56,17 +52,6 @@ impl FromRef<AppState> for CaptionDeps {
 }
 
 impl CaptionDeps {
-    /// Role first (403), then the session (404), as every route of this server does.
-    fn open(&self, grant: &Grant, permission: Permission, id: &str) -> Result<SessionId, ApiError> {
-        grant.require_role(permission)?;
-        let id = SessionId::parse(id).map_err(|_| ApiError::session_not_found("with this id"))?;
-        grant.require(permission, &id)?;
-        if !self.sessions.contains(&id) {
-            return Err(ApiError::session_not_found(&id));
-        }
-        Ok(id)
-    }
-
     /// The `lang` of a CART request, or the session's spoken language.
     fn lang(&self, lang: Option<String>) -> Result<String, ApiError> {
         match lang {
@@ -149,13 +134,13 @@ impl CartPost {
 /// Sequencing is per captioner (the token's `sub`) and language; see `captions::cart`.
 async fn cart_post(
     State(deps): State<CaptionDeps>,
-    ApiPath(id): ApiPath<String>,
     q: Result<Query<CartQuery>, QueryRejection>,
-    grant: Grant,
+    SessionAccess {
+        id: session, grant, ..
+    }: SessionAccess<access::PostCaptions>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<ApiJson<CartAck>, ApiError> {
     let received = Instant::now();
-    let session = deps.open(&grant, Permission::PostCaptions, &id)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let post = CartPost::parse(q, body, &deps.default_lang)?;
     let outcome = deps
@@ -204,11 +189,11 @@ pub struct SeqQuery {
 /// text (what Zoom's API answers); 0 before the first.
 async fn cart_seq(
     State(deps): State<CaptionDeps>,
-    ApiPath(id): ApiPath<String>,
     q: Result<Query<SeqQuery>, QueryRejection>,
-    grant: Grant,
+    SessionAccess {
+        id: session, grant, ..
+    }: SessionAccess<access::PostCaptions>,
 ) -> Result<Response, ApiError> {
-    let session = deps.open(&grant, Permission::PostCaptions, &id)?;
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let lang = deps.lang(q.lang)?;
     let last = deps
@@ -236,34 +221,30 @@ struct JsonSegment<'a> {
 
 async fn transcript_vtt(
     s: State<CaptionDeps>,
-    p: ApiPath<String>,
-    g: Grant,
+    a: SessionAccess<access::Subscribe>,
 ) -> Result<Response, ApiError> {
-    transcript_file(s, p, g, "vtt").await
+    transcript_file(s, a, "vtt").await
 }
 
 async fn transcript_srt(
     s: State<CaptionDeps>,
-    p: ApiPath<String>,
-    g: Grant,
+    a: SessionAccess<access::Subscribe>,
 ) -> Result<Response, ApiError> {
-    transcript_file(s, p, g, "srt").await
+    transcript_file(s, a, "srt").await
 }
 
 async fn transcript_txt(
     s: State<CaptionDeps>,
-    p: ApiPath<String>,
-    g: Grant,
+    a: SessionAccess<access::Subscribe>,
 ) -> Result<Response, ApiError> {
-    transcript_file(s, p, g, "txt").await
+    transcript_file(s, a, "txt").await
 }
 
 async fn transcript_json(
     s: State<CaptionDeps>,
-    p: ApiPath<String>,
-    g: Grant,
+    a: SessionAccess<access::Subscribe>,
 ) -> Result<Response, ApiError> {
-    transcript_file(s, p, g, "json").await
+    transcript_file(s, a, "json").await
 }
 
 /// Segments read per page of a transcript export: a reader connection is held for one page
@@ -275,11 +256,9 @@ const TRANSCRIPT_PAGE: usize = 1000;
 /// human captioner (`shown: false`). The body is streamed page by page.
 async fn transcript_file(
     State(deps): State<CaptionDeps>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
+    SessionAccess { id: session, .. }: SessionAccess<access::Subscribe>,
     format: &'static str,
 ) -> Result<Response, ApiError> {
-    let session = deps.open(&grant, Permission::Subscribe, &id)?;
     let key = session.as_str().to_owned();
     let (origin_ms, log) = deps
         .store

@@ -30,9 +30,10 @@ use super::store::{self, ParticipantRow, StoredEvent};
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::api::path::ApiPath;
+use crate::api::session_access::{self as access, SessionAccess};
 use crate::auth::{Grant, Permission, Role, StreamSlot, StreamSlots};
 use crate::captions::feed::{CaptionFeed, CaptionMessage};
-use crate::session::{SessionId, SessionRegistry};
+use crate::session::SessionId;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -42,7 +43,6 @@ const CATCH_UP_PAGE: usize = 500;
 /// What the floor handlers need from the app state.
 #[derive(Clone)]
 pub struct FloorDeps {
-    pub sessions: SessionRegistry,
     pub floors: Floors,
     pub store: Store,
     pub limiter: RateLimiter,
@@ -53,7 +53,6 @@ pub struct FloorDeps {
 impl FromRef<AppState> for FloorDeps {
     fn from_ref(state: &AppState) -> Self {
         FloorDeps {
-            sessions: state.sessions.clone(),
             floors: state.floors.clone(),
             store: state.store.clone(),
             limiter: state.floor_limiter.clone(),
@@ -78,21 +77,9 @@ pub fn routes() -> Router<AppState> {
 }
 
 impl FloorDeps {
-    /// Checks the token for `permission` on the session and finds its floor.
-    async fn open(
-        &self,
-        grant: &Grant,
-        permission: Permission,
-        id: &str,
-    ) -> Result<(SessionId, SessionFloor), ApiError> {
-        grant.require_role(permission)?;
-        let id = SessionId::parse(id).map_err(|_| ApiError::session_not_found("with this id"))?;
-        grant.require(permission, &id)?;
-        if !self.sessions.contains(&id) {
-            return Err(ApiError::session_not_found(&id));
-        }
-        let floor = self.floors.session(&id).await?;
-        Ok((id, floor))
+    /// The session's floor task (the session itself was found by [`SessionAccess`]).
+    async fn floor(&self, session: &SessionId) -> Result<SessionFloor, ApiError> {
+        Ok(self.floors.session(session).await?)
     }
 
     fn rate_limit(&self, session: &SessionId, grant: &Grant) -> Result<(), ApiError> {
@@ -234,11 +221,12 @@ pub(crate) fn participant(grant: &Grant) -> Participant {
 
 async fn raise(
     State(deps): State<FloorDeps>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
+    SessionAccess {
+        id: session, grant, ..
+    }: SessionAccess<access::RaiseHand>,
     body: Result<ApiJson<RaiseBody>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let (session, floor) = deps.open(&grant, Permission::RaiseHand, &id).await?;
+    let floor = deps.floor(&session).await?;
     let ApiJson(body) = body?;
     if body.head_count.is_some() && grant.claims.role != Role::Hub {
         return Err(ApiError::bad_request(
@@ -314,16 +302,14 @@ struct Withdrawn {
 
 async fn withdraw(
     State(deps): State<FloorDeps>,
-    ApiPath((id, hand)): ApiPath<(String, HandId)>,
-    grant: Grant,
+    ApiPath((_, hand)): ApiPath<(String, HandId)>,
+    access: SessionAccess<access::WithdrawHand>,
 ) -> Result<ApiJson<Withdrawn>, ApiError> {
-    let moderator = grant.claims.role.allows(Permission::ModerateFloor);
-    let permission = if moderator {
-        Permission::ModerateFloor
-    } else {
-        Permission::RaiseHand
-    };
-    let (session, floor) = deps.open(&grant, permission, &id).await?;
+    let moderator = access.permission() == Permission::ModerateFloor;
+    let SessionAccess {
+        id: session, grant, ..
+    } = access;
+    let floor = deps.floor(&session).await?;
     let owner = floor
         .inspect(move |m, _| m.hand(hand).map(|h| h.who.sub.clone()))
         .await?
@@ -351,10 +337,9 @@ async fn withdraw(
 
 async fn queue(
     State(deps): State<FloorDeps>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
+    session: SessionAccess<access::Subscribe>,
 ) -> Result<ApiJson<QueueView>, ApiError> {
-    let (_, floor) = deps.open(&grant, Permission::Subscribe, &id).await?;
+    let floor = deps.floor(&session.id).await?;
     Ok(ApiJson(floor.inspect(QueueView::of).await?))
 }
 
@@ -380,11 +365,10 @@ pub struct QueuePatch {
 
 async fn reorder(
     State(deps): State<FloorDeps>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
+    session: SessionAccess<access::ModerateFloor>,
     body: Result<ApiJson<QueuePatch>, ApiError>,
 ) -> Result<ApiJson<QueueView>, ApiError> {
-    let (_, floor) = deps.open(&grant, Permission::ModerateFloor, &id).await?;
+    let floor = deps.floor(&session.id).await?;
     let ApiJson(p) = body?;
     let mut commands = Vec::new();
     if let Some(policy) = p.policy {
@@ -433,11 +417,10 @@ pub struct GrantBody {
 
 async fn grant_floor(
     State(deps): State<FloorDeps>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
+    session: SessionAccess<access::ModerateFloor>,
     body: Result<ApiJson<GrantBody>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let (_, floor) = deps.open(&grant, Permission::ModerateFloor, &id).await?;
+    let floor = deps.floor(&session.id).await?;
     let ApiJson(body) = body?;
     let outcome = floor
         .command(Command::Grant {
@@ -460,11 +443,10 @@ pub struct ExtendBody {
 
 async fn extend(
     State(deps): State<FloorDeps>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
+    session: SessionAccess<access::ModerateFloor>,
     body: Result<ApiJson<ExtendBody>, ApiError>,
 ) -> Result<ApiJson<TurnView>, ApiError> {
-    let (_, floor) = deps.open(&grant, Permission::ModerateFloor, &id).await?;
+    let floor = deps.floor(&session.id).await?;
     let ApiJson(body) = body?;
     let outcome = floor
         .command(Command::Extend {
@@ -496,18 +478,13 @@ struct Ended {
 /// A moderator revokes; the holder ends their own turn (`done`).
 async fn end_floor(
     State(deps): State<FloorDeps>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
+    access: SessionAccess<access::EndTurn>,
     q: Result<Query<EndQuery>, QueryRejection>,
 ) -> Result<ApiJson<Ended>, ApiError> {
     let q = query(q)?;
-    let moderator = grant.claims.role.allows(Permission::ModerateFloor);
-    let permission = if moderator {
-        Permission::ModerateFloor
-    } else {
-        Permission::Subscribe
-    };
-    let (_, floor) = deps.open(&grant, permission, &id).await?;
+    let moderator = access.permission() == Permission::ModerateFloor;
+    let SessionAccess { id, grant, .. } = access;
+    let floor = deps.floor(&id).await?;
     let (cmd, reason) = if moderator {
         (Command::Revoke { hand: q.hand }, "revoked")
     } else {
@@ -550,13 +527,14 @@ pub struct EventsQuery {
 /// `max_event_streams_per_token` per token at once (429 past it).
 async fn events(
     State(deps): State<FloorDeps>,
-    ApiPath(id): ApiPath<String>,
     q: Result<Query<EventsQuery>, QueryRejection>,
     headers: HeaderMap,
-    grant: Grant,
+    SessionAccess {
+        id: session, grant, ..
+    }: SessionAccess<access::Subscribe>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let q = query(q)?;
-    let (session, floor) = deps.open(&grant, Permission::Subscribe, &id).await?;
+    let floor = deps.floor(&session).await?;
     // Held by the stream: freed when the response ends or the client goes away.
     let slot = deps.streams.acquire(&grant.claims)?;
     let resume = match headers.get("last-event-id") {
@@ -696,12 +674,10 @@ struct LogBody<'a> {
 
 async fn floor_log(
     State(deps): State<FloorDeps>,
-    ApiPath(id): ApiPath<String>,
     q: Result<Query<LogQuery>, QueryRejection>,
-    grant: Grant,
+    SessionAccess { id: session, .. }: SessionAccess<access::ReadFloorLog>,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
-    let (session, _) = deps.open(&grant, Permission::ReadFloorLog, &id).await?;
     let key = session.as_str().to_owned();
     let events = deps.store.read(move |c| store::all(c, &key)).await?;
     let entries = log::entries(&events);
@@ -740,24 +716,19 @@ struct ReportBody {
 
 async fn session_report(
     State(deps): State<FloorDeps>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
+    SessionAccess {
+        id: session, info, ..
+    }: SessionAccess<access::ReadFloorLog>,
 ) -> Result<ApiJson<ReportBody>, ApiError> {
-    let (session, _) = deps.open(&grant, Permission::ReadFloorLog, &id).await?;
     let key = session.as_str().to_owned();
     let (events, participants) = deps
         .store
         .read(move |c| Ok((store::all(c, &key)?, store::participants(c, &key)?)))
         .await?;
     let now = now_ms();
-    let title = deps
-        .sessions
-        .get(&session)
-        .map(|s| s.title)
-        .unwrap_or_default();
     Ok(ApiJson(ReportBody {
         session,
-        title,
+        title: info.title,
         generated_at: log::rfc3339(now),
         report: report::build(&events, &participants, now),
     }))

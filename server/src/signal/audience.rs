@@ -12,9 +12,7 @@ use serde::Serialize;
 use super::SignalDeps;
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
-use crate::api::path::ApiPath;
-use crate::auth::{Grant, Permission};
-use crate::session::SessionId;
+use crate::api::session_access::{self as access, SessionAccess};
 
 /// Loss at or above which a link is "fair", then "poor" (the watch page uses the same words).
 const FAIR_LOSS: f32 = 0.01;
@@ -46,15 +44,8 @@ pub struct HubRow {
 
 pub async fn viewers(
     State(deps): State<SignalDeps>,
-    ApiPath(id): ApiPath<String>,
-    grant: Grant,
+    SessionAccess { id: session, .. }: SessionAccess<access::ReadAudience>,
 ) -> Result<ApiJson<Audience>, ApiError> {
-    grant.require_role(Permission::ReadAudience)?;
-    let session = SessionId::parse(&id).map_err(|_| ApiError::session_not_found("with this id"))?;
-    grant.require(Permission::ReadAudience, &session)?;
-    if !deps.sessions.contains(&session) {
-        return Err(ApiError::session_not_found(&session));
-    }
     let viewers = deps.resources.viewers_of(&session);
     let (links, counts) = match deps.media.engine() {
         Some(engine) => {

@@ -12,64 +12,48 @@ use super::resources::{Resource, ResourceKind};
 use super::sdp::{SdpFragment, TrickleFragment};
 use crate::api::error::ApiError;
 use crate::api::path::ApiPath;
-use crate::auth::{AuthError, Grant, Role};
+use crate::api::session_access::{self as access, SessionAccess};
+use crate::auth::{AuthError, Role};
 use crate::media_engine::reply_raw;
-use crate::session::SessionId;
 
 type ResourcePath = ApiPath<(String, String)>;
+/// Any token of the session may reach a resource URL; [`find`] then checks it owns it.
+type Session = SessionAccess<access::Subscribe>;
 
 pub async fn patch_whip(
     State(deps): State<SignalDeps>,
-    ApiPath((session, peer)): ResourcePath,
-    grant: Grant,
+    ApiPath((_, peer)): ResourcePath,
+    session: SessionAccess<access::Subscribe>,
     headers: HeaderMap,
     frag: Result<SdpFragment, ApiError>,
 ) -> Result<Response, ApiError> {
-    patch(
-        &deps,
-        ResourceKind::Whip,
-        &session,
-        &peer,
-        &grant,
-        &headers,
-        frag,
-    )
-    .await
+    patch(&deps, ResourceKind::Whip, &session, &peer, &headers, frag).await
 }
 
 pub async fn patch_whep(
     State(deps): State<SignalDeps>,
-    ApiPath((session, peer)): ResourcePath,
-    grant: Grant,
+    ApiPath((_, peer)): ResourcePath,
+    session: SessionAccess<access::Subscribe>,
     headers: HeaderMap,
     frag: Result<SdpFragment, ApiError>,
 ) -> Result<Response, ApiError> {
-    patch(
-        &deps,
-        ResourceKind::Whep,
-        &session,
-        &peer,
-        &grant,
-        &headers,
-        frag,
-    )
-    .await
+    patch(&deps, ResourceKind::Whep, &session, &peer, &headers, frag).await
 }
 
 pub async fn delete_whip(
     State(deps): State<SignalDeps>,
-    ApiPath((session, peer)): ResourcePath,
-    grant: Grant,
+    ApiPath((_, peer)): ResourcePath,
+    session: SessionAccess<access::Subscribe>,
 ) -> Result<Response, ApiError> {
-    delete(&deps, ResourceKind::Whip, &session, &peer, &grant).await
+    delete(&deps, ResourceKind::Whip, &session, &peer).await
 }
 
 pub async fn delete_whep(
     State(deps): State<SignalDeps>,
-    ApiPath((session, peer)): ResourcePath,
-    grant: Grant,
+    ApiPath((_, peer)): ResourcePath,
+    session: SessionAccess<access::Subscribe>,
 ) -> Result<Response, ApiError> {
-    delete(&deps, ResourceKind::Whep, &session, &peer, &grant).await
+    delete(&deps, ResourceKind::Whep, &session, &peer).await
 }
 
 fn resource_not_found() -> ApiError {
@@ -89,46 +73,32 @@ fn ice_restart_unsupported() -> ApiError {
 
 /// Whether this URL names a resource whose peer closed by itself lately, and the token may
 /// act on it (the same checks as [`find`]).
-fn closed_by_itself(
-    deps: &SignalDeps,
-    kind: ResourceKind,
-    session: &str,
-    peer: &str,
-    grant: &Grant,
-) -> bool {
-    let (Ok(session), Ok(peer)) = (SessionId::parse(session), peer.parse::<PeerId>()) else {
+fn closed_by_itself(deps: &SignalDeps, kind: ResourceKind, session: &Session, peer: &str) -> bool {
+    let Ok(peer) = peer.parse::<PeerId>() else {
         return false;
     };
+    let grant = &session.grant;
     deps.resources.take_closed(peer, |r| {
         r.kind == kind
-            && r.session == session
-            && grant.claims.session.covers(&session)
+            && r.session == session.id
             && (r.owner == grant.claims.sub || grant.claims.role == Role::Operator)
     })
 }
 
-/// The resource at this URL, if the token may act on it.
+/// The resource at this URL, if the token may act on it. The session and the token's scope
+/// on it were checked by [`SessionAccess`].
 fn find(
     deps: &SignalDeps,
     kind: ResourceKind,
-    session: &str,
+    session: &Session,
     peer: &str,
-    grant: &Grant,
 ) -> Result<(PeerId, Resource), ApiError> {
-    let session = SessionId::parse(session).map_err(|_| resource_not_found())?;
-    // A token for another session learns nothing about this session's resources.
-    if !grant.claims.session.covers(&session) {
-        return Err(AuthError::Forbidden(format!(
-            "this token is for session {}, not {session}",
-            grant.claims.session
-        ))
-        .into());
-    }
+    let grant = &session.grant;
     let peer: PeerId = peer.parse().map_err(|_| resource_not_found())?;
     let resource = deps
         .resources
         .get(peer)
-        .filter(|r| r.kind == kind && r.session == session)
+        .filter(|r| r.kind == kind && r.session == session.id)
         .ok_or_else(resource_not_found)?;
     // Peer ids are not secret, so a URL alone must not let one viewer end another's stream
     // (or the floor feed): only the creating token's holder or an operator may.
@@ -144,13 +114,12 @@ fn find(
 async fn patch(
     deps: &SignalDeps,
     kind: ResourceKind,
-    session: &str,
+    session: &Session,
     peer: &str,
-    grant: &Grant,
     headers: &HeaderMap,
     frag: Result<SdpFragment, ApiError>,
 ) -> Result<Response, ApiError> {
-    let (peer, resource) = find(deps, kind, session, peer, grant)?;
+    let (peer, resource) = find(deps, kind, session, peer)?;
     deps.limits.patch(peer)?;
     // RFC 9725 §4.3: `If-Match: *` announces an ICE restart; any other value must be the
     // current entity tag.
@@ -196,17 +165,16 @@ async fn patch(
 async fn delete(
     deps: &SignalDeps,
     kind: ResourceKind,
-    session: &str,
+    session: &Session,
     peer: &str,
-    grant: &Grant,
 ) -> Result<Response, ApiError> {
-    if closed_by_itself(deps, kind, session, peer, grant) {
+    if closed_by_itself(deps, kind, session, peer) {
         // Clients close their peer connection and then DELETE; by then the engine may have
         // seen the peer go. What they asked for is done.
-        tracing::info!(%session, %peer, %kind, "resource deleted after its peer closed");
+        tracing::info!(session = %session.id, %peer, %kind, "resource deleted after its peer closed");
         return Ok(StatusCode::OK.into_response());
     }
-    let (peer, resource) = find(deps, kind, session, peer, grant)?;
+    let (peer, resource) = find(deps, kind, session, peer)?;
     if let Some(engine) = deps.media.engine() {
         match reply_raw(engine.close_peer(peer)).await? {
             // Already gone is what the client wanted.

@@ -3,7 +3,8 @@
 //! (PATCH) and ends the peer (DELETE).
 //!
 //! The checks before the engine is asked, in order: token (401), role (403), session id and
-//! token scope (404/403), session exists (404), body type and content (415/400). Body size is
+//! token scope (404/403), session exists (404) — all in `api::session_access` — then
+//! draining (503), body type and content (415/400). Body size is
 //! limited for every route by the layers in `layers` (413).
 
 pub(crate) mod audience;
@@ -26,14 +27,14 @@ use media::{Answer, MediaError};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::error::ApiError;
-use crate::auth::{Grant, Permission};
+use crate::auth::Grant;
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::floor::api::participant;
 use crate::floor::runtime::Floors;
 use crate::media_engine::{BoxFuture, Media, MediaEngine, reply_raw};
 use crate::metrics::Limit;
-use crate::session::{SessionId, SessionRegistry};
+use crate::session::SessionId;
 use crate::state::AppState;
 use crate::store::Store;
 use limits::{ClientIp, SignalLimits};
@@ -43,7 +44,6 @@ use sdp::SdpOffer;
 /// What the signalling handlers need from the app state.
 #[derive(Clone)]
 pub struct SignalDeps {
-    pub sessions: SessionRegistry,
     pub media: Media,
     pub resources: Resources,
     pub floors: Floors,
@@ -57,7 +57,6 @@ pub struct SignalDeps {
 impl FromRef<AppState> for SignalDeps {
     fn from_ref(state: &AppState) -> Self {
         SignalDeps {
-            sessions: state.sessions.clone(),
             media: state.media.clone(),
             resources: state.resources.clone(),
             floors: state.floors.clone(),
@@ -127,8 +126,7 @@ struct Asker<'a> {
 async fn create_peer<F>(
     deps: &SignalDeps,
     kind: ResourceKind,
-    permission: Permission,
-    session: &str,
+    id: SessionId,
     Asker {
         grant,
         ip: ClientIp(ip),
@@ -143,7 +141,6 @@ where
         String,
     ) -> BoxFuture<'a, Result<Answer, MediaError>>,
 {
-    grant.require_role(permission)?;
     if deps.drain.is_draining() {
         return Err(ApiError::unavailable(
             "draining",
@@ -151,11 +148,6 @@ where
              (a load balancer sends you to another node)",
             Duration::from_secs(5),
         ));
-    }
-    let id = SessionId::parse(session).map_err(|_| unknown_session_id())?;
-    grant.require(permission, &id)?;
-    if !deps.sessions.contains(&id) {
-        return Err(ApiError::session_not_found(&id));
     }
     let SdpOffer(offer) = offer?;
     let owner = &grant.claims.sub;
@@ -227,11 +219,4 @@ where
         session,
         response,
     })
-}
-
-fn unknown_session_id() -> ApiError {
-    ApiError::not_found(
-        "session_not_found",
-        "there is no such session (session ids are 1 to 64 letters, digits, '_' or '-')",
-    )
 }

@@ -12,14 +12,12 @@ use super::resources::ResourceKind;
 use super::sdp::SdpOffer;
 use super::{Asker, SignalDeps, create_peer};
 use crate::api::error::ApiError;
-use crate::api::path::ApiPath;
-use crate::auth::{Grant, Permission};
+use crate::api::session_access::{self as access, SessionAccess};
 use crate::floor::api::record_viewer;
 
 pub async fn create(
     State(deps): State<SignalDeps>,
-    ApiPath(session): ApiPath<String>,
-    grant: Grant,
+    SessionAccess { id, grant, .. }: SessionAccess<access::Subscribe>,
     RawQuery(query): RawQuery,
     ip: ClientIp,
     offer: Result<SdpOffer, ApiError>,
@@ -28,8 +26,7 @@ pub async fn create(
     let created = create_peer(
         &deps,
         ResourceKind::Whep,
-        Permission::Subscribe,
-        &session,
+        id,
         Asker { grant: &grant, ip },
         offer,
         |engine, session, offer| engine.subscribe(session, offer, follow),

@@ -16,10 +16,10 @@ use media::Takeover;
 use super::limits::ClientIp;
 use super::resources::ResourceKind;
 use super::sdp::SdpOffer;
-use super::{Asker, SignalDeps, create_peer, unknown_session_id};
+use super::{Asker, SignalDeps, create_peer};
 use crate::api::error::ApiError;
-use crate::api::path::ApiPath;
-use crate::auth::{Grant, Permission, Role};
+use crate::api::session_access::{self as access, SessionAccess};
+use crate::auth::{Grant, Role};
 use crate::config::Config;
 use crate::media_engine::reply_raw;
 use crate::session::SessionId;
@@ -27,13 +27,12 @@ use crate::session::SessionId;
 pub async fn create(
     State(config): State<Arc<Config>>,
     State(deps): State<SignalDeps>,
-    ApiPath(session): ApiPath<String>,
-    grant: Grant,
+    SessionAccess { id, grant, .. }: SessionAccess<access::Publish>,
     ip: ClientIp,
     offer: Result<SdpOffer, ApiError>,
 ) -> Result<Response, ApiError> {
     if grant.claims.role != Role::Venue {
-        return create_speaker(deps, session, grant, ip, offer).await;
+        return create_speaker(deps, id, grant, ip, offer).await;
     }
     let takeover = if config.allow_takeover {
         Takeover::Replace
@@ -43,8 +42,7 @@ pub async fn create(
     let created = create_peer(
         &deps,
         ResourceKind::Whip,
-        Permission::PublishFloor,
-        &session,
+        id,
         Asker { grant: &grant, ip },
         offer,
         |engine, session, offer| engine.publish(session, media::Role::Floor, offer, takeover),
@@ -65,16 +63,11 @@ fn not_floor_holder() -> ApiError {
 /// The floor holder's own token publishes as the session's speaker; anyone else gets 403.
 async fn create_speaker(
     deps: SignalDeps,
-    session: String,
+    id: SessionId,
     grant: Grant,
     ip: ClientIp,
     offer: Result<SdpOffer, ApiError>,
 ) -> Result<Response, ApiError> {
-    let id = SessionId::parse(&session).map_err(|_| unknown_session_id())?;
-    grant.require(Permission::Subscribe, &id)?;
-    if !deps.sessions.contains(&id) {
-        return Err(ApiError::session_not_found(&id));
-    }
     let floor = deps.floors.session(&id).await?;
     if floor.holder_hand(&grant.claims.sub).await?.is_none() {
         return Err(not_floor_holder());
@@ -83,8 +76,7 @@ async fn create_speaker(
     let created = create_peer(
         &deps,
         ResourceKind::Whip,
-        Permission::Subscribe,
-        &session,
+        id.clone(),
         Asker { grant: &grant, ip },
         offer,
         |engine, session, offer| {
