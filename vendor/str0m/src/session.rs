@@ -1250,13 +1250,16 @@ impl Session {
         let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
         let twcc = twcc_enabled.then_some(&mut self.twcc);
 
-        let receipt = stream.poll_packet(now, exts, twcc, params, buf)?;
+        // Raw packet capture wants the whole plaintext packet in `buf`.
+        let split_body = self.raw_packets.is_none();
+        let receipt = stream.poll_packet(now, exts, twcc, params, buf, split_body)?;
 
         let PacketReceipt {
             header,
             seq_no,
             is_padding,
             payload_size,
+            body,
         } = receipt;
 
         trace!(payload_size, is_padding, "Poll RTP: {:?}", header);
@@ -1274,7 +1277,12 @@ impl Session {
             raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.clone())));
         }
 
-        let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);
+        let protected = match &body {
+            Some(body) => {
+                srtp_tx.protect_rtp_parts(&buf[..header.header_len], body, &header, *seq_no)
+            }
+            None => srtp_tx.protect_rtp(buf, &header, *seq_no),
+        };
 
         if twcc_enabled {
             let packet_id = if let Some(cluster) = cluster_id {
@@ -1555,6 +1563,9 @@ pub struct PacketReceipt {
     pub seq_no: SeqNo,
     pub is_padding: bool,
     pub payload_size: usize,
+    /// Floorcast patch: the payload, when the stream left it out of the buffer (which then
+    /// holds the header in `..header.header_len`).
+    pub body: Option<Arc<[u8]>>,
 }
 
 /// Find the PayloadParams for the given Pt, either when the Pt is the main Pt for the Codec or

@@ -566,6 +566,7 @@ impl StreamTx {
         twcc: Option<&mut u64>,
         params: &[PayloadParams],
         buf: &mut Vec<u8>,
+        split_body: bool,
     ) -> Option<PacketReceipt> {
         let mid = self.midrid.mid();
         let rid = self.midrid.rid();
@@ -717,7 +718,11 @@ impl StreamTx {
             *twcc += 1;
         }
 
-        buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        // Floorcast patch: only grows the buffer. `buf` keeps its length between packets on
+        // the split-body path, so this no longer zero-fills most of it for every packet.
+        if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
+            buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        }
 
         let header_len = header.write_to(buf, exts);
         assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
@@ -734,7 +739,16 @@ impl StreamTx {
 
         let pkt = &next.pkt;
 
+        // Floorcast patch: a regular packet whose payload goes out unchanged is not copied
+        // here; the caller encrypts straight from the shared payload (one copy fewer per
+        // viewer-packet, see vendor/README.md).
+        let mut body = None;
+
         let body_len = match next.kind {
+            NextPacketKind::Regular if split_body && pkt.vp8_patch.is_none() => {
+                body = Some(pkt.payload.clone());
+                pkt.payload.len()
+            }
             NextPacketKind::Regular | NextPacketKind::Resend(_) => {
                 let body_len = pkt.payload.len();
                 if let Some(patch) = pkt.vp8_patch.as_ref() {
@@ -766,7 +780,9 @@ impl StreamTx {
             }
         };
 
-        buf.truncate(header_len + body_len);
+        if body.is_none() {
+            buf.truncate(header_len + body_len);
+        }
 
         #[cfg(feature = "_internal_dont_use_log_stats")]
         {
@@ -821,6 +837,7 @@ impl StreamTx {
             seq_no,
             is_padding,
             payload_size: body_len,
+            body,
         })
     }
 
@@ -1423,7 +1440,7 @@ mod test {
             let mut twcc = 42;
             let mut buf = vec![];
             let receipt = stream
-                .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+                .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, false)
                 .unwrap();
             assert_eq!(
                 receipt.header.ext_vals.abs_send_time,
@@ -1453,7 +1470,7 @@ mod test {
             stream.send_queue.handle_timeout(now);
             if i >= 5 {
                 stream
-                    .poll_packet(now, &exts, None, codecs.params(), &mut buf)
+                    .poll_packet(now, &exts, None, codecs.params(), &mut buf, false)
                     .expect("a queued packet to send");
             }
         }
@@ -1475,14 +1492,14 @@ mod test {
         let exts = ExtensionMap::standard();
         sender.generate_padding(241);
         let first = sender
-            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, false)
             .unwrap();
         assert_eq!(first.payload_size, 240);
         assert!(first.header.has_padding);
         assert_eq!(first.header.ext_vals.abs_send_time, Some(now));
         assert_eq!(*first.seq_no, 65_535);
         let second = sender
-            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, false)
             .unwrap();
         assert_eq!(*second.seq_no, 65_536);
         assert_eq!(second.header.sequence_number, 0);
@@ -1515,7 +1532,7 @@ mod test {
         let stream = streams.stream_tx_by_midrid(queue).unwrap();
         stream.generate_padding(480);
         let first = stream
-            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, false)
             .unwrap();
         assert_eq!(first.header.ext_vals.mid, Some("aud".into()));
 
@@ -1529,12 +1546,12 @@ mod test {
         let stream = streams.stream_tx_by_midrid(queue).unwrap();
         assert!(
             stream
-                .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+                .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, false)
                 .is_none()
         );
         stream.generate_padding(240);
         let second = stream
-            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, false)
             .unwrap();
         assert_eq!(*second.seq_no, *first.seq_no + 1);
         assert_eq!(second.header.ext_vals.transport_cc, Some(1));
