@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::ids::PeerId;
+use crate::ids::{PeerId, PeerMap};
 use crate::shard::{Shard, ShardMsg, shard_of_ufrag};
 use crate::stun;
 
@@ -49,7 +49,7 @@ pub struct Demux {
     shard: Shard,
     by_ufrag: HashMap<String, PeerId>,
     by_addr: HashMap<SocketAddr, PeerId>,
-    of_peer: HashMap<PeerId, PeerEntry>,
+    of_peer: PeerMap<PeerEntry>,
     /// Addresses of other shards' peers whose datagrams arrive on this shard's socket.
     /// Bounded: only an owner adds here, at most `MAX_ADDRS_PER_PEER` per peer it owns.
     foreign: HashMap<SocketAddr, usize>,
@@ -69,7 +69,7 @@ impl Demux {
             shard,
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
-            of_peer: HashMap::new(),
+            of_peer: PeerMap::default(),
             foreign: HashMap::new(),
             notices: Vec::new(),
         }

@@ -23,7 +23,7 @@ use crate::error::MediaError;
 use crate::forward::keyframe::starts_keyframe;
 use crate::forward::rewrite::{Rewriter, SourceKey};
 use crate::handle::{Answer, Follow, MediaEvent, Takeover};
-use crate::ids::{PeerId, Role, SessionId};
+use crate::ids::{PeerId, PeerMap, Role, SessionId};
 use crate::peer::{FwdCodec, OutBinding, Peer, PeerKind, PublisherState, ViewerState};
 use crate::sdp_check::check_offer;
 use crate::shard::{Relayed, Shard, ShardMsg, home_shard, shard_of_peer};
@@ -152,7 +152,7 @@ pub(crate) struct Sfu {
     /// Peers still get their own DTLS keys per handshake; only the identity is shared.
     dtls_cert: Option<DtlsCert>,
     local_candidates: Vec<SocketAddr>,
-    peers: HashMap<PeerId, Peer>,
+    peers: PeerMap<Peer>,
     sessions: HashMap<SessionId, SessionPeers>,
     demux: Demux,
     deadlines: BTreeSet<(Instant, PeerId)>,
@@ -172,7 +172,7 @@ pub(crate) struct Sfu {
     /// When this shard last asked another shard's publisher for a keyframe: viewers waiting
     /// for one skip every video packet until it comes, and each skip would otherwise be a
     /// message. Pruned in housekeeping.
-    remote_keyframe_asks: HashMap<PeerId, Instant>,
+    remote_keyframe_asks: PeerMap<Instant>,
 }
 
 impl Sfu {
@@ -193,7 +193,7 @@ impl Sfu {
             shard,
             dtls_cert,
             local_candidates,
-            peers: HashMap::new(),
+            peers: PeerMap::default(),
             sessions: HashMap::new(),
             demux: Demux::new(shard),
             deadlines: BTreeSet::new(),
@@ -206,7 +206,7 @@ impl Sfu {
             outbox: Vec::new(),
             tx_datagrams: 0,
             tx_bytes: 0,
-            remote_keyframe_asks: HashMap::new(),
+            remote_keyframe_asks: PeerMap::default(),
         }
     }
 

@@ -102,6 +102,27 @@ impl AeadAes128GcmCipher for AwsLcRsAeadAes128GcmCipher {
         Ok(())
     }
 
+    fn seal_in_place(
+        &mut self,
+        iv: &[u8; AeadAes128Gcm::IV_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        assert!(
+            aad.len() >= 12,
+            "Associated data length MUST be at least 12 octets"
+        );
+        let nonce = Nonce::try_assume_unique_for_key(iv)
+            .map_err(|e| CryptoError::Other(format!("Invalid nonce: {}", e)))?;
+        let (data, tag_out) = buf.split_at_mut(buf.len() - AeadAes128Gcm::TAG_LEN);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(aad), data)
+            .map_err(|e| CryptoError::Other(format!("AES-GCM encrypt failed: {}", e)))?;
+        tag_out.copy_from_slice(tag.as_ref());
+        Ok(())
+    }
+
     fn decrypt(
         &mut self,
         iv: &[u8; AeadAes128Gcm::IV_LEN],
@@ -175,6 +196,27 @@ impl AeadAes256GcmCipher for AwsLcRsAeadAes256GcmCipher {
 
         // Copy the result tag to the output
         output[len..len + AeadAes256Gcm::TAG_LEN].copy_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    fn seal_in_place(
+        &mut self,
+        iv: &[u8; AeadAes256Gcm::IV_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        assert!(
+            aad.len() >= 12,
+            "Associated data length MUST be at least 12 octets"
+        );
+        let nonce = Nonce::try_assume_unique_for_key(iv)
+            .map_err(|e| CryptoError::Other(format!("Invalid nonce: {}", e)))?;
+        let (data, tag_out) = buf.split_at_mut(buf.len() - AeadAes256Gcm::TAG_LEN);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(aad), data)
+            .map_err(|e| CryptoError::Other(format!("AES-GCM encrypt failed: {}", e)))?;
+        tag_out.copy_from_slice(tag.as_ref());
         Ok(())
     }
 

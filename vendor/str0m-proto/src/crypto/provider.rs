@@ -276,6 +276,19 @@ pub trait AeadAes128GcmCipher: CryptoSafe {
         output: &mut [u8],
     ) -> Result<(), CryptoError>;
 
+    /// Floorcast patch: encrypt `buf[..len - TAG_LEN]` in place and write the tag into the
+    /// last `TAG_LEN` bytes. Saves the output buffer's zero-fill and the input copy that
+    /// `encrypt` needs; providers that cannot seal in place keep this default.
+    fn seal_in_place(
+        &mut self,
+        iv: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        let input = buf[..buf.len() - 16].to_vec();
+        self.encrypt(iv, aad, &input, buf)
+    }
+
     /// Decrypt input with the given IV and AADs.
     fn decrypt(
         &mut self,
@@ -296,6 +309,19 @@ pub trait AeadAes256GcmCipher: CryptoSafe {
         input: &[u8],
         output: &mut [u8],
     ) -> Result<(), CryptoError>;
+
+    /// Floorcast patch: encrypt `buf[..len - TAG_LEN]` in place and write the tag into the
+    /// last `TAG_LEN` bytes. Saves the output buffer's zero-fill and the input copy that
+    /// `encrypt` needs; providers that cannot seal in place keep this default.
+    fn seal_in_place(
+        &mut self,
+        iv: &[u8; 12],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), CryptoError> {
+        let input = buf[..buf.len() - 16].to_vec();
+        self.encrypt(iv, aad, &input, buf)
+    }
 
     /// Decrypt input with the given IV and AADs.
     fn decrypt(

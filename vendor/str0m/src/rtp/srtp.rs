@@ -329,15 +329,17 @@ impl SrtpContext {
                 let roc = (srtp_index >> 16) as u32;
 
                 let iv = AeadAes128Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
-                let aad = head;
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; len + AeadAes128Gcm::TAG_LEN];
-                enc.encrypt(&iv, aad, input, &mut output[hlen..])
-                    .expect("rtp encrypt");
-
-                output[..hlen].copy_from_slice(aad);
+                // Floorcast patch: header and payload copied once into an unzeroed buffer,
+                // then sealed in place.
+                let mut output = Vec::with_capacity(len + AeadAes128Gcm::TAG_LEN);
+                output.extend_from_slice(head);
+                output.extend_from_slice(input);
+                output.resize(len + AeadAes128Gcm::TAG_LEN, 0);
+                let (aad, data) = output.split_at_mut(hlen);
+                enc.seal_in_place(&iv, aad, data).expect("rtp encrypt");
 
                 output
             }
@@ -345,15 +347,17 @@ impl SrtpContext {
                 let roc = (srtp_index >> 16) as u32;
 
                 let iv = AeadAes256Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
-                let aad = head;
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; len + AeadAes256Gcm::TAG_LEN];
-                enc.encrypt(&iv, aad, input, &mut output[hlen..])
-                    .expect("rtp encrypt");
-
-                output[..hlen].copy_from_slice(aad);
+                // Floorcast patch: header and payload copied once into an unzeroed buffer,
+                // then sealed in place.
+                let mut output = Vec::with_capacity(len + AeadAes256Gcm::TAG_LEN);
+                output.extend_from_slice(head);
+                output.extend_from_slice(input);
+                output.resize(len + AeadAes256Gcm::TAG_LEN, 0);
+                let (aad, data) = output.split_at_mut(hlen);
+                enc.seal_in_place(&iv, aad, data).expect("rtp encrypt");
 
                 output
             }
