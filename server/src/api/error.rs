@@ -319,6 +319,9 @@ impl From<FloorError> for ApiError {
             FloorError::NotHolding(_) => (StatusCode::CONFLICT, "not_holding"),
             FloorError::NoHolder => (StatusCode::CONFLICT, "no_holder"),
             FloorError::AmbiguousHolder(_) => (StatusCode::BAD_REQUEST, "hand_required"),
+            FloorError::NotYourHand(_) | FloorError::NotYourTurn => {
+                (StatusCode::FORBIDDEN, "forbidden")
+            }
             FloorError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid"),
         };
         ApiError::new(status, code, e.to_string())

@@ -21,11 +21,12 @@ use tokio::sync::broadcast;
 use super::log::{self, LogRow};
 use super::machine::FloorMachine;
 use super::model::{
-    Actor, Command, FloorError, FloorEvent, Hand, HandId, Millis, Participant, Policy, Turn,
+    Command, FloorError, FloorEvent, Hand, HandId, Millis, Participant, Policy, QueueChange,
+    Requester, Turn,
 };
 use super::rate_limit::RateLimiter;
 use super::report;
-use super::runtime::{Floors, SessionFloor, now_ms};
+use super::runtime::{Floors, RuntimeError, SessionFloor, now_ms};
 use super::store::{self, ParticipantRow, StoredEvent};
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
@@ -82,10 +83,12 @@ impl FloorDeps {
         Ok(self.floors.session(session).await?)
     }
 
-    fn rate_limit(&self, session: &SessionId, grant: &Grant) -> Result<(), ApiError> {
-        let key = format!("{session}/{}", grant.claims.sub);
+    /// Counts a raise or withdrawal of this token's holder; the time it was counted at, for
+    /// [`FloorDeps::refund`].
+    fn rate_limit(&self, session: &SessionId, grant: &Grant) -> Result<Millis, ApiError> {
+        let now = now_ms();
         self.limiter
-            .check(&key, now_ms())
+            .check(&rate_key(session, grant), now)
             .map_err(|retry| ApiError {
                 retry_after: Some(retry),
                 ..ApiError::new(
@@ -96,8 +99,17 @@ impl FloorDeps {
                         retry.as_secs().max(1)
                     ),
                 )
-            })
+            })?;
+        Ok(now)
     }
+
+    fn refund(&self, session: &SessionId, grant: &Grant, at: Millis) {
+        self.limiter.refund(&rate_key(session, grant), at);
+    }
+}
+
+fn rate_key(session: &SessionId, grant: &Grant) -> String {
+    format!("{session}/{}", grant.claims.sub)
 }
 
 /// A query string that does not parse is a JSON 400 like every other bad input.
@@ -310,22 +322,28 @@ async fn withdraw(
         id: session, grant, ..
     } = access;
     let floor = deps.floor(&session).await?;
-    let owner = floor
-        .inspect(move |m, _| m.hand(hand).map(|h| h.who.sub.clone()))
-        .await?
-        .ok_or(FloorError::HandNotFound(hand))?;
-    let by = if moderator {
-        Actor::Moderator
-    } else if owner == grant.claims.sub {
-        deps.rate_limit(&session, &grant)?;
-        Actor::Owner
+    // Whose hand it is is decided by the floor, in the same step as the withdrawal.
+    let (by, counted_at) = if moderator {
+        (Requester::Moderator, None)
     } else {
-        return Err(crate::auth::AuthError::Forbidden(
-            "only the hand's owner or a moderator may withdraw it".into(),
-        )
-        .into());
+        let at = deps.rate_limit(&session, &grant)?;
+        (Requester::Participant(grant.claims.sub.clone()), Some(at))
     };
-    let outcome = floor.command(Command::Withdraw { hand, by }).await?;
+    let outcome = match floor.command(Command::Withdraw { hand, by }).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // Someone else's hand, or none: not an action of this participant, so it does
+            // not use up their limit.
+            if let (
+                Some(at),
+                RuntimeError::Floor(FloorError::NotYourHand(_) | FloorError::HandNotFound(_)),
+            ) = (counted_at, &e)
+            {
+                deps.refund(&session, &grant, at);
+            }
+            return Err(e.into());
+        }
+    };
     let ended_turn = outcome
         .events
         .iter()
@@ -350,7 +368,7 @@ pub struct MoveTo {
     pub position: usize,
 }
 
-/// Applied in this order; the first refused change stops the rest (earlier ones stay).
+/// Decided as one change (`QueueChange`): all of it happens, or none.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueuePatch {
@@ -370,39 +388,21 @@ async fn reorder(
 ) -> Result<ApiJson<QueueView>, ApiError> {
     let floor = deps.floor(&session.id).await?;
     let ApiJson(p) = body?;
-    let mut commands = Vec::new();
-    if let Some(policy) = p.policy {
-        commands.push(Command::SetPolicy { policy });
-    }
-    if let Some(size) = p.panel_size {
-        commands.push(Command::SetPanelSize { size });
-    }
-    if let Some(s) = p.default_limit_s {
-        commands.push(Command::SetDefaultLimit {
-            limit_ms: s.saturating_mul(1000),
-        });
-    }
-    if let Some(hand) = p.unpin {
-        commands.push(Command::Unpin { hand });
-    }
-    if let Some(hand) = p.pin {
-        commands.push(Command::Pin { hand });
-    }
-    if let Some(m) = p.move_to {
-        commands.push(Command::Move {
-            hand: m.hand,
-            position: m.position,
-        });
-    }
-    if commands.is_empty() {
+    let change = QueueChange {
+        policy: p.policy,
+        panel_size: p.panel_size,
+        default_limit_ms: p.default_limit_s.map(|s| s.saturating_mul(1000)),
+        unpin: p.unpin,
+        pin: p.pin,
+        move_to: p.move_to.map(|m| (m.hand, m.position)),
+    };
+    if change.is_empty() {
         return Err(ApiError::bad_request(
             "nothing_to_change",
             "send at least one of policy, panel_size, default_limit_s, pin, unpin, move",
         ));
     }
-    for cmd in commands {
-        floor.command(cmd).await?;
-    }
+    floor.command(Command::ChangeQueue(change)).await?;
     Ok(ApiJson(floor.inspect(QueueView::of).await?))
 }
 
@@ -485,21 +485,12 @@ async fn end_floor(
     let moderator = access.permission() == Permission::ModerateFloor;
     let SessionAccess { id, grant, .. } = access;
     let floor = deps.floor(&id).await?;
+    // The holder's turn is found by the floor, in the same step as it ends.
     let (cmd, reason) = if moderator {
         (Command::Revoke { hand: q.hand }, "revoked")
     } else {
-        let mine = floor.holder_hand(&grant.claims.sub).await?;
-        match (mine, q.hand) {
-            (Some(h), None) => (Command::Done { hand: h }, "done"),
-            (Some(h), Some(asked)) if h == asked => (Command::Done { hand: h }, "done"),
-            _ => {
-                return Err(crate::auth::AuthError::Forbidden(
-                    "you do not hold the floor; only a moderator may end someone else's turn"
-                        .into(),
-                )
-                .into());
-            }
-        }
+        let sub = grant.claims.sub;
+        (Command::Done { sub, hand: q.hand }, "done")
     };
     let outcome = floor.command(cmd).await?;
     let hand = outcome

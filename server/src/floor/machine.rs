@@ -20,13 +20,16 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use super::model::{
     Actor, Command, DEFAULT_LIMIT_MS, EndReason, FloorError, FloorEvent, Hand, HandId,
     MAX_LANGUAGE_CHARS, MAX_LIMIT_MS, MAX_OPEN_HANDS, MAX_PANEL_SIZE, MAX_TOPIC_CHARS,
-    MIN_LIMIT_MS, Millis, Participant, Policy, Turn, WARNING_BEFORE_MS,
+    MIN_LIMIT_MS, Millis, Participant, Policy, QueueChange, Requester, Turn, WARNING_BEFORE_MS,
 };
 use super::policy::{self, GroupHistory, SortKey};
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]
 mod machine_tests;
+#[cfg(test)]
+#[path = "requests_tests.rs"]
+mod requests_tests;
 
 /// Longest a turn may last, extensions included, counted from its grant.
 pub const MAX_TURN_MS: Millis = 4 * 60 * 60 * 1000;
@@ -106,49 +109,43 @@ impl FloorMachine {
                 head_count,
             } => self.decide_raise(who, topic, language.as_deref(), *head_count, now)?,
             Command::Withdraw { hand, by } => {
-                if self.queued.contains_key(hand) {
-                    FloorEvent::HandWithdrawn {
+                let owner = self.hand(*hand).ok_or(FloorError::HandNotFound(*hand))?;
+                let by = match by {
+                    Requester::Moderator => Actor::Moderator,
+                    Requester::Participant(sub) if *sub == owner.who.sub => Actor::Owner,
+                    Requester::Participant(_) => return Err(FloorError::NotYourHand(*hand)),
+                };
+                match self.holder(*hand) {
+                    Some(turn) => {
+                        let reason = if by == Actor::Owner {
+                            EndReason::Done
+                        } else {
+                            EndReason::Revoked
+                        };
+                        ended(turn, now, reason)
+                    }
+                    None => FloorEvent::HandWithdrawn {
                         hand: *hand,
                         at_ms: now,
-                        by: *by,
-                    }
-                } else if let Some(turn) = self.holder(*hand) {
-                    let reason = match by {
-                        Actor::Owner => EndReason::Done,
-                        Actor::Moderator => EndReason::Revoked,
-                        Actor::Clock => EndReason::Timeout,
-                    };
-                    ended(turn, now, reason)
-                } else {
-                    return Err(FloorError::HandNotFound(*hand));
+                        by,
+                    },
                 }
             }
-            Command::Pin { hand } => {
-                let mut pinned = self.pins_without(*hand)?;
-                pinned.insert(0, *hand);
-                FloorEvent::QueueReordered { pinned }
-            }
-            Command::Unpin { hand } => {
-                let pinned = self.pins_without(*hand)?;
-                if pinned.len() == self.pinned.len() {
-                    return Err(FloorError::Invalid(format!("hand {hand} is not pinned")));
-                }
-                FloorEvent::QueueReordered { pinned }
-            }
-            Command::Move { hand, position } => {
-                let mut pinned = self.pins_without(*hand)?;
-                pinned.insert((*position).min(pinned.len()), *hand);
-                FloorEvent::QueueReordered { pinned }
-            }
+            Command::Pin { hand } => FloorEvent::QueueReordered {
+                pinned: self.pins_after(&self.pinned, PinChange::Pin(*hand))?,
+            },
+            Command::Unpin { hand } => FloorEvent::QueueReordered {
+                pinned: self.pins_after(&self.pinned, PinChange::Unpin(*hand))?,
+            },
+            Command::Move { hand, position } => FloorEvent::QueueReordered {
+                pinned: self.pins_after(&self.pinned, PinChange::Move(*hand, *position))?,
+            },
+            Command::ChangeQueue(change) => return self.decide_queue_change(change),
             // Setting the current policy again is accepted: it is idempotent, and a client
             // that retries should not get an error for a change that did happen.
             Command::SetPolicy { policy } => FloorEvent::PolicyChanged { policy: *policy },
             Command::SetPanelSize { size } => {
-                if !(1..=MAX_PANEL_SIZE).contains(size) {
-                    return Err(FloorError::Invalid(format!(
-                        "the panel size must be between 1 and {MAX_PANEL_SIZE}; got {size}"
-                    )));
-                }
+                check_panel_size(*size)?;
                 // A panel smaller than the current holders is fine: nobody is cut off, and
                 // no one else is granted until enough turns end.
                 FloorEvent::PanelChanged { size: *size }
@@ -179,7 +176,14 @@ impl FloorMachine {
                 }
             }
             Command::Revoke { hand } => ended(self.turn(*hand)?, now, EndReason::Revoked),
-            Command::Done { hand } => ended(self.turn(Some(*hand))?, now, EndReason::Done),
+            Command::Done { sub, hand } => {
+                let turn = self
+                    .holders
+                    .iter()
+                    .find(|t| t.hand.who.sub == *sub && hand.is_none_or(|h| h == t.hand.id))
+                    .ok_or(FloorError::NotYourTurn)?;
+                ended(turn, now, EndReason::Done)
+            }
             Command::Extend { hand, by_ms } => {
                 let turn = self.turn(*hand)?;
                 if !(1..=MAX_LIMIT_MS).contains(by_ms) {
@@ -450,15 +454,51 @@ impl FloorMachine {
         }
     }
 
-    /// The pinned list without `hand`, which must be queued (only waiting hands are pinned).
-    fn pins_without(&self, hand: HandId) -> Result<Vec<HandId>, FloorError> {
+    /// `pinned` after `change`; the hand must be queued (only waiting hands are pinned).
+    fn pins_after(&self, pinned: &[HandId], change: PinChange) -> Result<Vec<HandId>, FloorError> {
+        let hand = change.hand();
         self.queued_hand(hand)?;
-        Ok(self
-            .pinned
-            .iter()
-            .copied()
-            .filter(|&id| id != hand)
-            .collect())
+        let mut pins: Vec<HandId> = pinned.iter().copied().filter(|&id| id != hand).collect();
+        match change {
+            PinChange::Pin(_) => pins.insert(0, hand),
+            PinChange::Unpin(_) if pins.len() == pinned.len() => {
+                return Err(FloorError::Invalid(format!("hand {hand} is not pinned")));
+            }
+            PinChange::Unpin(_) => {}
+            PinChange::Move(_, position) => pins.insert(position.min(pins.len()), hand),
+        }
+        Ok(pins)
+    }
+
+    /// The events of a queue PATCH, each decided on the state the ones before it leave. Only
+    /// the pins depend on each other; the settings do not depend on the queue, nor the queue
+    /// on them. One refusal refuses the whole change.
+    fn decide_queue_change(&self, change: &QueueChange) -> Result<Vec<FloorEvent>, FloorError> {
+        let mut events = Vec::new();
+        if let Some(policy) = change.policy {
+            events.push(FloorEvent::PolicyChanged { policy });
+        }
+        if let Some(size) = change.panel_size {
+            check_panel_size(size)?;
+            events.push(FloorEvent::PanelChanged { size });
+        }
+        if let Some(limit_ms) = change.default_limit_ms {
+            check_limit(limit_ms)?;
+            events.push(FloorEvent::DefaultLimitChanged { limit_ms });
+        }
+        let pin_changes = [
+            change.unpin.map(PinChange::Unpin),
+            change.pin.map(PinChange::Pin),
+            change.move_to.map(|(hand, at)| PinChange::Move(hand, at)),
+        ];
+        let mut pinned = self.pinned.clone();
+        for pin_change in pin_changes.into_iter().flatten() {
+            pinned = self.pins_after(&pinned, pin_change)?;
+            events.push(FloorEvent::QueueReordered {
+                pinned: pinned.clone(),
+            });
+        }
+        Ok(events)
     }
 
     fn first_queued(&self) -> Option<HandId> {
@@ -711,6 +751,34 @@ fn ended(turn: &Turn, now: Millis, reason: EndReason) -> FloorEvent {
 
 fn warning_at(turn: &Turn) -> Millis {
     turn.ends_at_ms.saturating_sub(WARNING_BEFORE_MS)
+}
+
+fn check_panel_size(size: u32) -> Result<(), FloorError> {
+    if (1..=MAX_PANEL_SIZE).contains(&size) {
+        Ok(())
+    } else {
+        Err(FloorError::Invalid(format!(
+            "the panel size must be between 1 and {MAX_PANEL_SIZE}; got {size}"
+        )))
+    }
+}
+
+/// One change to the pinned section.
+#[derive(Clone, Copy, Debug)]
+enum PinChange {
+    /// To the top.
+    Pin(HandId),
+    Unpin(HandId),
+    /// To a 0-based place (past the end: the end).
+    Move(HandId, usize),
+}
+
+impl PinChange {
+    fn hand(self) -> HandId {
+        match self {
+            PinChange::Pin(h) | PinChange::Unpin(h) | PinChange::Move(h, _) => h,
+        }
+    }
 }
 
 fn check_limit(limit_ms: Millis) -> Result<(), FloorError> {

@@ -39,6 +39,25 @@ fn hub(name: &str) -> Participant {
     }
 }
 
+/// The request of the hand's owner (an unknown hand gets a sub nobody has).
+fn owner(m: &FloorMachine, hand: HandId) -> Requester {
+    Requester::Participant(
+        m.hand(hand)
+            .map_or_else(|| "nobody".into(), |h| h.who.sub.clone()),
+    )
+}
+
+/// The holder of `hand` ends their own turn.
+fn done(m: &FloorMachine, hand: HandId) -> Command {
+    let Requester::Participant(sub) = owner(m, hand) else {
+        unreachable!("owner() names a participant")
+    };
+    Command::Done {
+        sub,
+        hand: Some(hand),
+    }
+}
+
 fn raise_cmd(who: Participant) -> Command {
     Command::Raise {
         who,
@@ -199,7 +218,7 @@ fn one_open_hand_per_person_and_per_hub() {
     m.handle(
         &Command::Withdraw {
             hand: a,
-            by: Actor::Owner,
+            by: owner(&m, a),
         },
         5,
     )
@@ -217,7 +236,7 @@ fn a_hand_holding_the_floor_stays_open_until_its_turn_ends() {
         Err(FloorError::HandAlreadyOpen("A".into(), a))
     );
     assert_eq!(m.hand(a).map(|h| h.id), Some(a));
-    m.handle(&Command::Done { hand: a }, 20).expect("done");
+    m.handle(&done(&m, a), 20).expect("done");
     assert_eq!(m.hand(a), None);
     assert_eq!(raise(&mut m, person("a"), 21), 2);
 }
@@ -251,7 +270,7 @@ fn withdraw_removes_a_queued_hand() {
         .handle(
             &Command::Withdraw {
                 hand: a,
-                by: Actor::Moderator,
+                by: Requester::Moderator,
             },
             7,
         )
@@ -268,12 +287,12 @@ fn withdraw_removes_a_queued_hand() {
     assert_eq!(m.position(b), Some(0));
     let again = Command::Withdraw {
         hand: a,
-        by: Actor::Owner,
+        by: owner(&m, a),
     };
     assert_eq!(m.decide(&again, 8), Err(FloorError::HandNotFound(a)));
     let unknown = Command::Withdraw {
         hand: 99,
-        by: Actor::Owner,
+        by: owner(&m, 99),
     };
     assert_eq!(m.decide(&unknown, 8), Err(FloorError::HandNotFound(99)));
 }
@@ -281,8 +300,8 @@ fn withdraw_removes_a_queued_hand() {
 #[test]
 fn withdrawing_a_granted_hand_ends_the_floor() {
     for (by, reason) in [
-        (Actor::Owner, EndReason::Done),
-        (Actor::Moderator, EndReason::Revoked),
+        (Requester::Participant("a".into()), EndReason::Done),
+        (Requester::Moderator, EndReason::Revoked),
     ] {
         let mut m = FloorMachine::new();
         let a = raise(&mut m, viewer("a", "rome"), 0);
@@ -354,7 +373,7 @@ fn pin_puts_a_hand_on_top_and_move_places_it_among_the_pins() {
     m.handle(
         &Command::Withdraw {
             hand: 5,
-            by: Actor::Owner,
+            by: owner(&m, 5),
         },
         0,
     )
@@ -422,7 +441,7 @@ fn hub_round_robin_takes_one_hand_per_group_per_round() {
     assert_eq!(holder_ids(&m), [3]);
     // solo (never), paris (1 s), rome (3 s).
     assert_eq!(ids(&m), [5, 2, 6, 4]);
-    m.handle(&Command::Done { hand: 3 }, 4_000).expect("done");
+    m.handle(&done(&m, 3), 4_000).expect("done");
     // A new group joins round 0 after the groups of the same history that waited longer.
     raise(&mut m, person("late"), 5_000);
     assert_eq!(ids(&m), [5, 7, 2, 6, 4]);
@@ -430,7 +449,7 @@ fn hub_round_robin_takes_one_hand_per_group_per_round() {
     m.handle(
         &Command::Withdraw {
             hand: 2,
-            by: Actor::Owner,
+            by: owner(&m, 2),
         },
         6_000,
     )
@@ -445,8 +464,7 @@ fn least_spoken_first_orders_by_the_group_floor_time() {
     for (who, seconds) in [(hub("rome"), 60), (person("solo"), 20)] {
         let id = raise(&mut m, who, 0);
         grant(&mut m, Some(id), 0);
-        m.handle(&Command::Done { hand: id }, seconds * 1000)
-            .expect("done");
+        m.handle(&done(&m, id), seconds * 1000).expect("done");
     }
     assert_eq!(m.spoken_ms("hub:rome"), 60_000);
     assert_eq!(m.spoken_ms("sub:solo"), 20_000);
@@ -614,10 +632,7 @@ fn revoke_done_and_extend_name_a_holder() {
     };
     assert_eq!(m.decide(&extend_any, 0), Err(FloorError::NoHolder));
     let a = raise(&mut m, person("a"), 0);
-    assert_eq!(
-        m.decide(&Command::Done { hand: a }, 0),
-        Err(FloorError::NotHolding(a))
-    );
+    assert_eq!(m.decide(&done(&m, a), 0), Err(FloorError::NotYourTurn));
     assert_eq!(
         m.decide(&Command::Revoke { hand: Some(a) }, 0),
         Err(FloorError::NotHolding(a))
@@ -668,8 +683,7 @@ fn a_panel_of_two_holds_two_turns() {
     m.handle(&Command::SetPanelSize { size: 1 }, 2_000)
         .expect("panel");
     assert_eq!(m.holders().len(), 2);
-    m.handle(&Command::Done { hand: hands[0] }, 3_000)
-        .expect("done");
+    m.handle(&done(&m, hands[0]), 3_000).expect("done");
     assert_eq!(
         m.decide(
             &Command::Grant {
@@ -767,7 +781,7 @@ fn ending_a_turn_late_never_dates_it_past_its_limit() {
     let a = raise(&mut m, person("a"), 0);
     grant(&mut m, Some(a), 0);
     let events = m
-        .handle(&Command::Done { hand: a }, DEFAULT_LIMIT_MS + 9_000)
+        .handle(&done(&m, a), DEFAULT_LIMIT_MS + 9_000)
         .expect("done");
     assert_eq!(
         events,
@@ -1047,8 +1061,7 @@ fn raises_10000_hands_with_positions() {
         for i in 0..20 {
             let id = raise(&mut m, viewer(&format!("warm{i}"), &format!("hub{i}")), 0);
             grant(&mut m, Some(id), i);
-            m.handle(&Command::Done { hand: id }, i + 1_000 * (i % 7))
-                .expect("done");
+            m.handle(&done(&m, id), i + 1_000 * (i % 7)).expect("done");
         }
         let started = Instant::now();
         let mut last_position = 0;
@@ -1416,7 +1429,8 @@ impl Shadow {
                     && limit_ok(limit_ms.unwrap_or(self.default_limit_ms))
             }
             Command::Revoke { hand } => self.turn(*hand).is_some(),
-            Command::Done { hand } => self.holders.contains_key(hand),
+            Command::Done { hand, .. } => hand.is_some_and(|h| self.holders.contains_key(&h)),
+            Command::ChangeQueue(_) => unreachable!("not generated: tested on its own"),
             Command::Extend { hand, by_ms } => self.turn(*hand).is_some_and(|t| {
                 (1..=MAX_LIMIT_MS).contains(by_ms) && t.ends + by_ms - t.granted <= MAX_TURN_MS
             }),
@@ -1554,13 +1568,16 @@ impl Run {
                     head_count: HEAD_COUNTS[pick(HEAD_COUNTS.len(), head_count, Bad::HeadCount)],
                 }
             }
-            Op::Withdraw { pick, owner } => Command::Withdraw {
+            Op::Withdraw { pick, owner: true } => {
+                let hand = self.pick(pick);
+                Command::Withdraw {
+                    hand,
+                    by: owner(&self.m, hand),
+                }
+            }
+            Op::Withdraw { pick, owner: false } => Command::Withdraw {
                 hand: self.pick(pick),
-                by: if owner {
-                    Actor::Owner
-                } else {
-                    Actor::Moderator
-                },
+                by: Requester::Moderator,
             },
             Op::Pin { pick } => Command::Pin {
                 hand: self.pick(pick),
@@ -1582,9 +1599,7 @@ impl Run {
             Op::Revoke { pick } => Command::Revoke {
                 hand: pick.map(|p| self.pick(p)),
             },
-            Op::Done { pick } => Command::Done {
-                hand: self.pick(pick),
-            },
+            Op::Done { pick } => done(&self.m, self.pick(pick)),
             Op::Extend { pick, by_ms } => Command::Extend {
                 hand: pick.map(|p| self.pick(p)),
                 by_ms,
@@ -1618,7 +1633,7 @@ impl Run {
             (Command::Withdraw { hand, by }, event)
                 if before.holders().iter().any(|t| t.hand.id == *hand) =>
             {
-                let reason = if *by == Actor::Owner {
+                let reason = if matches!(by, Requester::Participant(_)) {
                     EndReason::Done
                 } else {
                     EndReason::Revoked

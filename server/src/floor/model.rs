@@ -143,6 +143,34 @@ pub enum Actor {
     Clock,
 }
 
+/// Who sends a command that depends on whose hand or turn it is. The machine decides
+/// whether they may in the same step as it acts, so nothing changes in between.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requester {
+    Moderator,
+    /// A token of the session, by its `sub`: it may act on its own hand or turn only.
+    Participant(String),
+}
+
+/// A moderator's changes to the queue, decided together: all of them happen, or none.
+/// Applied in this order: policy, panel size, default limit, unpin, pin, move.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueChange {
+    pub policy: Option<Policy>,
+    pub panel_size: Option<u32>,
+    pub default_limit_ms: Option<Millis>,
+    pub unpin: Option<HandId>,
+    pub pin: Option<HandId>,
+    /// A hand and its 0-based place in the pinned section.
+    pub move_to: Option<(HandId, usize)>,
+}
+
+impl QueueChange {
+    pub fn is_empty(&self) -> bool {
+        *self == QueueChange::default()
+    }
+}
+
 /// What a client or the clock asks the machine to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
@@ -153,10 +181,10 @@ pub enum Command {
         head_count: Option<u32>,
     },
     /// Withdraws a queued hand, or ends the turn of a granted one (reason `done` for the
-    /// owner, `revoked` for a moderator).
+    /// owner, `revoked` for a moderator). A participant may withdraw only their own hand.
     Withdraw {
         hand: HandId,
-        by: Actor,
+        by: Requester,
     },
     /// Pins the hand at the top, above hands pinned before it (a pinned hand moves there).
     Pin {
@@ -180,6 +208,8 @@ pub enum Command {
     SetDefaultLimit {
         limit_ms: Millis,
     },
+    /// Several of the changes above as one (the queue PATCH).
+    ChangeQueue(QueueChange),
     /// Grants `hand`, or the first of the queue when `None`; `limit_ms` overrides the
     /// session default.
     Grant {
@@ -190,9 +220,10 @@ pub enum Command {
     Revoke {
         hand: Option<HandId>,
     },
-    /// The holder ends their own turn.
+    /// The holder `sub` ends their own turn: `hand`, or the one they hold when `None`.
     Done {
-        hand: HandId,
+        sub: String,
+        hand: Option<HandId>,
     },
     /// Adds time to a turn (`hand`, or the only holder when `None`).
     Extend {
@@ -288,6 +319,10 @@ pub enum FloorError {
     NoHolder,
     #[error("{0} people hold the floor; say which hand")]
     AmbiguousHolder(usize),
+    #[error("only the hand's owner or a moderator may withdraw it")]
+    NotYourHand(HandId),
+    #[error("you do not hold the floor; only a moderator may end someone else's turn")]
+    NotYourTurn,
     #[error("{0}")]
     Invalid(String),
 }

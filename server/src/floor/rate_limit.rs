@@ -56,6 +56,17 @@ impl RateLimiter {
         times.push_back(now);
         Ok(())
     }
+
+    /// Takes back the action `check` counted for `key` at `at` (one that turned out not to
+    /// be an action of `key`'s at all).
+    pub fn refund(&self, key: &str, at: Millis) {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(times) = keys.times.get_mut(key)
+            && let Some(i) = times.iter().rposition(|&t| t == at)
+        {
+            times.remove(i);
+        }
+    }
 }
 
 #[cfg(test)]
