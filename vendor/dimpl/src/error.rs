@@ -194,6 +194,11 @@ pub enum CryptoError {
         /// The public key group used for verification.
         group: NamedGroup,
     },
+    /// An RSA PKCS#1 v1.5 signature did not verify (or the key is outside 2048..=8192 bits).
+    RsaSignatureVerificationFailed {
+        /// The requested hash algorithm.
+        hash: HashAlgorithm,
+    },
     /// The public key algorithm is unsupported.
     UnsupportedPublicKeyAlgorithm,
     /// A certificate or key references an unsupported EC curve.
@@ -939,6 +944,9 @@ impl fmt::Display for CryptoError {
                 f,
                 "signature verification failed: {signature:?} + {hash:?} + {group:?}"
             ),
+            Self::RsaSignatureVerificationFailed { hash } => {
+                write!(f, "RSA PKCS#1 v1.5 signature verification failed: {hash:?}")
+            }
             Self::UnsupportedPublicKeyAlgorithm => write!(f, "unsupported public key algorithm"),
             Self::UnsupportedEcCurve => write!(f, "unsupported EC curve"),
             Self::CertificateParseFailed => write!(f, "failed to parse certificate"),

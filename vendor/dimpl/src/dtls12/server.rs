@@ -1321,9 +1321,12 @@ fn handshake_serialize_certificate_request(
     body: &mut Buf,
     sig_algs: &SignatureAndHashAlgorithmVec,
 ) -> Result<(), Error> {
-    // Only advertise ECDSA_SIGN (the only supported client cert type)
+    // Every client certificate type we can verify: ECDSA, and RSA (OpenSSL-based peers such
+    // as GStreamer's webrtcbin present RSA certificates and abort when RSA_SIGN is missing).
     let mut cert_types = CertificateTypeVec::new();
-    cert_types.push(ClientCertificateType::ECDSA_SIGN);
+    for cert_type in ClientCertificateType::supported() {
+        cert_types.push(*cert_type);
+    }
 
     // If intersection is empty (e.g., client didn't advertise), fall back to our supported set
     // Build the selected list with the capacity expected by CertificateRequest
@@ -1473,35 +1476,57 @@ mod tests {
         assert_eq!(selected, None);
     }
 
-    #[test]
-    fn certificate_request_does_not_select_rsa_signatures() {
-        let mut client = SignatureAndHashAlgorithmVec::new();
-        client.push(SignatureAndHashAlgorithm::new(
-            HashAlgorithm::SHA256,
-            SignatureAlgorithm::ECDSA,
-        ));
-        client.push(SignatureAndHashAlgorithm::new(
-            HashAlgorithm::SHA256,
-            SignatureAlgorithm::RSA,
-        ));
-
-        let selected = select_certificate_request_sig_algs(Some(&client));
-
-        assert_eq!(selected.len(), 1);
-        assert_eq!(selected[0].signature, SignatureAlgorithm::ECDSA);
-        assert_eq!(selected[0].hash, HashAlgorithm::SHA256);
+    fn sig_alg_vec(algs: &[(HashAlgorithm, SignatureAlgorithm)]) -> SignatureAndHashAlgorithmVec {
+        let mut out = SignatureAndHashAlgorithmVec::new();
+        for (hash, signature) in algs {
+            out.push(SignatureAndHashAlgorithm::new(*hash, *signature));
+        }
+        out
     }
 
     #[test]
-    fn certificate_request_rejects_rsa_only_signatures() {
-        let mut client = SignatureAndHashAlgorithmVec::new();
-        client.push(SignatureAndHashAlgorithm::new(
-            HashAlgorithm::SHA256,
-            SignatureAlgorithm::RSA,
-        ));
+    fn certificate_request_selects_rsa_signatures_in_client_order() {
+        let client = sig_alg_vec(&[
+            (HashAlgorithm::SHA256, SignatureAlgorithm::ECDSA),
+            (HashAlgorithm::SHA256, SignatureAlgorithm::RSA),
+            (HashAlgorithm::SHA1, SignatureAlgorithm::RSA),
+            (HashAlgorithm::SHA512, SignatureAlgorithm::RSA),
+        ]);
 
         let selected = select_certificate_request_sig_algs(Some(&client));
 
-        assert!(selected.is_empty());
+        let expected = sig_alg_vec(&[
+            (HashAlgorithm::SHA256, SignatureAlgorithm::ECDSA),
+            (HashAlgorithm::SHA256, SignatureAlgorithm::RSA),
+            (HashAlgorithm::SHA512, SignatureAlgorithm::RSA),
+        ]);
+        assert_eq!(selected, expected);
+    }
+
+    #[test]
+    fn certificate_request_accepts_rsa_only_signatures() {
+        let client = sig_alg_vec(&[(HashAlgorithm::SHA256, SignatureAlgorithm::RSA)]);
+
+        let selected = select_certificate_request_sig_algs(Some(&client));
+
+        assert_eq!(selected, client);
+    }
+
+    #[test]
+    fn certificate_request_asks_for_ecdsa_and_rsa_certificates() {
+        let algs = sig_alg_vec(&[(HashAlgorithm::SHA256, SignatureAlgorithm::RSA)]);
+        let mut body = Buf::new();
+        handshake_serialize_certificate_request(&mut body, &algs).expect("serialize");
+
+        let (rest, cr) = CertificateRequest::parse(&body, 0).expect("parse");
+        assert!(rest.is_empty());
+        assert_eq!(
+            cr.certificate_types.as_slice(),
+            &[
+                ClientCertificateType::ECDSA_SIGN,
+                ClientCertificateType::RSA_SIGN
+            ]
+        );
+        assert_eq!(cr.supported_signature_algorithms, algs);
     }
 }

@@ -7,6 +7,8 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA384_ASN1};
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1_SIGNING, UnparsedPublicKey};
 use aws_lc_rs::signature::{ECDSA_P384_SHA256_ASN1, ECDSA_P384_SHA384_ASN1};
 use aws_lc_rs::signature::{EcdsaKeyPair, EcdsaSigningAlgorithm, EcdsaVerificationAlgorithm};
+use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384};
+use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA512, RsaParameters};
 use der::{Decode, Encode};
 use spki::ObjectIdentifier;
 use x509_cert::Certificate as X509Certificate;
@@ -191,13 +193,17 @@ impl SignatureVerifier for AwsLcSignatureVerifier {
         hash_alg: HashAlgorithm,
         sig_alg: SignatureAlgorithm,
     ) -> Result<(), CryptoError> {
-        if sig_alg != SignatureAlgorithm::ECDSA {
+        if sig_alg != SignatureAlgorithm::ECDSA && sig_alg != SignatureAlgorithm::RSA {
             return Err(CryptoError::UnsupportedSignatureAlgorithm(sig_alg));
         }
 
         let cert =
             X509Certificate::from_der(cert_der).map_err(|_| CryptoError::CertificateParseFailed)?;
         let spki = cert.tbs_certificate().subject_public_key_info();
+
+        if sig_alg == SignatureAlgorithm::RSA {
+            return verify_rsa_pkcs1(spki, data, signature, hash_alg);
+        }
 
         const OID_EC_PUBLIC_KEY: ObjectIdentifier =
             ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -247,6 +253,44 @@ impl SignatureVerifier for AwsLcSignatureVerifier {
     }
 }
 
+/// DTLS 1.2 `rsa_pkcs1_*` (the TLS 1.2 meaning of `SignatureAlgorithm::RSA`): a peer whose
+/// certificate holds an RSA key (`rsaEncryption`), as OpenSSL-based peers such as GStreamer's
+/// webrtcbin present. DTLS 1.3 never gets here with RSA: it offers ECDSA schemes only.
+fn verify_rsa_pkcs1(
+    key_info: &spki::SubjectPublicKeyInfoOwned,
+    data: &[u8],
+    signature: &[u8],
+    hash_alg: HashAlgorithm,
+) -> Result<(), CryptoError> {
+    const OID_RSA_ENCRYPTION: ObjectIdentifier =
+        ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+
+    if key_info.algorithm.oid != OID_RSA_ENCRYPTION {
+        return Err(CryptoError::UnsupportedPublicKeyAlgorithm);
+    }
+    // The BIT STRING of an rsaEncryption key is the DER RSAPublicKey aws-lc-rs expects.
+    let pubkey_bytes = key_info
+        .subject_public_key
+        .as_bytes()
+        .ok_or(CryptoError::InvalidSubjectPublicKey)?;
+
+    let algorithm: &'static RsaParameters = match hash_alg {
+        HashAlgorithm::SHA256 => &RSA_PKCS1_2048_8192_SHA256,
+        HashAlgorithm::SHA384 => &RSA_PKCS1_2048_8192_SHA384,
+        HashAlgorithm::SHA512 => &RSA_PKCS1_2048_8192_SHA512,
+        _ => {
+            return Err(CryptoError::UnsupportedSignaturePair {
+                signature: SignatureAlgorithm::RSA,
+                hash: hash_alg,
+            });
+        }
+    };
+
+    UnparsedPublicKey::new(algorithm, pubkey_bytes)
+        .verify(data, signature)
+        .map_err(|_| CryptoError::RsaSignatureVerificationFailed { hash: hash_alg })
+}
+
 /// Static instance of the key provider.
 pub(super) static KEY_PROVIDER: AwsLcKeyProvider = AwsLcKeyProvider;
 
@@ -257,6 +301,108 @@ pub(super) static SIGNATURE_VERIFIER: AwsLcSignatureVerifier = AwsLcSignatureVer
 mod tests {
     use super::*;
     use crate::certificate::generate_self_signed_certificate;
+    use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RSA_PKCS1_SHA512, RsaEncoding, RsaKeyPair};
+
+    /// A self-signed RSA-2048 certificate (what OpenSSL peers present) and its key pair.
+    fn rsa_certificate() -> (Vec<u8>, RsaKeyPair) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+        let params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        let cert = params.self_signed(&key).expect("self-signed");
+        let key_pair = RsaKeyPair::from_pkcs8(&key.serialize_der()).expect("PKCS#8 RSA key");
+        (cert.der().to_vec(), key_pair)
+    }
+
+    fn rsa_sign(key: &RsaKeyPair, encoding: &'static dyn RsaEncoding, data: &[u8]) -> Vec<u8> {
+        let mut signature = vec![0; key.public_modulus_len()];
+        key.sign(
+            encoding,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            data,
+            &mut signature,
+        )
+        .expect("RSA sign");
+        signature
+    }
+
+    #[test]
+    fn rsa_pkcs1_signatures_verify_against_an_rsa_certificate() {
+        let (cert, key) = rsa_certificate();
+        let data = b"handshake transcript";
+
+        for (encoding, hash) in [
+            (
+                &RSA_PKCS1_SHA256 as &'static dyn RsaEncoding,
+                HashAlgorithm::SHA256,
+            ),
+            (&RSA_PKCS1_SHA512, HashAlgorithm::SHA512),
+        ] {
+            let mut signature = rsa_sign(&key, encoding, data);
+            SIGNATURE_VERIFIER
+                .verify_signature(&cert, data, &signature, hash, SignatureAlgorithm::RSA)
+                .expect("valid RSA signature verifies");
+
+            signature[10] ^= 0x01;
+            let err = SIGNATURE_VERIFIER
+                .verify_signature(&cert, data, &signature, hash, SignatureAlgorithm::RSA)
+                .expect_err("corrupt RSA signature must fail");
+            assert_eq!(err, CryptoError::RsaSignatureVerificationFailed { hash });
+        }
+    }
+
+    #[test]
+    fn rsa_signature_with_the_wrong_hash_or_key_type_fails() {
+        let (cert, key) = rsa_certificate();
+        let data = b"handshake transcript";
+        let signature = rsa_sign(&key, &RSA_PKCS1_SHA256, data);
+
+        // Signed with SHA-256, claimed SHA-384.
+        assert_eq!(
+            SIGNATURE_VERIFIER.verify_signature(
+                &cert,
+                data,
+                &signature,
+                HashAlgorithm::SHA384,
+                SignatureAlgorithm::RSA
+            ),
+            Err(CryptoError::RsaSignatureVerificationFailed {
+                hash: HashAlgorithm::SHA384
+            })
+        );
+        // SHA-1 is not accepted.
+        assert!(matches!(
+            SIGNATURE_VERIFIER.verify_signature(
+                &cert,
+                data,
+                &signature,
+                HashAlgorithm::SHA1,
+                SignatureAlgorithm::RSA
+            ),
+            Err(CryptoError::UnsupportedSignaturePair { .. })
+        ));
+        // An RSA signature claimed for an ECDSA certificate.
+        let ecdsa = generate_self_signed_certificate().expect("generate cert");
+        assert_eq!(
+            SIGNATURE_VERIFIER.verify_signature(
+                &ecdsa.certificate,
+                data,
+                &signature,
+                HashAlgorithm::SHA256,
+                SignatureAlgorithm::RSA
+            ),
+            Err(CryptoError::UnsupportedPublicKeyAlgorithm)
+        );
+        // An ECDSA signature claimed for an RSA certificate.
+        assert_eq!(
+            SIGNATURE_VERIFIER.verify_signature(
+                &cert,
+                data,
+                &signature,
+                HashAlgorithm::SHA256,
+                SignatureAlgorithm::ECDSA
+            ),
+            Err(CryptoError::UnsupportedPublicKeyAlgorithm)
+        );
+    }
 
     #[test]
     fn invalid_signature_returns_structured_verification_error() {

@@ -259,14 +259,18 @@ impl ClientCertificateType {
     }
 
     /// Returns true if this certificate type is supported by this implementation.
-    /// Currently only ECDSA_SIGN is supported.
     pub fn is_supported(&self) -> bool {
         Self::supported().contains(self)
     }
 
-    /// Supported client certificate types.
-    pub const fn supported() -> &'static [ClientCertificateType; 1] {
-        &[ClientCertificateType::ECDSA_SIGN]
+    /// Supported client certificate types: the ones a server asks for in its
+    /// CertificateRequest. RSA_SIGN because OpenSSL-based peers (GStreamer webrtcbin)
+    /// present RSA certificates; their CertificateVerify is checked with RSA PKCS#1 v1.5.
+    pub const fn supported() -> &'static [ClientCertificateType; 2] {
+        &[
+            ClientCertificateType::ECDSA_SIGN,
+            ClientCertificateType::RSA_SIGN,
+        ]
     }
 
     pub const fn as_u8(&self) -> u8 {
@@ -338,22 +342,29 @@ impl SignatureAndHashAlgorithm {
 
     /// All recognized signature+hash combinations.
     #[allow(dead_code)]
-    pub const fn all() -> &'static [SignatureAndHashAlgorithm; 4] {
-        const ALL: &[SignatureAndHashAlgorithm; 4] = &[
+    pub const fn all() -> &'static [SignatureAndHashAlgorithm; 5] {
+        const ALL: &[SignatureAndHashAlgorithm; 5] = &[
             SignatureAndHashAlgorithm::new(HashAlgorithm::SHA256, SignatureAlgorithm::ECDSA),
             SignatureAndHashAlgorithm::new(HashAlgorithm::SHA384, SignatureAlgorithm::ECDSA),
             SignatureAndHashAlgorithm::new(HashAlgorithm::SHA256, SignatureAlgorithm::RSA),
             SignatureAndHashAlgorithm::new(HashAlgorithm::SHA384, SignatureAlgorithm::RSA),
+            SignatureAndHashAlgorithm::new(HashAlgorithm::SHA512, SignatureAlgorithm::RSA),
         ];
 
         ALL
     }
 
-    /// Supported signature+hash combinations.
-    pub const fn supported() -> &'static [SignatureAndHashAlgorithm; 2] {
-        const SUPPORTED: &[SignatureAndHashAlgorithm; 2] = &[
+    /// Supported signature+hash combinations: what we sign with (ECDSA only, our own
+    /// certificates are ECDSA) and what we verify (ECDSA, and RSA PKCS#1 v1.5 for a peer's
+    /// CertificateVerify or ServerKeyExchange). Signing picks by the key's algorithm, so
+    /// listing RSA here never makes us sign with it.
+    pub const fn supported() -> &'static [SignatureAndHashAlgorithm; 5] {
+        const SUPPORTED: &[SignatureAndHashAlgorithm; 5] = &[
             SignatureAndHashAlgorithm::new(HashAlgorithm::SHA256, SignatureAlgorithm::ECDSA),
             SignatureAndHashAlgorithm::new(HashAlgorithm::SHA384, SignatureAlgorithm::ECDSA),
+            SignatureAndHashAlgorithm::new(HashAlgorithm::SHA256, SignatureAlgorithm::RSA),
+            SignatureAndHashAlgorithm::new(HashAlgorithm::SHA384, SignatureAlgorithm::RSA),
+            SignatureAndHashAlgorithm::new(HashAlgorithm::SHA512, SignatureAlgorithm::RSA),
         ];
 
         SUPPORTED
@@ -370,13 +381,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rsa_signature_algorithms_are_recognized_but_not_supported() {
-        let rsa_sha256 =
-            SignatureAndHashAlgorithm::new(HashAlgorithm::SHA256, SignatureAlgorithm::RSA);
-
-        assert!(SignatureAndHashAlgorithm::all().contains(&rsa_sha256));
-        assert!(!rsa_sha256.is_supported());
-        assert_eq!(SignatureAndHashAlgorithm::supported().len(), 2);
+    fn rsa_pkcs1_signature_algorithms_are_supported() {
+        for hash in [
+            HashAlgorithm::SHA256,
+            HashAlgorithm::SHA384,
+            HashAlgorithm::SHA512,
+        ] {
+            let rsa = SignatureAndHashAlgorithm::new(hash, SignatureAlgorithm::RSA);
+            assert!(SignatureAndHashAlgorithm::all().contains(&rsa));
+            assert!(rsa.is_supported(), "{rsa:?}");
+        }
+        let rsa_sha1 = SignatureAndHashAlgorithm::new(HashAlgorithm::SHA1, SignatureAlgorithm::RSA);
+        assert!(!rsa_sha1.is_supported());
+        assert!(ClientCertificateType::RSA_SIGN.is_supported());
+        assert!(ClientCertificateType::ECDSA_SIGN.is_supported());
     }
 
     #[test]

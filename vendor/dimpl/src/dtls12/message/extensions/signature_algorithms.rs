@@ -1,5 +1,6 @@
 use super::super::{SignatureAndHashAlgorithm, SignatureAndHashAlgorithmVec};
 use crate::buffer::Buf;
+use crate::types::SignatureAlgorithm;
 use nom::Err;
 use nom::IResult;
 use nom::bytes::complete::take;
@@ -12,12 +13,20 @@ pub struct SignatureAlgorithmsExtension {
 }
 
 impl SignatureAlgorithmsExtension {
-    /// Create a default SignatureAlgorithmsExtension with standard algorithms
+    /// Create a default SignatureAlgorithmsExtension with standard algorithms.
+    ///
+    /// A client offers ECDSA only: it has no ECDHE_RSA cipher suite, so a server's
+    /// ServerKeyExchange is always ECDSA-signed. The server side parses RSA too (a client
+    /// with an RSA certificate lists it, and the CertificateRequest is built from that).
     pub fn default() -> Self {
+        let mut supported_signature_algorithms = SignatureAndHashAlgorithmVec::new();
+        for alg in SignatureAndHashAlgorithm::supported() {
+            if alg.signature == SignatureAlgorithm::ECDSA {
+                supported_signature_algorithms.push(*alg);
+            }
+        }
         SignatureAlgorithmsExtension {
-            supported_signature_algorithms: SignatureAndHashAlgorithmVec::from(
-                *SignatureAndHashAlgorithm::supported(),
-            ),
+            supported_signature_algorithms,
         }
     }
 
@@ -101,11 +110,7 @@ mod tests {
 
         let (_, parsed) = SignatureAlgorithmsExtension::parse(&serialized).unwrap();
 
-        assert_eq!(parsed.supported_signature_algorithms.len(), 1);
-        assert_eq!(
-            parsed.supported_signature_algorithms[0],
-            SignatureAndHashAlgorithm::new(HashAlgorithm::SHA256, SignatureAlgorithm::ECDSA,)
-        );
+        assert_eq!(parsed.supported_signature_algorithms, algorithms);
     }
 
     #[test]
