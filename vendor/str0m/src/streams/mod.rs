@@ -134,7 +134,8 @@ pub(crate) struct Streams {
     last_rx_lookup_cleanup: Instant,
 
     /// All outgoing encoded streams.
-    streams_tx: HashMap<Ssrc, StreamTx>,
+    // Floorcast patch: our own SSRCs, looked up once per written packet.
+    streams_tx: HashMap<Ssrc, StreamTx, crate::util::LocalIdBuild>,
 
     /// Non-media padding source. Its sequence counter survives media changes.
     probe_tx: StreamTx,

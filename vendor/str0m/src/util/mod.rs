@@ -11,6 +11,9 @@ pub(crate) use time_tricks::{InstantExt, SystemTimeExt, not_happening};
 pub(crate) use time_tricks::{already_happened, epoch_to_beginning};
 
 mod average;
+
+mod local_id_hash;
+pub(crate) use local_id_hash::LocalIdBuild;
 pub(crate) use average::MovingAverage;
 
 pub(crate) trait Soonest {
