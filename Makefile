@@ -100,7 +100,7 @@ unit:
 
 # The tests that carry real media, again on one media shard (`make unit` runs them with the
 # default, one shard per core: two on CI). Their binaries come from `make unit`'s build.
-MEDIA_TESTS := --test interop --test bad_input --test floor_media --test hostile_media
+MEDIA_TESTS := --test interop --test bad_input --test floor_media --test hostile_media --test gstreamer_webrtcbin
 
 .PHONY: unit-one-shard
 unit-one-shard:
