@@ -31,9 +31,40 @@ export async function api(path, token, { method = "GET", body } = {}) {
   return json;
 }
 
-/** The floor event types on a session's SSE stream (captions come as `caption`). */
+/**
+ * The floor event types on a session's SSE stream (captions come as `caption`). `you` comes
+ * without an id after the server replayed missed events: it says where things stand now.
+ */
 export const FLOOR_EVENTS = ["snapshot", "hand_raised", "hand_withdrawn", "queue_reordered", "policy_changed",
-  "floor_granted", "floor_extended", "floor_warning", "floor_ended"];
+  "panel_changed", "default_limit_changed", "floor_granted", "floor_extended", "floor_warning", "floor_ended", "you"];
+
+/**
+ * Follows the floor from a session's event stream, never reading the queue: `onView(data)`
+ * gets the `snapshot` (the whole queue), then every newer floor event. Each carries `floor`
+ * (the turns after it), `you` (this token's `hand` and 0-based `position`, null when none)
+ * and `server_time_ms`. Events the snapshot already holds (a resumed stream replays them)
+ * are skipped.
+ */
+export function followFloor(events, onView) {
+  let lastId = 0;
+  const handle = (event) => {
+    let data;
+    try {
+      data = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    if (event.type === "snapshot" || event.type === "you") {
+      lastId = Math.max(lastId, Number(data.last_event_id) || 0);
+    } else {
+      const id = Number(event.lastEventId) || 0;
+      if (id && id <= lastId) return;
+      lastId = Math.max(lastId, id);
+    }
+    onView(data, event.type);
+  };
+  for (const type of FLOOR_EVENTS) events.addEventListener(type, handle);
+}
 
 /** "m:ss" for a number of milliseconds, rounded up to the second. */
 export function clock(ms) {

@@ -2,10 +2,11 @@
 // position in the queue, withdraw; when the moderator grants the floor, publish the
 // microphone (and camera if wanted) over WHIP, with a countdown and "End my turn".
 //
-// The queue is the server's (`GET /api/sessions/{id}/queue`); the page re-reads it whenever
-// the session's event stream reports a floor change, so it never keeps a second truth.
+// The queue is the server's. The page never reads it: the session's event stream starts
+// with a snapshot, and every floor event after it says where this token's hand is (`you`)
+// and who holds the floor (`floor`), so thousands of pages cost the server no queue reads.
 
-import { FLOOR_EVENTS, SignalError, api, clock, tokenClaims } from "./api.js";
+import { SignalError, api, clock, followFloor, tokenClaims } from "./api.js";
 import { WhipClient } from "./whip.js";
 
 const CAN_RAISE = ["viewer", "hub", "speaker"];
@@ -54,26 +55,22 @@ export function mountSpeak({ session, token, ui, onError, onSpeaking = () => {} 
   }
   setInterval(tick, 250);
 
-  async function refresh() {
-    let q;
-    try {
-      q = await api(`${base}/queue`, token);
-    } catch (err) {
-      onError(err.message);
-      return;
-    }
-    state.offsetMs = (q.server_time_ms || Date.now()) - Date.now();
-    const turn = (q.floor || []).find((t) => t.hand && t.hand.sub === claims.sub) || null;
-    const queued = (q.hands || []).find((h) => h.sub === claims.sub) || null;
+  /** A snapshot or a floor event: this token's hand, its place and its turn. */
+  async function follow(view) {
+    if (typeof view.server_time_ms === "number") state.offsetMs = view.server_time_ms - Date.now();
     const hadTurn = state.turn !== null;
-    state.turn = turn;
-    state.hand = turn ? turn.hand.id : queued ? queued.id : null;
-    state.position = queued ? queued.position : null;
-    if (hadTurn && !turn) {
+    if (Array.isArray(view.floor)) {
+      state.turn = view.floor.find((t) => t.hand && t.hand.sub === claims.sub) || null;
+    }
+    if (view.you) {
+      state.hand = view.you.hand ?? null;
+      state.position = view.you.position ?? null;
+    }
+    if (hadTurn && !state.turn) {
       state.ended = true;
       await stopPublishing();
     }
-    if (turn) {
+    if (state.turn) {
       state.ended = false;
       ui.ended.hidden = true;
     }
@@ -114,10 +111,13 @@ export function mountSpeak({ session, token, ui, onError, onSpeaking = () => {} 
     if (state.hand === null) return;
     try {
       await api(`${base}/hands/${state.hand}`, token, { method: "DELETE" });
+      // The hand_withdrawn event says the same; this shows it without waiting.
+      state.hand = null;
+      state.position = null;
+      render();
     } catch (err) {
       onError(err.message);
     }
-    await refresh();
   });
 
   ui.start.addEventListener("click", async () => {
@@ -143,21 +143,19 @@ export function mountSpeak({ session, token, ui, onError, onSpeaking = () => {} 
   ui.end.addEventListener("click", async () => {
     if (!state.turn) return;
     try {
+      // The floor_ended event ends the turn on the page (and stops publishing).
       await api(`${base}/floor?hand=${state.turn.hand.id}`, token, { method: "DELETE" });
     } catch (err) {
       onError(err.message);
     }
-    await refresh();
   });
 
-  // Any floor change re-reads the queue; captions on this stream are the player's business.
+  // Captions on this stream are the player's business.
   const events = new EventSource(`${base}/events?token=${encodeURIComponent(token)}`);
-  events.onmessage = refresh;
-  for (const type of FLOOR_EVENTS) events.addEventListener(type, refresh);
+  followFloor(events, follow);
   window.addEventListener("pagehide", () => {
     events.close();
     if (state.whip) state.whip.stop({ keepalive: true });
   });
-  refresh();
   return state;
 }

@@ -42,6 +42,7 @@ struct Inner {
     floor_queue_length: IntGaugeVec,
     floor_wait: Histogram,
     floor_grants: IntCounterVec,
+    queue_reads: IntCounterVec,
     caption_latency: HistogramVec,
     asr_rtf: GaugeVec,
     asr_dropped: Counter,
@@ -62,6 +63,8 @@ struct Inner {
 }
 
 const DIRECTIONS: [&str; 2] = ["in", "out"];
+/// How a client got a whole floor queue.
+pub const QUEUE_READS: [&str; 2] = ["get", "snapshot"];
 const LINKS: [&str; 4] = ["good", "fair", "poor", "unknown"];
 /// Hub label values per session; hubs beyond these (by name) are counted under `other`, so a
 /// token minted with a made-up hub cannot grow the series without bound.
@@ -156,6 +159,17 @@ impl Metrics {
         for end in ["revoked", "timeout", "done"] {
             floor_grants.with_label_values(&[end]);
         }
+        let queue_reads = IntCounterVec::new(
+            Opts::new(
+                "floorcast_queue_reads_total",
+                "Whole floor queues built for a client: `get` (GET …/queue) or `snapshot` (the \
+                 first event of a stream). Pages follow the events and read it once per stream.",
+            ),
+            &["via"],
+        )?;
+        for via in QUEUE_READS {
+            queue_reads.with_label_values(&[via]);
+        }
         let caption_latency = HistogramVec::new(
             HistogramOpts::new(
                 "floorcast_caption_latency_seconds",
@@ -215,6 +229,7 @@ impl Metrics {
         registry.register(Box::new(floor_queue_length.clone()))?;
         registry.register(Box::new(floor_wait.clone()))?;
         registry.register(Box::new(floor_grants.clone()))?;
+        registry.register(Box::new(queue_reads.clone()))?;
         registry.register(Box::new(caption_latency.clone()))?;
 
         registry.register(Box::new(asr_rtf.clone()))?;
@@ -313,6 +328,7 @@ impl Metrics {
                 floor_queue_length,
                 floor_wait,
                 floor_grants,
+                queue_reads,
                 caption_latency,
                 asr_rtf,
                 asr_dropped,
@@ -358,6 +374,11 @@ impl Metrics {
     /// A hand waited `wait` before its grant.
     pub fn observe_floor_wait(&self, wait: Duration) {
         self.inner.floor_wait.observe(wait.as_secs_f64());
+    }
+
+    /// A whole queue was built for a client; `via` is one of [`QUEUE_READS`].
+    pub fn count_queue_read(&self, via: &'static str) {
+        self.inner.queue_reads.with_label_values(&[via]).inc();
     }
 
     /// A turn ended; `end` is `revoked`, `timeout` or `done`.

@@ -1,7 +1,8 @@
 // Asking to speak from /watch/{id}: a hub raises its hand with a head-count, sees its place
 // in the queue, can withdraw; granted by the moderator it sees a countdown, publishes its
-// fake microphone over WHIP as the session's speaker, and ends its own turn. Real binary,
-// Debian Chromium with fake devices.
+// fake microphone over WHIP as the session's speaker, and ends its own turn, all from its
+// event stream (the server counts no queue read by the page). Real binary, Debian Chromium
+// with fake devices.
 //
 //   node tests/browser/speak.test.mjs
 
@@ -24,6 +25,14 @@ let context = null;
 let dataDir = null;
 let userDataDir = null;
 let moderator = null;
+
+/** `floorcast_queue_reads_total{via}`: whole queues the server built for a client. */
+async function queueReads(via) {
+  const res = await fetch(`${server.base}/metrics`);
+  const text = await res.text();
+  const line = text.split("\n").find((l) => l.startsWith(`floorcast_queue_reads_total{via="${via}"}`));
+  return line ? Number(line.split(" ").pop()) : NaN;
+}
 
 async function speakerPublishers() {
   const res = await fetch(`${server.base}/metrics`);
@@ -121,6 +130,10 @@ describe("asking to speak from the watch page", { timeout: 150_000 }, () => {
       const ended = await page.locator("#turn-ended").isVisible();
       return { ok: n === 0 && ended, n, ended };
     });
+    // The page followed raise, withdraw, raise, grant, countdown and end from its event
+    // stream: the only queue reads are this test's own two, and the page's one snapshot.
+    assert.equal(await queueReads("get"), 2, "the watch page never reads the queue");
+    assert.equal(await queueReads("snapshot"), 1);
     const log = await http(server.base, `/api/sessions/${SESSION}/floor-log`, { token: moderator });
     assert.equal(log.json.entries.length, 1);
     assert.equal(log.json.entries[0].end_reason, "done");

@@ -24,9 +24,10 @@ use super::model::{
     Command, FloorError, FloorEvent, Hand, HandId, Millis, Participant, Policy, QueueChange,
     Requester, Turn,
 };
+use super::patch::OwnPlace;
 use super::rate_limit::RateLimiter;
 use super::report;
-use super::runtime::{Floors, RuntimeError, SessionFloor, now_ms};
+use super::runtime::{Floors, LiveEvent, RuntimeError, SessionFloor, now_ms};
 use super::store::{self, ParticipantRow, StoredEvent};
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
@@ -34,6 +35,7 @@ use crate::api::path::ApiPath;
 use crate::api::session_access::{self as access, SessionAccess};
 use crate::auth::{Grant, Permission, Role, StreamSlot, StreamSlots};
 use crate::captions::feed::{CaptionFeed, CaptionMessage};
+use crate::metrics::Metrics;
 use crate::session::SessionId;
 use crate::state::AppState;
 use crate::store::Store;
@@ -49,6 +51,7 @@ pub struct FloorDeps {
     pub limiter: RateLimiter,
     pub captions: CaptionFeed,
     pub streams: StreamSlots,
+    pub metrics: Metrics,
 }
 
 impl FromRef<AppState> for FloorDeps {
@@ -59,6 +62,7 @@ impl FromRef<AppState> for FloorDeps {
             limiter: state.floor_limiter.clone(),
             captions: state.captions.clone(),
             streams: state.event_streams.clone(),
+            metrics: state.metrics.clone(),
         }
     }
 }
@@ -260,7 +264,7 @@ async fn raise(
     let hand = outcome
         .events
         .iter()
-        .find_map(|e| match &e.event {
+        .find_map(|e| match &e.stored.event {
             FloorEvent::HandRaised { hand } => Some(hand.clone()),
             _ => None,
         })
@@ -347,7 +351,7 @@ async fn withdraw(
     let ended_turn = outcome
         .events
         .iter()
-        .any(|e| matches!(e.event, FloorEvent::FloorEnded { .. }));
+        .any(|e| matches!(e.stored.event, FloorEvent::FloorEnded { .. }));
     Ok(ApiJson(Withdrawn { hand, ended_turn }))
 }
 
@@ -358,6 +362,7 @@ async fn queue(
     session: SessionAccess<access::Subscribe>,
 ) -> Result<ApiJson<QueueView>, ApiError> {
     let floor = deps.floor(&session.id).await?;
+    deps.metrics.count_queue_read("get");
     Ok(ApiJson(floor.inspect(QueueView::of).await?))
 }
 
@@ -496,7 +501,7 @@ async fn end_floor(
     let hand = outcome
         .events
         .iter()
-        .find_map(|e| match e.event {
+        .find_map(|e| match e.stored.event {
             FloorEvent::FloorEnded { hand, .. } => Some(hand),
             _ => None,
         })
@@ -543,10 +548,18 @@ async fn events(
     // in the snapshot or delivered live (duplicates are dropped by id).
     let rx = floor.subscribe();
     let captions = deps.captions.subscribe(&session);
-    let view = floor.inspect(QueueView::of).await?;
+    let who = participant(&grant);
+    let me = who.clone();
+    let (view, place) = floor
+        .inspect(move |m, last| (QueueView::of(m, last), m.own_place(&me)))
+        .await?;
+    deps.metrics.count_queue_read("snapshot");
     let snapshot = Event::default()
         .event("snapshot")
-        .json_data(&view)
+        .json_data(Snapshot {
+            view: &view,
+            you: &place,
+        })
         .map_err(ApiError::internal)?;
     let state = EventStream {
         snapshot: Some(snapshot),
@@ -555,6 +568,13 @@ async fn events(
         last_sent: resume.unwrap_or(view.last_event_id),
         rx,
         captions,
+        own: OwnFollow {
+            who,
+            place,
+            upto: view.last_event_id,
+            known: true,
+        },
+        floor,
         store: deps.store.clone(),
         session: session.as_str().to_owned(),
         _slot: slot,
@@ -565,16 +585,103 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+/// The queue, and the stream's own hand and place in it.
+#[derive(Serialize)]
+struct Snapshot<'a> {
+    #[serde(flatten)]
+    view: &'a QueueView,
+    you: &'a OwnPlace,
+}
+
+/// The part of a live event that is the same for every listener.
+#[derive(Serialize)]
+struct SharedView<'a> {
+    #[serde(flatten)]
+    stored: &'a StoredEvent,
+    floor: Vec<TurnView>,
+    queue_length: usize,
+    server_time_ms: Millis,
+}
+
+/// One stream's own hand and place, kept from the live events' patches; read again from the
+/// floor (one position search, never the queue) when a patch cannot say, or after events
+/// that came without one (a catch-up from the database).
+struct OwnFollow {
+    who: Participant,
+    place: OwnPlace,
+    /// The id of the last event `place` reflects.
+    upto: i64,
+    /// False once an event after `upto` went by without a patch.
+    known: bool,
+}
+
+impl OwnFollow {
+    fn missed(&mut self, id: i64) {
+        if id > self.upto {
+            self.known = false;
+        }
+    }
+
+    async fn follow(&mut self, e: &LiveEvent, floor: &SessionFloor) -> &OwnPlace {
+        let id = e.stored.id;
+        if id <= self.upto {
+            return &self.place;
+        }
+        if self.known && self.place.follow(&self.who.sub, &e.stored.event, &e.patch) {
+            self.upto = id;
+            return &self.place;
+        }
+        let who = self.who.clone();
+        // A stopped floor ends the stream on its next receive; the old place will do till then.
+        if let Ok((place, last)) = floor
+            .inspect(move |m, last| (m.own_place(&who), last))
+            .await
+        {
+            self.place = place;
+            self.upto = last;
+            self.known = true;
+        }
+        &self.place
+    }
+
+    /// After events without patches (a catch-up): the place and the turns as they are now,
+    /// as an id-less `you` event, so the page is right before the next live event comes.
+    async fn refresh(&mut self, floor: &SessionFloor) -> Option<Event> {
+        let who = self.who.clone();
+        let (place, last, data) = floor
+            .inspect(move |m, last| {
+                let now = now_ms();
+                let place = m.own_place(&who);
+                let data = serde_json::json!({
+                    "you": &place,
+                    "floor": m.holders().iter().map(|t| TurnView::new(t, now)).collect::<Vec<_>>(),
+                    "queue_length": m.queue_len(),
+                    "server_time_ms": now,
+                    "last_event_id": last,
+                });
+                (place, last, data)
+            })
+            .await
+            .ok()?;
+        self.place = place;
+        self.upto = last;
+        self.known = true;
+        Some(Event::default().event("you").data(data.to_string()))
+    }
+}
+
 struct EventStream {
     snapshot: Option<Event>,
     backlog: VecDeque<StoredEvent>,
     /// Events may be in the database that were not sent (a resume, or a lagged receiver).
     catch_up: bool,
     last_sent: i64,
-    rx: broadcast::Receiver<Arc<StoredEvent>>,
+    rx: broadcast::Receiver<Arc<LiveEvent>>,
     /// Live captions: sent as they come, without an id (they are not replayed on resume;
     /// the transcript keeps the finals).
     captions: broadcast::Receiver<Arc<CaptionMessage>>,
+    own: OwnFollow,
+    floor: SessionFloor,
     store: Store,
     session: String,
     /// This stream's place in `max_event_streams_per_token`.
@@ -592,6 +699,7 @@ impl EventStream {
             if let Some(e) = self.backlog.pop_front() {
                 if e.id > self.last_sent {
                     self.last_sent = e.id;
+                    self.own.missed(e.id);
                     return Some(sse_event(&e));
                 }
                 continue;
@@ -614,11 +722,17 @@ impl EventStream {
                     }
                 }
             }
+            if !self.own.known
+                && let Some(you) = self.own.refresh(&self.floor).await
+            {
+                return Some(you);
+            }
             tokio::select! {
                 floor = self.rx.recv() => match floor {
-                    Ok(e) if e.id > self.last_sent => {
-                        self.last_sent = e.id;
-                        return Some(sse_event(&e));
+                    Ok(e) if e.stored.id > self.last_sent => {
+                        self.last_sent = e.stored.id;
+                        let you = self.own.follow(&e, &self.floor).await;
+                        return Some(live_event(&e, you));
                     }
                     Ok(_) => continue,
                     Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up = true,
@@ -633,6 +747,33 @@ impl EventStream {
             }
         }
     }
+}
+
+/// A live floor event: the stored event, the turns after it and the queue's length (rendered
+/// once for all streams), and this stream's own hand and place.
+fn live_event(e: &LiveEvent, you: &OwnPlace) -> Event {
+    let shared = e.rendered.get_or_init(|| {
+        let now = now_ms();
+        let view = SharedView {
+            stored: &e.stored,
+            floor: e.floor.iter().map(|t| TurnView::new(t, now)).collect(),
+            queue_length: e.queue_length,
+            server_time_ms: now,
+        };
+        serde_json::to_string(&view)
+            .unwrap_or_else(|_| "{}".into())
+            .into()
+    });
+    let you = serde_json::to_string(you).unwrap_or_else(|_| "null".into());
+    // `shared` is one JSON object: `you` goes in before its closing brace.
+    let data = match shared.strip_suffix('}') {
+        Some(open) if open.len() > 1 => format!("{open},\"you\":{you}}}"),
+        _ => format!("{{\"you\":{you}}}"),
+    };
+    Event::default()
+        .event(e.stored.event.kind())
+        .id(e.stored.id.to_string())
+        .data(data)
 }
 
 fn caption_event(c: &CaptionMessage) -> Event {

@@ -22,11 +22,15 @@ use super::model::{
     MAX_LANGUAGE_CHARS, MAX_LIMIT_MS, MAX_OPEN_HANDS, MAX_PANEL_SIZE, MAX_TOPIC_CHARS,
     MIN_LIMIT_MS, Millis, Participant, Policy, QueueChange, Requester, Turn, WARNING_BEFORE_MS,
 };
+use super::patch::{MAX_PATCH_HANDS, OwnPlace, Place, QueuePatch};
 use super::policy::{self, GroupHistory, SortKey};
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]
 mod machine_tests;
+#[cfg(test)]
+#[path = "patch_tests.rs"]
+mod patch_tests;
 #[cfg(test)]
 #[path = "requests_tests.rs"]
 mod requests_tests;
@@ -265,6 +269,97 @@ impl FloorMachine {
             }
             FloorEvent::FloorEnded { hand, at_ms, .. } => self.apply_ended(*hand, *at_ms),
         }
+    }
+
+    /// `apply`, and how `event` moved hands in the queue, for clients that keep only their
+    /// own place ([`QueuePatch`]). Costs a position search per hand the event may move.
+    pub fn apply_tracked(&mut self, event: &FloorEvent) -> QueuePatch {
+        let Some(hands) = self.moved_by(event) else {
+            self.apply(event);
+            return QueuePatch::Reordered;
+        };
+        let places = |m: &Self| -> Vec<Place> {
+            hands
+                .iter()
+                .filter_map(|&hand| m.position(hand).map(|at| Place { hand, at }))
+                .collect()
+        };
+        let mut removed = places(self);
+        self.apply(event);
+        let mut inserted = places(self);
+        removed.sort_unstable_by_key(|p| std::cmp::Reverse(p.at));
+        inserted.sort_unstable_by_key(|p| p.at);
+        QueuePatch::Moved { removed, inserted }
+    }
+
+    /// The open hand `who` raised, and its place in the queue. A hub's hand is the raising
+    /// token's own, not every token's of the hub.
+    pub fn own_place(&self, who: &Participant) -> OwnPlace {
+        let hand = self
+            .open_by_key
+            .get(&who.hand_key())
+            .copied()
+            .filter(|&id| self.hand(id).is_some_and(|h| h.who.sub == who.sub));
+        OwnPlace {
+            hand,
+            position: hand.and_then(|id| self.position(id)),
+        }
+    }
+
+    /// The hands whose place `event` may change (decided before it is applied): the hands it
+    /// names, and the waiting hands of a group whose sort keys it changes. `None` when that
+    /// may be most of the queue.
+    fn moved_by(&self, event: &FloorEvent) -> Option<Vec<HandId>> {
+        let group_of = |hand: &Hand| -> Vec<HandId> {
+            self.groups
+                .get(&hand.who.fairness_key())
+                .map(|g| g.waiting.iter().copied().collect())
+                .unwrap_or_default()
+        };
+        let queued_group = |id: HandId, policy: Policy| -> Vec<HandId> {
+            match self.queued.get(&id) {
+                Some(hand) if self.policy == policy => group_of(hand),
+                _ => Vec::new(),
+            }
+        };
+        let mut hands = match event {
+            // Ids only grow, so a live raise goes behind its group's hands and moves none of
+            // them; a replayed one may not.
+            FloorEvent::HandRaised { hand } => {
+                let mut hands = vec![hand.id];
+                if self.policy == Policy::HubRoundRobin {
+                    hands.extend(group_of(hand).into_iter().filter(|&id| id > hand.id));
+                }
+                hands
+            }
+            FloorEvent::HandWithdrawn { hand, .. } | FloorEvent::FloorGranted { hand, .. } => {
+                let mut hands = queued_group(*hand, Policy::HubRoundRobin);
+                hands.push(*hand);
+                hands
+            }
+            // A hand that joins or leaves the pins also leaves or joins its group's rounds.
+            FloorEvent::QueueReordered { pinned } => {
+                let mut hands: Vec<HandId> = self.pinned.iter().chain(pinned).copied().collect();
+                if self.policy == Policy::HubRoundRobin {
+                    let groups: Vec<HandId> = hands
+                        .iter()
+                        .filter_map(|id| self.queued.get(id))
+                        .flat_map(group_of)
+                        .collect();
+                    hands.extend(groups);
+                }
+                hands
+            }
+            FloorEvent::PolicyChanged { policy } if *policy != self.policy => return None,
+            FloorEvent::FloorEnded { hand, .. } if self.policy == Policy::LeastSpokenFirst => self
+                .holder(*hand)
+                .map(|t| group_of(&t.hand))
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        hands.sort_unstable();
+        hands.dedup();
+        (hands.len() <= MAX_PATCH_HANDS).then_some(hands)
     }
 
     /// `decide` then `apply`.

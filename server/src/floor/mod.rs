@@ -3,7 +3,8 @@
 //!
 //! - [`model`]: the vocabulary (hands, commands, events, errors).
 //! - [`machine`]: the pure state machine (clock passed in, no I/O), with its policies in
-//!   [`policy`].
+//!   [`policy`]; [`patch`]: how each event moves hands in the queue, so clients keep their
+//!   own place from the events.
 //! - [`store`]: the SQLite event log of every session.
 //! - [`runtime`]: one task per session that owns a machine, runs its clock, persists events,
 //!   then broadcasts them and tells the media engine when a turn ends.
@@ -14,6 +15,7 @@ pub mod api;
 pub mod log;
 pub mod machine;
 pub mod model;
+pub mod patch;
 pub mod policy;
 pub mod rate_limit;
 pub mod report;

@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::machine::FloorMachine;
 use super::model::{Command, FloorError, FloorEvent, HandId, Millis, Turn};
+use super::patch::QueuePatch;
 use super::store::{self, StoredEvent};
 use crate::media_engine::Media;
 use crate::metrics::Metrics;
@@ -52,10 +53,24 @@ pub fn now_ms() -> Millis {
         .unwrap_or(0)
 }
 
+/// A stored event as it is announced: with how it moved hands in the queue and the turns
+/// after it, so that listeners follow the floor without reading the queue (issue 17).
+#[derive(Debug)]
+pub struct LiveEvent {
+    pub stored: StoredEvent,
+    pub patch: QueuePatch,
+    /// Who holds the floor once the event is applied.
+    pub floor: Vec<Turn>,
+    pub queue_length: usize,
+    /// The part of the event every listener sees alike, rendered once by the first listener
+    /// that needs it (the HTTP layer decides its shape).
+    pub rendered: std::sync::OnceLock<Arc<str>>,
+}
+
 /// What a command did, as seen right after it was applied.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    pub events: Vec<Arc<StoredEvent>>,
+    pub events: Vec<Arc<LiveEvent>>,
     /// For a raise: the new hand's 0-based queue position.
     pub position: Option<usize>,
     /// For a grant or an extension: the turn as it is now.
@@ -83,7 +98,7 @@ enum Request {
 #[derive(Clone)]
 pub struct SessionFloor {
     requests: mpsc::Sender<Request>,
-    events: broadcast::Sender<Arc<StoredEvent>>,
+    events: broadcast::Sender<Arc<LiveEvent>>,
 }
 
 impl SessionFloor {
@@ -141,7 +156,7 @@ impl SessionFloor {
     }
 
     /// Live events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StoredEvent>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.events.subscribe()
     }
 }
@@ -261,12 +276,20 @@ struct SessionTask {
     last_id: i64,
     /// WHIP speaker peers by the hand whose turn they belong to.
     speakers: HashMap<HandId, PeerId>,
-    events: broadcast::Sender<Arc<StoredEvent>>,
+    events: broadcast::Sender<Arc<LiveEvent>>,
     deps: Deps,
 }
 
+/// An event applied to the machine and not stored yet, with what will be announced with it.
+struct Applied {
+    event: FloorEvent,
+    patch: QueuePatch,
+    floor: Vec<Turn>,
+    queue_length: usize,
+}
+
 /// What a command did before its events are stored: events, raise position, turn.
-type Decided = (Vec<FloorEvent>, Option<usize>, Option<Turn>);
+type Decided = (Vec<Applied>, Option<usize>, Option<Turn>);
 
 /// A command applied to the machine whose events are not stored yet.
 struct Pending {
@@ -306,23 +329,27 @@ impl SessionTask {
         for request in batch.drain(..) {
             match request {
                 Request::Command { cmd, reply } => {
-                    let result = self.machine.handle(&cmd, now).map(|events| {
-                        let position = events.iter().find_map(|e| match e {
-                            FloorEvent::HandRaised { hand } => self.machine.position(hand.id),
-                            _ => None,
-                        });
-                        let turn = events.iter().find_map(|e| match e {
-                            FloorEvent::FloorGranted { hand, .. }
-                            | FloorEvent::FloorExtended { hand, .. } => self
-                                .machine
-                                .holders()
-                                .iter()
-                                .find(|t| t.hand.id == *hand)
-                                .cloned(),
-                            _ => None,
-                        });
-                        (events, position, turn)
-                    });
+                    let result = match self.machine.decide(&cmd, now) {
+                        Ok(events) => {
+                            let applied = self.apply_all(events);
+                            let position = applied.iter().find_map(|a| match &a.event {
+                                FloorEvent::HandRaised { hand } => self.machine.position(hand.id),
+                                _ => None,
+                            });
+                            let turn = applied.iter().find_map(|a| match &a.event {
+                                FloorEvent::FloorGranted { hand, .. }
+                                | FloorEvent::FloorExtended { hand, .. } => self
+                                    .machine
+                                    .holders()
+                                    .iter()
+                                    .find(|t| t.hand.id == *hand)
+                                    .cloned(),
+                                _ => None,
+                            });
+                            Ok((applied, position, turn))
+                        }
+                        Err(e) => Err(e),
+                    };
                     pending.push(Pending {
                         reply: Some(reply),
                         result,
@@ -365,13 +392,26 @@ impl SessionTask {
         if due.is_empty() {
             return None;
         }
-        for e in &due {
-            self.machine.apply(e);
-        }
         Some(Pending {
             reply: None,
-            result: Ok((due, None, None)),
+            result: Ok((self.apply_all(due), None, None)),
         })
+    }
+
+    /// Applies decided events one by one, noting after each what listeners will be told.
+    fn apply_all(&mut self, events: Vec<FloorEvent>) -> Vec<Applied> {
+        events
+            .into_iter()
+            .map(|event| {
+                let patch = self.machine.apply_tracked(&event);
+                Applied {
+                    event,
+                    patch,
+                    floor: self.machine.holders().to_vec(),
+                    queue_length: self.machine.queue_len(),
+                }
+            })
+            .collect()
     }
 
     /// Stores the events of `pending`; on success announces them, on failure rebuilds the
@@ -380,7 +420,7 @@ impl SessionTask {
         let events: Vec<FloorEvent> = pending
             .iter()
             .filter_map(|p| p.result.as_ref().ok())
-            .flat_map(|(events, _, _)| events.iter().cloned())
+            .flat_map(|(applied, _, _)| applied.iter().map(|a| a.event.clone()))
             .collect();
         let stored = if events.is_empty() {
             Ok(Vec::new())
@@ -404,14 +444,28 @@ impl SessionTask {
                 return;
             }
         };
-        let mut stored = stored.into_iter().map(Arc::new);
+        let mut stored = stored.into_iter();
         for p in pending {
             let result = match p.result {
-                Ok((events, position, turn)) => {
-                    let mine: Vec<_> = stored.by_ref().take(events.len()).collect();
+                Ok((applied, position, turn)) => {
+                    // `applied` first: zip stops on it without taking the next command's
+                    // stored event.
+                    let mine: Vec<Arc<LiveEvent>> = applied
+                        .into_iter()
+                        .zip(stored.by_ref())
+                        .map(|(a, stored)| {
+                            Arc::new(LiveEvent {
+                                stored,
+                                patch: a.patch,
+                                floor: a.floor,
+                                queue_length: a.queue_length,
+                                rendered: std::sync::OnceLock::new(),
+                            })
+                        })
+                        .collect();
                     for e in &mine {
-                        self.last_id = self.last_id.max(e.id);
-                        self.on_stored(e);
+                        self.last_id = self.last_id.max(e.stored.id);
+                        self.on_stored(&e.stored);
                         // No receivers is normal (nobody listens to the stream).
                         let _ = self.events.send(e.clone());
                     }
