@@ -19,13 +19,14 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # bundled too; aws-lc builds with the C compiler). In addition to test: the browser test's
 # Chromium, the LibriVox test clips and espeak-ng for the caption tests, and what the
 # `whisper` feature's whisper.cpp build needs (cmake, libclang for bindgen), coturn for the
-# TURN test (nftables for its UDP-blocking firewall), prometheus (promtool, and the server
+# TURN test (nftables for its UDP-blocking firewall, certutil from libnss3-tools to make its
+# Chromium trust the test CA of coturn's TLS certificate), prometheus (promtool, and the server
 # scraping a node in a test), openssl (the HTTPS browser test's certificate) and, for the
 # GStreamer webrtcbin test, webrtcbin with its DTLS/SRTP (plugins-bad, and its -dev for the
 # gstreamer-webrtc crate), libnice's ICE element, VP8 and the RTP payloaders (plugins-good).
 RUN_DEBS := pkg-config cmake libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-pocketsphinx pocketsphinx-en-us
-TEST_DEBS := chromium pocketsphinx-testdata espeak-ng libclang-dev coturn prometheus nftables openssl \
+TEST_DEBS := chromium pocketsphinx-testdata espeak-ng libclang-dev coturn prometheus nftables openssl libnss3-tools \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice libgstreamer-plugins-bad1.0-dev
 
 BROWSER_DIR := tests/browser
