@@ -34,7 +34,13 @@ echo "==> Helm chart"
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 python3 render_helm.py --quiet --set secrets.jwtSecret=check-secret
 python3 render_helm.py --quiet --set secrets.existingSecret=floorcast-secrets --set serviceMonitor.enabled=false
-python3 render_helm.py --quiet --set secrets.jwtSecret=x --set coturn.enabled=true
+python3 render_helm.py --quiet --set secrets.jwtSecret=x --set coturn.enabled=true --set tls.secretName=fc-tls
+python3 render_helm.py --quiet --set secrets.jwtSecret=x --set coturn.enabled=true --set coturn.tlsPort=0
+# coturn's TLS listener (443 by default) needs a certificate.
+if python3 render_helm.py --quiet --set secrets.jwtSecret=x --set coturn.enabled=true 2>"$tmp/err"; then
+  echo "coturn with TLS but no certificate should fail"; exit 1
+fi
+grep -q 'tls.secretName' "$tmp/err"
 python3 render_helm.py --set secrets.jwtSecret=x --set 'config.turn_urls=["turn:turn.example.org:3478"]' \
   >"$tmp/rendered.yaml"
 if python3 render_helm.py --quiet 2>"$tmp/err"; then
@@ -69,7 +75,7 @@ fi
 
 echo "==> Compose"
 if docker compose version >/dev/null 2>&1; then
-  (cd compose && FLOORCAST_JWT_SECRET=x TURN_SECRET=y PUBLIC_IP=192.0.2.1 docker compose config -q)
+  (cd compose && FLOORCAST_JWT_SECRET=x TURN_SECRET=y PUBLIC_IP=192.0.2.1 PUBLIC_HOST=fc.example.org docker compose config -q)
 fi
 python3 - <<'PY'
 import yaml
@@ -81,6 +87,12 @@ cmd = s["coturn"]["command"]
 assert cmd[:2] == ["-c", "/etc/coturn/turnserver.conf"], "coturn does not read its turnserver.conf"
 assert "./coturn/turnserver.conf:/etc/coturn/turnserver.conf:ro" in s["coturn"]["volumes"]
 assert "--allowed-peer-ip=${PUBLIC_IP}" in cmd, "coturn may not relay to the node"
+# TURN over TLS on 443, with the certificate of tls/, and handed out as a turns: URL.
+for arg in ("--tls-listening-port=443", "--cert=/etc/coturn/tls/fullchain.pem", "--pkey=/etc/coturn/tls/privkey.pem"):
+    assert arg in cmd, f"coturn without {arg}"
+assert "./tls:/etc/coturn/tls:ro" in s["coturn"]["volumes"], "coturn's certificate not mounted"
+assert "turns:${PUBLIC_HOST" in s["floorcast"]["environment"]["FLOORCAST_TURN_URLS"] and \
+    ":443?transport=tcp" in s["floorcast"]["environment"]["FLOORCAST_TURN_URLS"], "no turns: URL on 443"
 from render_helm import coturn_problems
 problems = coturn_problems(open("compose/coturn/turnserver.conf").read(), "compose/coturn/turnserver.conf")
 assert not problems, "\n".join(problems)

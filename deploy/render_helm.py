@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Renders and checks deploy/helm/floorcast where `helm` is not installable (no Debian
 package; only package registries are reachable here). It implements the part of Helm's Go
-templates the chart uses — `.Values/.Release/.Chart` paths, `if`/`with`/`define`/`end`,
-`include`, `quote`, `nindent`, `toYaml`, `toJson`, `default`, `required`, `not`, and the
-`{{-`/`-}}` whitespace trimming — then parses every document and checks what a node needs
+templates the chart uses — `.Values/.Release/.Chart` paths, `if`/`else`/`else if`/`with`/
+`define`/`end`, `include`, `quote`, `nindent`, `indent`, `toYaml`, `toJson`, `default`,
+`required`, `not`, `and`, `or`, `eq`, `ne`, `lt`, `int`, `.Files.Get`,
+`.Capabilities.APIVersions.Has` (the API versions come from `--api-versions`, as with
+`helm template`), and the `{{-`/`-}}` whitespace trimming — then parses every document and
+checks what a node needs
 (host network, probes, a grace period longer than the drain, the secret, the ServiceMonitor,
 and with coturn.enabled the coturn container and the peers its turnserver.conf denies).
 
-  python3 deploy/render_helm.py [-f values.yaml] [--set a.b=c ...] [--release NAME] [--quiet]
+  python3 deploy/render_helm.py [-f values.yaml] [--set a.b=c ...] [--release NAME]
+      [--api-versions monitoring.coreos.com/v1/ServiceMonitor ...] [--quiet]
 
 Prints the rendered YAML; exits 1 with the reason on any failure. `helm template` remains the
 reference where helm exists (deploy/check-packaging.sh runs both then).
@@ -95,8 +99,9 @@ def lex(src):
     return out
 
 
-def parse(tokens, i=0, stop=("end",)):
-    """A list of nodes up to a closing `end`; returns (nodes, next index)."""
+def parse(tokens, i=0):
+    """A list of nodes up to a closing `end` or an `else`; returns (nodes, next index, the
+    closing action)."""
     nodes = []
     while i < len(tokens):
         kind, value = tokens[i]
@@ -105,15 +110,32 @@ def parse(tokens, i=0, stop=("end",)):
             nodes.append(("text", value))
         elif value.startswith("/*"):
             continue
-        elif value == "end":
-            return nodes, i
+        elif value == "end" or value == "else" or value.startswith("else "):
+            return nodes, i, value
         elif value.split(" ", 1)[0] in ("if", "with", "define"):
             word, arg = value.split(" ", 1)
-            body, i = parse(tokens, i)
-            nodes.append((word, arg, body))
+            body, i, closer = parse(tokens, i)
+            otherwise = []
+            if word == "if":
+                otherwise, i = parse_else(tokens, closer, i)
+            nodes.append((word, arg, body, otherwise))
         else:
             nodes.append(("expr", value))
-    return nodes, i
+    return nodes, i, None
+
+
+def parse_else(tokens, closer, i):
+    """The else branch of an `if` whose body ended with `closer` (`end`, `else` or
+    `else if …`), and the index after the `if`'s `end`."""
+    if closer == "end":
+        return [], i
+    if closer == "else":
+        body, i, _ = parse(tokens, i)
+        return body, i
+    arg = closer[len("else if "):]
+    body, i, closer = parse(tokens, i)
+    rest, i = parse_else(tokens, closer, i)
+    return [("if", arg, body, rest)], i
 
 
 def split_words(expr):
@@ -187,7 +209,7 @@ class Renderer:
         if w == ".":
             return dot
         if w.startswith("."):
-            cur = self.root if w.split(".")[1] in ("Values", "Release", "Chart") else dot
+            cur = self.root if w.split(".")[1] in ("Values", "Release", "Chart", "Capabilities") else dot
             for key in w.strip(".").split("."):
                 cur = cur.get(key) if isinstance(cur, dict) else None
             return cur
@@ -221,6 +243,32 @@ class Renderer:
             return v
         if fn == "not":
             return not truthy(vals[0])
+        if fn == "and":
+            for v in vals:
+                if not truthy(v):
+                    return v
+            return vals[-1]
+        if fn == "or":
+            for v in vals:
+                if truthy(v):
+                    return v
+            return vals[-1]
+        if fn == "eq":
+            return vals[0] == vals[1]
+        if fn == "ne":
+            return vals[0] != vals[1]
+        if fn == "lt":
+            return vals[0] < vals[1]
+        if fn == "int":
+            return int(vals[0] or 0)
+        if fn == "indent":
+            n, s = vals
+            return "\n".join((" " * n + line) if line else line for line in str(s).split("\n"))
+        if fn == ".Capabilities.APIVersions.Has":
+            return vals[0] in self.root["Capabilities"]["APIVersions"]
+        if fn == ".Files.Get":
+            path = CHART / vals[0]
+            return path.read_text() if path.is_file() else ""
         raise TemplateError(f"unsupported function {fn!r}")
 
     def pipeline(self, expr, dot):
@@ -228,7 +276,8 @@ class Renderer:
         for n, cmd in enumerate(split_pipe(expr)):
             words = split_words(cmd)
             head = words[0]
-            if head[0] == "word" and not head[1].startswith(".") and not re.fullmatch(r"-?\d+", head[1]):
+            method = head[0] == "word" and head[1] in (".Capabilities.APIVersions.Has", ".Files.Get")
+            if method or (head[0] == "word" and not head[1].startswith(".") and not re.fullmatch(r"-?\d+", head[1])):
                 result = self.call(head[1], words[1:], dot, None if n == 0 else (result,))
             elif n == 0 and len(words) == 1:
                 result = self.value(head, dot)
@@ -250,6 +299,8 @@ class Renderer:
             elif node[0] == "if":
                 if truthy(self.pipeline(node[1], dot)):
                     out.append(self.render(node[2], dot))
+                else:
+                    out.append(self.render(node[3], dot))
             elif node[0] == "with":
                 v = self.pipeline(node[1], dot)
                 if truthy(v):
@@ -277,12 +328,13 @@ def set_value(values, assignment):
     cur[keys[-1]] = yaml.safe_load(raw) if raw else ""
 
 
-def render_chart(values, release):
+def render_chart(values, release, api_versions=()):
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     root = {
         "Values": values,
         "Release": {"Name": release, "Namespace": "default"},
         "Chart": {"Name": chart["name"], "Version": chart["version"], "AppVersion": chart["appVersion"]},
+        "Capabilities": {"APIVersions": ["v1", "apps/v1", "networking.k8s.io/v1", *api_versions]},
     }
     r = Renderer(root)
     r.render(parse(lex((CHART / "templates" / "_helpers.tpl").read_text()))[0], root)
@@ -369,6 +421,22 @@ def check_coturn(dep, cm, values):
     env = {e["name"]: e for e in c.get("env", [])}
     if "secretKeyRef" not in env.get("TURN_SECRET", {}).get("valueFrom", {}):
         problems.append("coturn's secret does not come from a Secret")
+    tls_port = values["coturn"].get("tlsPort")
+    tls_args = {"--tls-listening-port", "--cert", "--pkey"}
+    given = {a.split("=", 1)[0] for a in args}
+    if tls_port:
+        if f"--tls-listening-port={tls_port}" not in args or not tls_args <= given:
+            problems.append(f"coturn.tlsPort {tls_port} but no TLS listener with a certificate")
+        mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+        if mounts.get("coturn-tls") != "/etc/coturn/tls":
+            problems.append("coturn's certificate is not mounted at /etc/coturn/tls")
+        sc = c.get("securityContext", {})
+        if tls_port < 1024 and "NET_BIND_SERVICE" not in sc.get("capabilities", {}).get("add", []):
+            problems.append(f"coturn cannot bind port {tls_port} (no NET_BIND_SERVICE)")
+        if sc.get("capabilities", {}).get("drop") != ["ALL"]:
+            problems.append("coturn keeps capabilities it does not need")
+    elif given & tls_args or "--no-tls" not in args:
+        problems.append("coturn.tlsPort is 0 but coturn listens with TLS")
     conf = cm.get("data", {}).get("turnserver.conf")
     if conf is None:
         problems.append("coturn.enabled but no turnserver.conf in the ConfigMap")
