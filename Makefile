@@ -21,12 +21,12 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # `whisper` feature's whisper.cpp build needs (cmake, libclang for bindgen), coturn for the
 # TURN test (nftables for its UDP-blocking firewall, certutil from libnss3-tools to make its
 # Chromium trust the test CA of coturn's TLS certificate), prometheus (promtool, and the server
-# scraping a node in a test), openssl (the HTTPS browser test's certificate) and, for the
+# scraping a node in a test), amtool (prometheus-alertmanager: Compose's Alertmanager routes), openssl (the HTTPS browser test's certificate) and, for the
 # GStreamer webrtcbin test, webrtcbin with its DTLS/SRTP (plugins-bad, and its -dev for the
 # gstreamer-webrtc crate), libnice's ICE element, VP8 and the RTP payloaders (plugins-good).
 RUN_DEBS := pkg-config cmake libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-pocketsphinx pocketsphinx-en-us
-TEST_DEBS := chromium pocketsphinx-testdata espeak-ng libclang-dev coturn prometheus nftables openssl libnss3-tools \
+TEST_DEBS := chromium pocketsphinx-testdata espeak-ng libclang-dev coturn prometheus prometheus-alertmanager nftables openssl libnss3-tools \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice libgstreamer-plugins-bad1.0-dev
 
 BROWSER_DIR := tests/browser
@@ -59,6 +59,7 @@ help:
 	@echo "make deploy-check alert rule tests, systemd, Helm and Compose checks"
 	@echo "make fuzz-short   build the fuzz targets, run each for FUZZ_SECONDS (20) from its seeds"
 	@echo "make fuzz-long    the same for 10 minutes per target (FUZZ_SECONDS=600)"
+	@echo "make image        the container image (deploy/compose/Dockerfile; needs a running Docker daemon)"
 	@echo "make fuzz-build   only build the fuzz targets (installs cargo-fuzz in fuzz/.tools first)"
 
 # ---------------------------------------------------------------------------------------
@@ -144,10 +145,27 @@ bench: build
 
 .PHONY: deploy-check
 # Alert rules (promtool check + unit tests), systemd unit, Helm chart (rendered and checked),
-# Compose files; the chart's config is run through the debug binary.
+# Compose files and Alertmanager's routes; the chart's config is run through the debug
+# binary. Where a Docker daemon answers, the image is built and started too (`make image`).
 deploy-check: deps-test build
 	deploy/prometheus/check.sh
 	FLOORCAST_BIN=$(FLOORCAST_BIN) deploy/check-packaging.sh
+	@if docker info >/dev/null 2>&1; then \
+	  $(MAKE) image && docker run --rm $(IMAGE) --help >/dev/null && echo "image $(IMAGE): starts"; \
+	else \
+	  echo "==> no Docker daemon here: the image is not built (make image where Docker runs)"; \
+	fi
+
+# The container image: deploy/compose/Dockerfile (a Rust build stage, then a Debian slim
+# runtime with GStreamer and the caption model), the repository as context minus what
+# .dockerignore keeps out (target/, data/, node_modules, test-artifacts, .git).
+IMAGE ?= floorcast:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+.PHONY: image
+image:
+	@command -v docker >/dev/null || { echo "make image: docker is not installed; install Docker (or build where it runs) to build $(IMAGE)"; exit 1; }
+	@docker info >/dev/null 2>&1 || { echo "make image: no Docker daemon answers (docker info failed); start dockerd, or build where Docker runs, to build $(IMAGE)"; exit 1; }
+	docker build -f deploy/compose/Dockerfile -t $(IMAGE) .
 
 .PHONY: test
 test: deps-test fmt clippy unit unit-one-shard check-whisper build browser-test bench deploy-check fuzz-short

@@ -91,6 +91,18 @@ assert "--allowed-peer-ip=${PUBLIC_IP}" in cmd, "coturn may not relay to the nod
 for arg in ("--tls-listening-port=443", "--cert=/etc/coturn/tls/fullchain.pem", "--pkey=/etc/coturn/tls/privkey.pem"):
     assert arg in cmd, f"coturn without {arg}"
 assert "./tls:/etc/coturn/tls:ro" in s["coturn"]["volumes"], "coturn's certificate not mounted"
+# HTTPS from the node itself, with the same certificate.
+fenv = s["floorcast"]["environment"]
+assert fenv["FLOORCAST_TLS_CERT"] == "/etc/floorcast/tls/fullchain.pem", "floorcast without tls_cert"
+assert fenv["FLOORCAST_TLS_KEY"] == "/etc/floorcast/tls/privkey.pem", "floorcast without tls_key"
+assert "./tls:/etc/floorcast/tls:ro" in s["floorcast"]["volumes"], "floorcast's certificate not mounted"
+assert fenv["FLOORCAST_PUBLIC_URL"].startswith("https://"), "the public URL is not https://"
+# No default Grafana password: Compose stops with a message when it is not in .env.
+pw = s["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+assert pw.startswith("${GRAFANA_ADMIN_PASSWORD:?"), f"Grafana's password has a default: {pw}"
+# Alertmanager receives Prometheus's alerts.
+assert "alertmanager" in s, "no alertmanager service"
+assert "./alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro" in s["alertmanager"]["volumes"]
 assert "turns:${PUBLIC_HOST" in s["floorcast"]["environment"]["FLOORCAST_TURN_URLS"] and \
     ":443?transport=tcp" in s["floorcast"]["environment"]["FLOORCAST_TURN_URLS"], "no turns: URL on 443"
 from render_helm import coturn_problems
@@ -103,12 +115,31 @@ assert s["floorcast"]["stop_grace_period"] == "15m"
 assert any("rules.yml" in v for v in s["prometheus"]["volumes"]), "alert rules not mounted"
 p = yaml.safe_load(open("compose/prometheus.yml"))
 assert p["scrape_configs"][0]["job_name"] == "floorcast"
+assert p["scrape_configs"][0]["scheme"] == "https", "Prometheus scrapes the HTTPS node over http"
+assert p["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:9093"]
+ignore = {l.strip() for l in open("../.dockerignore") if l.strip() and not l.startswith("#")}
+for entry in ("target", "data", "**/node_modules", "test-artifacts", ".git"):
+    assert entry in ignore, f".dockerignore does not keep {entry} out"
 d = yaml.safe_load(open("compose/grafana/provisioning/datasources/prometheus.yml"))
 assert d["datasources"][0]["uid"] == "prometheus"
 b = yaml.safe_load(open("compose/grafana/provisioning/dashboards/floorcast.yml"))
 assert b["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/floorcast"
 print("compose: services, TURN (denied peers), rules and Grafana provisioning present")
 PY
+
+echo "==> Alertmanager routes every severity of the alert rules"
+if command -v amtool >/dev/null; then
+  amtool check-config compose/alertmanager.yml >/dev/null
+  for sev in $(python3 -c 'import yaml
+rules = yaml.safe_load(open("prometheus/rules.yml"))
+print(" ".join(sorted({r["labels"]["severity"] for g in rules["groups"] for r in g["rules"]})))'); do
+    got="$(amtool config routes test --config.file=compose/alertmanager.yml severity="$sev" alertname=Check 2>/dev/null)"
+    [ "$got" = "$sev" ] || { echo "severity=$sev goes to receiver '$got', not '$sev'"; exit 1; }
+    echo "severity=$sev -> receiver $got"
+  done
+else
+  echo "amtool (prometheus-alertmanager) not installed: skipped"
+fi
 
 echo "==> coturn with compose/coturn/turnserver.conf refuses private peers"
 ip4="$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -E '^[0-9]+(\.[0-9]+){3}$' | head -n 1 || true)"
