@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Checks the deployment files with what can check them here:
 #   - systemd: `systemd-analyze verify` on the unit (ExecStart pointed at a binary that exists);
-#   - Helm: deploy/render_helm.py renders the chart with three sets of values and checks the
-#     objects (helm lint/template too where helm is installed);
+#   - Helm: deploy/render_helm.py renders the chart with several sets of values (a plain
+#     cluster and one with the Prometheus operator's CRDs, coturn with and without TLS, HTTPS
+#     from the node or an Ingress) and checks the objects, and the values that must fail do
+#     (helm lint/template too where helm is installed);
 #   - the rendered floorcast.toml is accepted by the real binary (FLOORCAST_BIN, if built);
 #   - Compose: `docker compose config` where the plugin exists, else the YAML is parsed and
 #     its services, coturn's auth mode and the Grafana/Prometheus provisioning are checked;
@@ -32,24 +34,39 @@ fi
 
 echo "==> Helm chart"
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
-python3 render_helm.py --quiet --set secrets.jwtSecret=check-secret
-python3 render_helm.py --quiet --set secrets.existingSecret=floorcast-secrets --set serviceMonitor.enabled=false
-python3 render_helm.py --quiet --set secrets.jwtSecret=x --set coturn.enabled=true --set tls.secretName=fc-tls
-python3 render_helm.py --quiet --set secrets.jwtSecret=x --set coturn.enabled=true --set coturn.tlsPort=0
-# coturn's TLS listener (443 by default) needs a certificate.
-if python3 render_helm.py --quiet --set secrets.jwtSecret=x --set coturn.enabled=true 2>"$tmp/err"; then
-  echo "coturn with TLS but no certificate should fail"; exit 1
-fi
-grep -q 'tls.secretName' "$tmp/err"
-python3 render_helm.py --set secrets.jwtSecret=x --set 'config.turn_urls=["turn:turn.example.org:3478"]' \
+H="python3 render_helm.py --quiet --set tls.secretName=fc-tls"
+CRDS="--api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PrometheusRule"
+# A plain cluster (no Prometheus operator: no ServiceMonitor, no PrometheusRule), and one with it.
+$H --set secrets.jwtSecret=check-secret
+$H --set secrets.jwtSecret=check-secret $CRDS
+$H --set secrets.existingSecret=floorcast-secrets --set serviceMonitor.enabled=false --set prometheusRule.enabled=false $CRDS
+$H --set secrets.jwtSecret=x --set coturn.enabled=true
+$H --set secrets.jwtSecret=x --set coturn.enabled=true --set coturn.tlsPort=0
+# HTTPS from an Ingress with a cert-manager certificate, the node behind it on HTTPS or HTTP.
+$H --set secrets.jwtSecret=x --set ingress.enabled=true --set ingress.host=fc.example.org \
+  --set ingress.clusterIssuer=letsencrypt
+python3 render_helm.py --quiet --set secrets.jwtSecret=x --set ingress.enabled=true --set ingress.host=fc.example.org
+python3 render_helm.py --set secrets.jwtSecret=x --set tls.secretName=fc-tls --set 'config.turn_urls=["turn:turn.example.org:3478"]' \
   >"$tmp/rendered.yaml"
-if python3 render_helm.py --quiet 2>"$tmp/err"; then
-  echo "rendering without a JWT secret should fail"; exit 1
-fi
-grep -q 'secrets.jwtSecret' "$tmp/err"
+# What must fail, and say why: no JWT secret; no certificate (neither HTTPS nor an Ingress);
+# coturn's TLS listener without a certificate.
+expect_failure() {
+  local why="$1"; shift
+  if python3 render_helm.py --quiet "$@" 2>"$tmp/err"; then
+    echo "rendering with $* should fail ($why)"; exit 1
+  fi
+  grep -q "$why" "$tmp/err" || { cat "$tmp/err"; exit 1; }
+}
+expect_failure 'secrets.jwtSecret' --set tls.secretName=fc-tls
+expect_failure 'tls.secretName (a kubernetes.io/tls Secret) is required' --set secrets.jwtSecret=x
+expect_failure 'coturn.tlsPort needs a certificate' --set secrets.jwtSecret=x --set ingress.enabled=true \
+  --set ingress.host=h --set coturn.enabled=true
+# The chart carries its own copy of the alert rules (helm reads nothing outside the chart).
+cmp prometheus/rules.yml helm/floorcast/files/rules.yml || {
+  echo "helm/floorcast/files/rules.yml differs from prometheus/rules.yml: copy it"; exit 1; }
 if command -v helm >/dev/null; then
-  helm lint helm/floorcast --set secrets.jwtSecret=x
-  helm template conf helm/floorcast --set secrets.jwtSecret=x >/dev/null
+  helm lint helm/floorcast --set secrets.jwtSecret=x --set tls.secretName=fc-tls
+  helm template conf helm/floorcast --set secrets.jwtSecret=x --set tls.secretName=fc-tls >/dev/null
 fi
 
 bin="${FLOORCAST_BIN:-../target/debug/floorcast}"
@@ -61,7 +78,12 @@ docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 cm = next(d for d in docs if d["kind"] == "ConfigMap")
 open(sys.argv[2], "w").write(cm["data"]["floorcast.toml"])
 PY
-  # Loopback and ephemeral ports for the check; every other key comes from the chart.
+  # Loopback and ephemeral ports and a certificate made here for the check (the chart's
+  # tls_cert/tls_key name the mounted Secret); every other key comes from the chart.
+  grep -q '^tls_cert = ' "$tmp/floorcast.toml"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/key.pem" \
+    -out "$tmp/cert.pem" -days 1 -subj /CN=localhost >/dev/null 2>&1
+  FLOORCAST_TLS_CERT="$tmp/cert.pem" FLOORCAST_TLS_KEY="$tmp/key.pem" \
   FLOORCAST_JWT_SECRET=check-packaging-secret-0123456789abcdef FLOORCAST_TURN_SECRET=t \
     FLOORCAST_HTTP_ADDR=127.0.0.1:0 FLOORCAST_MEDIA_UDP_ADDR=127.0.0.1:0 FLOORCAST_DATA_DIR="$tmp/data" \
     FLOORCAST_CAPTION_ENGINE=off timeout 10 "$bin" serve --config "$tmp/floorcast.toml" >"$tmp/out" 2>&1 &

@@ -345,7 +345,7 @@ def render_chart(values, release, api_versions=()):
     return docs
 
 
-def check(docs, values, release):
+def check(docs, values, release, api_versions=()):
     problems, objects = [], []
     for name, text in docs.items():
         try:
@@ -394,11 +394,77 @@ def check(docs, values, release):
             problems.append("no Secret with jwt_secret")
     if dep and cm:
         problems += check_coturn(dep, cm, values)
-    if values["serviceMonitor"]["enabled"] and "ServiceMonitor" not in kinds:
-        problems.append("serviceMonitor.enabled but no ServiceMonitor")
-    if not values["serviceMonitor"]["enabled"] and "ServiceMonitor" in kinds:
-        problems.append("a ServiceMonitor although serviceMonitor.enabled is false")
+    problems += check_monitoring(kinds, values, api_versions)
+    problems += check_https(dep, cm, kinds, values)
     return problems, objects
+
+
+RULES = Path(__file__).resolve().parent / "prometheus" / "rules.yml"
+DASHBOARD = Path(__file__).resolve().parent / "grafana" / "floorcast.json"
+
+
+def check_monitoring(kinds, values, api_versions):
+    """ServiceMonitor and PrometheusRule exactly when enabled and their CRD exists (a plain
+    cluster refuses objects of unknown kinds), scraping as the job the rules and the
+    dashboard select."""
+    problems = []
+    for kind, key in (("ServiceMonitor", "serviceMonitor"), ("PrometheusRule", "prometheusRule")):
+        want = values[key]["enabled"] and f"monitoring.coreos.com/v1/{kind}" in api_versions
+        if want and kind not in kinds:
+            problems.append(f"{key}.enabled and the CRD exists, but no {kind}")
+        if not want and kind in kinds:
+            problems.append(f"a {kind} although {key}.enabled is false or the cluster has no such CRD")
+    jobs = set(re.findall(r'job="([^"]+)"', RULES.read_text()))
+    jobs |= set(re.findall(r'job=\\"([^"\\]+)\\"', DASHBOARD.read_text()))
+    if len(jobs) != 1:
+        problems.append(f"the rules and the dashboard select several jobs: {sorted(jobs)}")
+    sm = kinds.get("ServiceMonitor")
+    svc = kinds.get("Service")
+    if sm and svc:
+        label = sm["spec"].get("jobLabel")
+        job = (svc["metadata"].get("labels") or {}).get(label) if label else svc["metadata"]["name"]
+        if {job} != jobs:
+            problems.append(f"the ServiceMonitor's job is {job!r}, the rules and dashboard select {sorted(jobs)}")
+    rule = kinds.get("PrometheusRule")
+    if rule and rule.get("spec") != yaml.safe_load(RULES.read_text()):
+        problems.append("the PrometheusRule differs from deploy/prometheus/rules.yml (copy it to files/rules.yml)")
+    return problems
+
+
+def check_https(dep, cm, kinds, values):
+    """The node serves HTTPS with the mounted Secret, or an Ingress does in front of it."""
+    problems = []
+    secret = values["tls"]["secretName"]
+    toml = cm["data"]["floorcast.toml"] if cm else ""
+    c = dep["spec"]["template"]["spec"]["containers"][0] if dep else {}
+    if secret:
+        if 'tls_cert = "/etc/floorcast-tls/tls.crt"' not in toml or 'tls_key = "/etc/floorcast-tls/tls.key"' not in toml:
+            problems.append("tls.secretName but floorcast.toml sets no tls_cert/tls_key")
+        mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+        vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+        if mounts.get("tls") != "/etc/floorcast-tls" or vols.get("tls", {}).get("secret", {}).get("secretName") != secret:
+            problems.append(f"the Secret {secret} is not mounted at /etc/floorcast-tls")
+        for probe in ("readinessProbe", "livenessProbe"):
+            if c.get(probe, {}).get("httpGet", {}).get("scheme") != "HTTPS":
+                problems.append(f"{probe} is not HTTPS although the node serves HTTPS")
+    elif "tls_cert" in toml:
+        problems.append("tls_cert set without tls.secretName")
+    ing = kinds.get("Ingress")
+    if values["ingress"]["enabled"]:
+        if not ing:
+            problems.append("ingress.enabled but no Ingress")
+        else:
+            notes = ing["metadata"].get("annotations") or {}
+            issuer = values["ingress"]["clusterIssuer"]
+            if issuer and notes.get("cert-manager.io/cluster-issuer") != issuer:
+                problems.append("the Ingress lacks cert-manager's cluster-issuer annotation")
+            if not ing["spec"].get("tls"):
+                problems.append("the Ingress serves no TLS")
+            if secret and notes.get("nginx.ingress.kubernetes.io/backend-protocol") != "HTTPS":
+                problems.append("the node speaks HTTPS but the Ingress would send it HTTP")
+    elif ing:
+        problems.append("an Ingress although ingress.enabled is false")
+    return problems
 
 
 def check_coturn(dep, cm, values):
@@ -450,6 +516,8 @@ def main():
     ap.add_argument("-f", "--values", action="append", default=[])
     ap.add_argument("--set", action="append", default=[])
     ap.add_argument("--release", default="conf")
+    ap.add_argument("--api-versions", action="append", default=[],
+                    help="an API the cluster serves, as group/version/Kind (as helm template takes it)")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
     values = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -458,11 +526,11 @@ def main():
     for s in a.set:
         set_value(values, s)
     try:
-        docs = render_chart(values, a.release)
+        docs = render_chart(values, a.release, a.api_versions)
     except TemplateError as e:
         print(f"render_helm: {e}", file=sys.stderr)
         return 1
-    problems, objects = check(docs, values, a.release)
+    problems, objects = check(docs, values, a.release, a.api_versions)
     if not a.quiet:
         for name, text in docs.items():
             print(f"---\n# Source: floorcast/templates/{name}\n{text.strip()}")

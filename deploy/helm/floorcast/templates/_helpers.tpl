@@ -16,3 +16,8 @@ helm.sh/chart: floorcast-{{ .Chart.Version }}
 app.kubernetes.io/name: floorcast
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
+
+{{/* The Secret cert-manager fills for the Ingress. */}}
+{{- define "floorcast.ingressTlsSecret" -}}
+{{ .Release.Name }}-floorcast-ingress-tls
+{{- end }}
