@@ -2,6 +2,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::tap::AudioTap;
+use crate::tcp::{TcpLimits, TcpListen};
 
 /// Settings of the media engine. The server builds this from its own config; this crate never
 /// reads files or the environment.
@@ -15,6 +16,10 @@ pub struct MediaConfig {
     /// Send a peer's equal-size datagrams of one loop turn as one UDP GSO message (Linux
     /// 4.18+; without kernel support this falls back to one datagram per message).
     pub udp_gso: bool,
+    /// Where ICE-TCP (RFC 6544 passive candidates) listens, for clients whose UDP is blocked.
+    pub tcp: TcpListen,
+    /// What one ICE-TCP client, and all of them, may hold.
+    pub tcp_limits: TcpLimits,
     /// Addresses announced as host candidates. Empty: the bound address, or when that is
     /// unspecified (0.0.0.0), the address of the interface that routes outward.
     pub public_ips: Vec<IpAddr>,
@@ -52,6 +57,8 @@ impl Default for MediaConfig {
             udp_addr: SocketAddr::from(([0, 0, 0, 0], 40000)),
             shards: Self::default_shards(),
             udp_gso: true,
+            tcp: TcpListen::SameAsUdp,
+            tcp_limits: TcpLimits::default(),
             public_ips: Vec::new(),
             keyframe_min_interval: Duration::from_millis(500),
             max_peers: 10_000,

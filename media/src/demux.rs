@@ -163,6 +163,22 @@ impl Demux {
         }
     }
 
+    /// The peer a STUN request proves it is for (its ufrag names the peer, its
+    /// MESSAGE-INTEGRITY the peer's password), without learning the source address: an
+    /// ICE-TCP connection is bound to its peer by the connection itself (see
+    /// [`crate::tcp_links`]), and its address must not shadow a UDP one.
+    pub fn authenticate(&self, datagram: &[u8]) -> Option<PeerId> {
+        let ufrag = stun::local_ufrag(datagram)?;
+        let peer = *self.by_ufrag.get(ufrag)?;
+        let entry = self.of_peer.get(&peer)?;
+        stun::integrity_matches(datagram, entry.pwd.as_bytes()).then_some(peer)
+    }
+
+    /// Whether a UDP address of the peer is known (it can be reached without TCP).
+    pub fn has_udp_path(&self, peer: PeerId) -> bool {
+        self.of_peer.get(&peer).is_some_and(|e| !e.addrs.is_empty())
+    }
+
     fn learn(&mut self, peer: PeerId, source: SocketAddr, via: usize) {
         if let Some(&old) = self.by_addr.get(&source) {
             // The address moved to a new peer (a client restarted with the same port): only
@@ -320,6 +336,18 @@ mod tests {
         );
         assert_eq!(d.route(addr(8), b"\x80\x60rtp", 0), Route::Unknown);
         assert_eq!(d.addr_count(), 1);
+    }
+
+    #[test]
+    fn authenticate_proves_without_learning() {
+        let mut d = Demux::default();
+        insert(&mut d, 1, "aaaa");
+        assert_eq!(d.authenticate(&stun_with_user("aaaa:x")), Some(PeerId(1)));
+        assert_eq!(d.authenticate(&binding_request(b"aaaa:x")), None);
+        assert_eq!(d.authenticate(&stun_with_user("zzzz:x")), None);
+        assert_eq!(d.authenticate(b"\x80\x60rtp"), None);
+        assert_eq!(d.addr_count(), 0);
+        assert!(!d.has_udp_path(PeerId(1)));
     }
 
     /// Consent checks on the proven path are routed without an HMAC (str0m checks them).

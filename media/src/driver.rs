@@ -4,6 +4,7 @@
 //! the core produces. Each loop is single-threaded by design (no lock per packet); shards
 //! talk through bounded channels only (see [`crate::shard`]).
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
@@ -20,6 +21,7 @@ use crate::send_batch::SendBatch;
 use crate::sfu::{Sfu, Transmit};
 use crate::shard::{MAX_SHARDS, Shard, ShardMsg};
 use crate::stats::MediaStats;
+use crate::tcp::{self, TcpContext, TcpListen, TcpWriter};
 use crate::{MediaConfig, MediaError};
 
 /// Commands waiting for one shard; beyond this the HTTP side gets `Overloaded`.
@@ -45,13 +47,13 @@ const MAX_SLEEP: Duration = Duration::from_millis(500);
 /// The two queues into one shard: relayed media may be dropped under overload, the rest is
 /// small and must get through, so they do not share a bound.
 #[derive(Clone)]
-struct ShardInbox {
+pub(crate) struct ShardInbox {
     media: mpsc::Sender<ShardMsg>,
-    control: mpsc::Sender<ShardMsg>,
+    pub(crate) control: mpsc::Sender<ShardMsg>,
 }
 
 impl ShardInbox {
-    fn send(&self, msg: ShardMsg, stats: &MediaStats) {
+    pub(crate) fn send(&self, msg: ShardMsg, stats: &MediaStats) {
         let queue = match msg {
             ShardMsg::Media(_) => &self.media,
             _ => &self.control,
@@ -74,6 +76,8 @@ struct ShardLoop {
     events: broadcast::Sender<MediaEvent>,
     /// Whether to try UDP GSO (the batch itself holds raw pointers: built on the thread).
     udp_gso: bool,
+    /// The send queues of this shard's ICE-TCP connections, by remote address.
+    tcp_writers: HashMap<SocketAddr, TcpWriter>,
 }
 
 pub(crate) fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
@@ -90,6 +94,29 @@ pub(crate) fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
     }
     let candidates = candidate_addrs(local, &config.public_ips);
     info!(%local, ?candidates, shards = count, "media sockets bound");
+    let tcp_listener = match config.tcp {
+        TcpListen::Off => None,
+        // A UDP port picked by the kernel (port 0) may be taken over TCP: then any TCP port
+        // will do, as any UDP one did.
+        TcpListen::SameAsUdp if config.udp_addr.port() == 0 => Some(
+            tcp::bind(local)
+                .or_else(|_| tcp::bind(SocketAddr::new(local.ip(), 0)))
+                .map_err(|e| bind_error(local, e))?,
+        ),
+        TcpListen::SameAsUdp => Some(tcp::bind(local).map_err(|e| bind_error(local, e))?),
+        TcpListen::At(addr) => Some(tcp::bind(addr).map_err(|e| bind_error(addr, e))?),
+    };
+    let tcp_listener = match tcp_listener {
+        Some(listener) => {
+            let bound = listener.local_addr().map_err(|e| bind_error(local, e))?;
+            Some((listener, bound))
+        }
+        None => None,
+    };
+    let tcp_candidates = tcp_listener
+        .as_ref()
+        .map(|(_, bound)| candidate_addrs(*bound, &config.public_ips))
+        .unwrap_or_default();
 
     let (event_tx, _) = broadcast::channel(EVENT_QUEUE);
     let stats = Arc::new(MediaStats::default());
@@ -114,13 +141,15 @@ pub(crate) fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
         events: event_tx.clone(),
         stats: stats.clone(),
         udp_addr: local,
+        tcp_addr: tcp_listener.as_ref().map(|(_, bound)| *bound),
     };
     // str0m picks its crypto backend from a process-wide default.
     str0m::crypto::from_feature_flags().install_process_default();
     for (index, (socket, (cmds, media, control))) in sockets.into_iter().zip(receivers).enumerate()
     {
         let shard = Shard { index, count };
-        let sfu = Sfu::new(config.clone(), candidates.clone(), stats.clone(), shard);
+        let mut sfu = Sfu::new(config.clone(), candidates.clone(), stats.clone(), shard);
+        sfu.set_tcp_candidates(tcp_candidates.clone());
         let others = inboxes.clone();
         let events = event_tx.clone();
         let udp_gso = config.udp_gso;
@@ -150,6 +179,7 @@ pub(crate) fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
                                 others,
                                 events,
                                 udp_gso,
+                                tcp_writers: HashMap::new(),
                             };
                             shard.run().await
                         }
@@ -161,6 +191,19 @@ pub(crate) fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
                 addr: local,
                 source,
             })?;
+    }
+    if let Some((listener, bound)) = tcp_listener {
+        tcp::announce(bound, &tcp_candidates);
+        let ctx = TcpContext {
+            inboxes,
+            stats,
+            limits: config.tcp_limits.clone(),
+            candidates: tcp_candidates,
+        };
+        tcp::start(listener, ctx).map_err(|source| MediaError::Bind {
+            addr: bound,
+            source,
+        })?;
     }
     Ok(handle)
 }
@@ -206,11 +249,31 @@ struct SocketTx<'a> {
     fd: RawFd,
     batch: &'a mut SendBatch,
     stats: &'a MediaStats,
+    tcp: &'a mut HashMap<SocketAddr, TcpWriter>,
 }
 
 impl Transmit for SocketTx<'_> {
     fn send(&mut self, to: SocketAddr, datagram: Vec<u8>) {
         self.batch.push(self.fd, to, datagram, self.stats);
+    }
+
+    fn send_tcp(&mut self, to: SocketAddr, datagram: Vec<u8>) {
+        let Some(writer) = self.tcp.get(&to) else {
+            return;
+        };
+        match writer.try_send(datagram) {
+            Ok(()) => {}
+            // A client that does not read loses datagrams, as on a full UDP path; the shard
+            // never waits for it.
+            Err(mpsc::error::TrySendError::Full(_)) => self.stats.tcp.dropped_datagrams.add(1),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.tcp.remove(&to);
+            }
+        }
+    }
+
+    fn tcp_opened(&mut self, remote: SocketAddr, writer: TcpWriter) {
+        self.tcp.insert(remote, writer);
     }
 }
 
@@ -233,6 +296,7 @@ impl ShardLoop {
                 fd,
                 batch: &mut batch,
                 stats: &stats,
+                tcp: &mut self.tcp_writers,
             };
             // Wait for anything; the work itself is done below, media first, with a bound on
             // each kind, so neither a datagram flood nor a command flood (offers cost far more
@@ -291,6 +355,10 @@ impl ShardLoop {
                 }
             }
             self.sfu.handle_timeout(Instant::now(), &mut tx);
+            // Dropping the writer ends the connection's task, which closes the socket.
+            while let Some(remote) = self.sfu.poll_tcp_close() {
+                tx.tcp.remove(&remote);
+            }
             for (shard, msg) in self.sfu.drain_shard_msgs() {
                 self.others[shard].send(msg, &stats);
             }

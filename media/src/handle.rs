@@ -109,12 +109,19 @@ pub struct MediaHandle {
     pub(crate) events: broadcast::Sender<MediaEvent>,
     pub(crate) stats: Arc<MediaStats>,
     pub(crate) udp_addr: SocketAddr,
+    /// Where ICE-TCP listens, if it does.
+    pub(crate) tcp_addr: Option<SocketAddr>,
 }
 
 impl MediaHandle {
     /// The bound UDP address all peers use.
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
+    }
+
+    /// The bound ICE-TCP address, when ICE-TCP is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
     }
 
     pub fn stats(&self) -> &Arc<MediaStats> {
@@ -262,6 +269,7 @@ mod tests {
             events: broadcast::channel(1).0,
             stats: Arc::default(),
             udp_addr: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            tcp_addr: None,
         };
         let session = SessionId::new("s1");
         assert!(handle.send_captions(session.clone(), Arc::from("first")));

@@ -13,6 +13,10 @@
 //!   shared by all viewers; the per-viewer work is the header rewrite ([`forward::rewrite`]),
 //!   which keeps each viewer's sequence numbers and timestamps continuous across publisher
 //!   restarts so players never renegotiate.
+//! - **ICE-TCP beside UDP** ([`tcp`]): clients behind firewalls that pass only TCP reach
+//!   the same peers through RFC 6544 passive candidates; their frames enter the owning
+//!   shard's queue like a datagram passed between shards, and the core answers on the
+//!   connection through a bounded queue that drops rather than blocks.
 //! - **The HTTP side talks to it only through [`MediaHandle`]** (bounded channel, oneshot
 //!   reply). A full channel is an `Overloaded` error, never an unbounded queue.
 //! - **Live captions touch the loop twice, both bounded and non-blocking.** The [`tap`] copies
@@ -25,6 +29,7 @@ mod demux;
 mod driver;
 mod error;
 pub mod forward;
+pub mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
 mod handle;
@@ -39,6 +44,8 @@ mod shard;
 pub mod stats;
 pub mod stun;
 pub mod tap;
+mod tcp;
+mod tcp_links;
 
 pub use config::MediaConfig;
 pub use error::MediaError;
@@ -49,6 +56,7 @@ pub use stats::{
     FORWARD_LATENCY_BUCKETS_US, Kind, LatencyHistogram, MediaStats, SessionCounts, ViewerLink,
 };
 pub use tap::{AudioTap, TapPacket};
+pub use tcp::{TcpLimits, TcpListen};
 
 /// Binds the media socket and starts the driver thread.
 pub fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {

@@ -12,7 +12,7 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::channel::ChannelId;
 use str0m::config::DtlsCert;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 use tracing::{debug, info, info_span, warn};
@@ -29,12 +29,21 @@ use crate::sdp_check::check_offer;
 use crate::shard::{Relayed, Shard, ShardMsg, home_shard, shard_of_peer};
 use crate::stats::{Kind, MediaStats, ViewerLink};
 use crate::tap;
+use crate::tcp::TcpWriter;
+use crate::tcp_links::{LinkRoute, TcpLinks};
 
 /// Where the core's outgoing datagrams go. The driver implements it on the socket; tests
 /// collect into memory.
 pub(crate) trait Transmit {
     /// Takes the datagram by value: str0m allocated it, the sender frees it after the send.
     fn send(&mut self, to: SocketAddr, datagram: Vec<u8>);
+
+    /// A datagram for the ICE-TCP connection from `to`. Transports without TCP (the
+    /// in-memory tests) drop it.
+    fn send_tcp(&mut self, _to: SocketAddr, _datagram: Vec<u8>) {}
+
+    /// A connection of this shard opened: `writer` is where its datagrams go.
+    fn tcp_opened(&mut self, _remote: SocketAddr, _writer: TcpWriter) {}
 }
 
 /// Events kept for the server; beyond this they are dropped (the server lags, media does not).
@@ -152,6 +161,9 @@ pub(crate) struct Sfu {
     /// Peers still get their own DTLS keys per handshake; only the identity is shared.
     dtls_cert: Option<DtlsCert>,
     local_candidates: Vec<SocketAddr>,
+    /// ICE-TCP passive candidates (empty: no TCP).
+    tcp_candidates: Vec<SocketAddr>,
+    tcp_links: TcpLinks,
     peers: PeerMap<Peer>,
     sessions: HashMap<SessionId, SessionPeers>,
     demux: Demux,
@@ -193,6 +205,8 @@ impl Sfu {
             shard,
             dtls_cert,
             local_candidates,
+            tcp_candidates: Vec::new(),
+            tcp_links: TcpLinks::default(),
             peers: PeerMap::default(),
             sessions: HashMap::new(),
             demux: Demux::new(shard),
@@ -208,6 +222,16 @@ impl Sfu {
             tx_bytes: 0,
             remote_keyframe_asks: PeerMap::default(),
         }
+    }
+
+    /// Announces ICE-TCP passive candidates in the answers to later offers.
+    pub fn set_tcp_candidates(&mut self, addrs: Vec<SocketAddr>) {
+        self.tcp_candidates = addrs;
+    }
+
+    /// An ICE-TCP connection this core wants closed (its peer left, or it proved nobody).
+    pub fn poll_tcp_close(&mut self) -> Option<SocketAddr> {
+        self.tcp_links.poll_close()
     }
 
     /// Messages for other shards produced since the last call, in the order produced.
@@ -439,6 +463,16 @@ impl Sfu {
                 self.fan_out(&packet, now);
                 self.reap(now);
             }
+            ShardMsg::TcpOpen { remote, writer } => {
+                self.tcp_links.opened(remote);
+                tx.tcp_opened(remote, writer);
+            }
+            ShardMsg::TcpFrame {
+                remote,
+                local,
+                data,
+            } => self.receive_tcp(now, remote, local, &data, tx),
+            ShardMsg::TcpClosed { remote } => self.tcp_closed(remote, now),
             ShardMsg::Interest {
                 session,
                 shard,
@@ -500,6 +534,62 @@ impl Sfu {
                 return;
             }
         };
+        self.feed(now, id, Protocol::Udp, source, destination, data, tx);
+    }
+
+    /// A frame from an ICE-TCP connection of this shard: the connection's first frame must
+    /// prove a peer (see [`crate::tcp_links`]), later ones go to that peer.
+    fn receive_tcp(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        local: SocketAddr,
+        data: &[u8],
+        tx: &mut dyn Transmit,
+    ) {
+        self.stats.tcp.rx_frames.add(1);
+        let id = match self.tcp_links.route(remote) {
+            LinkRoute::Peer(id) => id,
+            LinkRoute::Unknown => return,
+            LinkRoute::Unbound => match self.demux.authenticate(data) {
+                Some(id) if self.peers.contains_key(&id) => {
+                    self.tcp_links.bind(remote, id);
+                    id
+                }
+                _ => {
+                    self.stats.tcp.unauthenticated.add(1);
+                    self.tcp_links.close(remote);
+                    return;
+                }
+            },
+        };
+        self.feed(now, id, Protocol::Tcp, remote, local, data, tx);
+    }
+
+    /// The remote closed an ICE-TCP connection. A peer that reached us only over TCP and
+    /// has no connection left cannot be reached any more: it goes now, not after the ICE
+    /// timeout.
+    fn tcp_closed(&mut self, remote: SocketAddr, now: Instant) {
+        if let Some((peer, false)) = self.tcp_links.closed(remote)
+            && !self.demux.has_udp_path(peer)
+        {
+            self.dead.push(peer);
+            self.reap(now);
+        }
+    }
+
+    /// Hands one routed datagram to its peer and drains what the peer produces.
+    #[allow(clippy::too_many_arguments)]
+    fn feed(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+        tx: &mut dyn Transmit,
+    ) {
         let Ok(contents) = data.try_into() else {
             self.stats.unroutable_datagrams.add(1);
             return;
@@ -510,7 +600,7 @@ impl Sfu {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
                 destination,
                 contents,
@@ -606,12 +696,25 @@ impl Sfu {
             pass: random.pass,
         });
         let mut rtc = rtc.build(now);
-        for addr in &self.local_candidates {
-            match Candidate::host(*addr, "udp") {
+        // UDP first; TCP host candidates get a lower priority by their type preference
+        // (RFC 6544 §4.2), so a client uses TCP only when UDP fails.
+        let udp = self
+            .local_candidates
+            .iter()
+            .map(|a| Candidate::host(*a, "udp"));
+        let tcp = self.tcp_candidates.iter().map(|a| {
+            Candidate::builder()
+                .tcp()
+                .host(*a)
+                .tcptype(TcpType::Passive)
+                .build()
+        });
+        for c in udp.chain(tcp) {
+            match c {
                 Ok(c) => {
                     rtc.add_local_candidate(c);
                 }
-                Err(e) => warn!(%addr, error = %e, "unusable host candidate"),
+                Err(e) => warn!(error = %e, "unusable host candidate"),
             }
         }
         rtc
@@ -731,7 +834,10 @@ impl Sfu {
                 Output::Transmit(t) => {
                     self.tx_datagrams += 1;
                     self.tx_bytes += t.contents.len() as u64;
-                    tx.send(t.destination, t.contents.into());
+                    match t.proto {
+                        Protocol::Tcp => tx.send_tcp(t.destination, t.contents.into()),
+                        _ => tx.send(t.destination, t.contents.into()),
+                    }
                 }
                 Output::Event(e) => self.on_event(id, e, now),
             }
@@ -1292,6 +1398,7 @@ impl Sfu {
             peer.rtc.disconnect();
             peer.span.in_scope(|| info!("peer closed"));
             self.demux.remove(id);
+            self.tcp_links.peer_removed(id);
             while let Some(notice) = self.demux.poll_notice() {
                 self.outbox.push(notice);
             }

@@ -25,6 +25,7 @@ use crate::forward::rewrite::SourceKey;
 use crate::handle::Follow;
 use crate::ids::{PeerId, SessionId};
 use crate::peer::FwdCodec;
+use crate::tcp::TcpWriter;
 
 /// Shards are at most this many: the shard index lives in the top byte of a [`PeerId`] and
 /// viewer interest is a 64-bit mask.
@@ -121,6 +122,20 @@ pub(crate) enum ShardMsg {
     },
     /// A publisher packet for the receiver's viewers.
     Media(Arc<Relayed>),
+    /// From the ICE-TCP thread ([`crate::tcp`]): a connection whose first STUN request names
+    /// a peer of the receiver; `writer` takes the datagrams to send on it.
+    TcpOpen {
+        remote: SocketAddr,
+        writer: TcpWriter,
+    },
+    /// A frame read from such a connection; `local` is our candidate address it reached.
+    TcpFrame {
+        remote: SocketAddr,
+        local: SocketAddr,
+        data: Box<[u8]>,
+    },
+    /// The connection is gone.
+    TcpClosed { remote: SocketAddr },
     /// To a session's home: the sender has (or no longer has) viewers of the session.
     Interest {
         session: SessionId,

@@ -36,6 +36,47 @@ impl Counter {
     }
 }
 
+/// A level that goes up and down (open connections).
+#[derive(Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// ICE-TCP ([`crate::tcp`]): connections, what the limits refused or closed, frames.
+#[derive(Default)]
+pub struct TcpStats {
+    /// Open ICE-TCP connections.
+    pub connections: Gauge,
+    /// Connections refused at accept: the node's limit, or one address's.
+    pub refused_total_limit: Counter,
+    pub refused_per_ip_limit: Counter,
+    /// Closed because no STUN request naming a peer came within the handshake timeout.
+    pub handshake_timeouts: Counter,
+    /// Closed because nothing came for the idle timeout (a connected client sends consent
+    /// checks every few seconds).
+    pub idle_timeouts: Counter,
+    /// Closed because a frame was empty or larger than the largest accepted.
+    pub bad_frames: Counter,
+    /// Closed because the first frame did not prove a peer's ICE password.
+    pub unauthenticated: Counter,
+    /// Datagrams for a connection whose send queue was full (a slow or stalled client),
+    /// dropped instead of waiting.
+    pub dropped_datagrams: Counter,
+    /// Frames received / sent.
+    pub rx_frames: Counter,
+    pub tx_frames: Counter,
+}
+
 /// Packet and byte counters for one direction, per kind.
 #[derive(Default)]
 pub struct DirectionCounters {
@@ -196,6 +237,7 @@ pub struct MediaStats {
     pub shard_packets_relayed: Counter,
     /// Messages between shards dropped because the receiving shard's queue was full.
     pub shard_queue_drops: Counter,
+    pub tcp: TcpStats,
     sessions: Mutex<HashMap<SessionId, SessionCounts>>,
     /// Peers on the node, all shards: kept with `sessions`, under its lock.
     peers: std::sync::atomic::AtomicUsize,

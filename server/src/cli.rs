@@ -163,6 +163,9 @@ pub struct ServeArgs {
     /// Send a viewer's packets of one loop turn as one UDP GSO message [default: true].
     #[arg(long, value_name = "true|false", action = ArgAction::Set, help_heading = "Media")]
     pub media_udp_gso: Option<bool>,
+    /// ICE-TCP listen address, or `off` [default: the media UDP address and port].
+    #[arg(long, value_name = "ADDR|off", help_heading = "Media")]
+    pub media_tcp_addr: Option<String>,
     /// One viewer's keyframe requests reach the publisher at most this often [default: 2000].
     #[arg(long, value_name = "MS", help_heading = "Media")]
     pub viewer_keyframe_interval_ms: Option<u32>,
@@ -254,6 +257,7 @@ impl ServeArgs {
             media_public_ips: self.media_public_ips.clone(),
             media_shards: self.media_shards,
             media_udp_gso: self.media_udp_gso,
+            media_tcp_addr: self.media_tcp_addr.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             viewer_keyframe_interval_ms: self.viewer_keyframe_interval_ms,

@@ -30,6 +30,7 @@ pub const ENV_KEYS: &[&str] = &[
     "media_public_ips",
     "media_shards",
     "media_udp_gso",
+    "media_tcp_addr",
     "tls_cert",
     "tls_key",
     "data_dir",
@@ -154,6 +155,10 @@ pub struct Config {
     /// (Linux 4.18+; falls back by itself where the kernel or device refuses). Off only to
     /// measure the difference.
     pub media_udp_gso: bool,
+    /// ICE-TCP (RFC 6544) for clients whose UDP is blocked: the TCP address of the passive
+    /// candidate (`0.0.0.0:443` for firewalls that pass only HTTPS). Absent: the media UDP
+    /// address and port; `off` or empty: no ICE-TCP. See [`Config::media_tcp`].
+    pub media_tcp_addr: Option<String>,
     /// WebRTC peers (publishers and viewers) this node serves.
     pub max_peers: usize,
     /// WebRTC peers one session may have.
@@ -211,6 +216,7 @@ impl Default for Config {
             tls_key: None,
             media_shards: None,
             media_udp_gso: true,
+            media_tcp_addr: None,
             max_peers: 10_000,
             max_peers_per_session: 5_000,
             max_resources_per_token: 8,
@@ -252,6 +258,8 @@ pub struct Overrides {
     pub media_shards: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_udp_gso: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_tcp_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -504,8 +512,23 @@ impl Config {
         Ok(())
     }
 
+    /// Where ICE-TCP listens (`media_tcp_addr`).
+    pub fn media_tcp(&self) -> Result<media::TcpListen, ConfigError> {
+        match self.media_tcp_addr.as_deref().map(str::trim) {
+            None => Ok(media::TcpListen::SameAsUdp),
+            Some("" | "off") => Ok(media::TcpListen::Off),
+            Some(addr) => addr.parse().map(media::TcpListen::At).map_err(|_| {
+                ConfigError::invalid(
+                    "media_tcp_addr",
+                    format!("{addr:?} is not an address such as 0.0.0.0:443, or off"),
+                )
+            }),
+        }
+    }
+
     /// Every limit must be at least 1 (0 would refuse everyone) and within reason.
     fn validate_limits(&self) -> Result<(), ConfigError> {
+        self.media_tcp()?;
         if let Some(n) = self.media_shards
             && !(1..=media::MAX_SHARDS).contains(&n)
         {
@@ -795,6 +818,7 @@ mod tests {
         ("media_public_ips", &["--media-public-ips", "192.0.2.7"]),
         ("media_shards", &["--media-shards", "2"]),
         ("media_udp_gso", &["--media-udp-gso", "false"]),
+        ("media_tcp_addr", &["--media-tcp-addr", "127.0.0.1:41443"]),
         ("tls_cert", &["--tls-cert", "/etc/fc/cert.pem"]),
         ("tls_key", &["--tls-key", "/etc/fc/key.pem"]),
         ("data_dir", &["--data-dir", "/flag/dir"]),

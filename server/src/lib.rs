@@ -253,6 +253,8 @@ fn start_media(config: &Config, audio_tap: Option<media::AudioTap>) -> Result<Me
             .media_shards
             .unwrap_or_else(media::MediaConfig::default_shards),
         udp_gso: config.media_udp_gso,
+        // Validated when the config was loaded.
+        tcp: config.media_tcp().unwrap_or_default(),
         audio_tap,
         max_peers: config.max_peers,
         max_peers_per_session: config.max_peers_per_session,
@@ -267,7 +269,12 @@ fn start_media(config: &Config, audio_tap: Option<media::AudioTap>) -> Result<Me
     };
     match media::start(media_config) {
         Ok(handle) => {
-            tracing::info!(udp = %handle.udp_addr(), shards = handle.shards(), "media engine started");
+            tracing::info!(
+                udp = %handle.udp_addr(),
+                tcp = ?handle.tcp_addr(),
+                shards = handle.shards(),
+                "media engine started"
+            );
             Ok(Media::running(Arc::new(handle)))
         }
         Err(e @ media::MediaError::Bind { .. }) => Err(e.into()),

@@ -929,7 +929,105 @@ struct HostileMetrics {
     shard_datagrams_passed: IntCounter,
     shard_packets_relayed: IntCounter,
     shard_queue_drops: IntCounter,
+    tcp: TcpMetrics,
 }
+
+/// ICE-TCP: open connections, what its limits refused or closed, frames and drops.
+struct TcpMetrics {
+    connections: IntGauge,
+    refused: IntCounterVec,
+    closed: IntCounterVec,
+    dropped: IntCounter,
+    frames: IntCounterVec,
+}
+
+impl TcpMetrics {
+    fn new(registry: &Registry) -> Result<Self, MetricsError> {
+        let connections = IntGauge::new(
+            "floorcast_tcp_connections",
+            "Open ICE-TCP connections (capped by the engine's TCP limits).",
+        )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "floorcast_tcp_refused_total",
+                "ICE-TCP connections refused at accept, by limit (node total, per IP).",
+            ),
+            &["limit"],
+        )?;
+        let closed = IntCounterVec::new(
+            Opts::new(
+                "floorcast_tcp_closed_total",
+                "ICE-TCP connections closed by a defence: no STUN request naming a peer in \
+                 time, silent too long, a bad frame, or a first request without the peer's \
+                 password.",
+            ),
+            &["reason"],
+        )?;
+        let dropped = IntCounter::new(
+            "floorcast_tcp_dropped_datagrams_total",
+            "Datagrams for an ICE-TCP connection whose send queue was full, dropped.",
+        )?;
+        let frames = IntCounterVec::new(
+            Opts::new(
+                "floorcast_tcp_frames_total",
+                "ICE-TCP frames, by direction.",
+            ),
+            &["direction"],
+        )?;
+        for limit in ["total", "per_ip"] {
+            refused.with_label_values(&[limit]);
+        }
+        for reason in TCP_CLOSE_REASONS {
+            closed.with_label_values(&[reason]);
+        }
+        for direction in DIRECTIONS {
+            frames.with_label_values(&[direction]);
+        }
+        registry.register(Box::new(connections.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(closed.clone()))?;
+        registry.register(Box::new(dropped.clone()))?;
+        registry.register(Box::new(frames.clone()))?;
+        Ok(Self {
+            connections,
+            refused,
+            closed,
+            dropped,
+            frames,
+        })
+    }
+
+    fn copy(&self, t: &media::stats::TcpStats) {
+        self.connections.set(t.connections.get() as i64);
+        advance(
+            &self.refused.with_label_values(&["total"]),
+            t.refused_total_limit.get(),
+        );
+        advance(
+            &self.refused.with_label_values(&["per_ip"]),
+            t.refused_per_ip_limit.get(),
+        );
+        let closed = [
+            t.handshake_timeouts.get(),
+            t.idle_timeouts.get(),
+            t.bad_frames.get(),
+            t.unauthenticated.get(),
+        ];
+        for (reason, n) in TCP_CLOSE_REASONS.into_iter().zip(closed) {
+            advance(&self.closed.with_label_values(&[reason]), n);
+        }
+        advance(&self.dropped, t.dropped_datagrams.get());
+        advance(&self.frames.with_label_values(&["in"]), t.rx_frames.get());
+        advance(&self.frames.with_label_values(&["out"]), t.tx_frames.get());
+    }
+}
+
+const TCP_CLOSE_REASONS: [&str; 4] = [
+    "handshake_timeout",
+    "idle_timeout",
+    "bad_frame",
+    "unauthenticated",
+];
 
 impl HostileMetrics {
     fn new(registry: &Registry) -> Result<Self, MetricsError> {
@@ -981,6 +1079,7 @@ impl HostileMetrics {
         registry.register(Box::new(shard_packets_relayed.clone()))?;
         registry.register(Box::new(shard_queue_drops.clone()))?;
         Ok(HostileMetrics {
+            tcp: TcpMetrics::new(registry)?,
             shard_datagrams_passed,
             shard_packets_relayed,
             shard_queue_drops,
@@ -1015,5 +1114,6 @@ impl HostileMetrics {
             stats.shard_packets_relayed.get(),
         );
         advance(&self.shard_queue_drops, stats.shard_queue_drops.get());
+        self.tcp.copy(&stats.tcp);
     }
 }
