@@ -180,7 +180,7 @@ test: deps-test fmt clippy unit unit-one-shard check-whisper build browser-test 
 
 CARGO_FUZZ_VERSION := 0.13.2
 CARGO_FUZZ := $(CURDIR)/fuzz/.tools/bin/cargo-fuzz
-FUZZ_TARGETS := stun demux sdp_offer trickle jwt cart floor_bodies
+FUZZ_TARGETS := stun demux sdp_offer trickle jwt cart floor_bodies tcp_framing
 FUZZ_SECONDS ?= 20
 FUZZ_BIN_DIR := $(CURDIR)/fuzz/target/$(shell rustc -vV | sed -n "s/^host: //p")/release
 # The build and the runs share the machine: keep them behind interactive work.

@@ -294,3 +294,10 @@ write("floor_bodies", "grant", b"\x02" + b'{"hand":2,"limit_s":120}')
 write("floor_bodies", "extend", b"\x03" + b'{"extend_s":60}')
 write("floor_bodies", "end-query", b"\x04" + b"hand=1&token=eyJhbGciOiJIUzI1NiJ9.e30.x")
 write("floor_bodies", "raise-as-text-plain", b"\x80" + b'{"topic":"x"}')
+
+# --- tcp_framing: [c: largest frame 1 + 8c, reads of c % 7 + 1 bytes][stream]
+stun_request = struct.pack(">HHI", 0x0001, 0, 0x2112A442) + bytes(12)
+write("tcp_framing", "stun-then-rtp", b"\xff" + struct.pack(">H", len(stun_request)) + stun_request
+      + struct.pack(">H", 4) + b"\x80\x60\x00\x01")
+write("tcp_framing", "split-datagrams", b"\x03" + b"abc\xffdefgh\xff\xffi")
+write("tcp_framing", "oversize", b"\x00" + b"\x08\x00" + bytes(16))
