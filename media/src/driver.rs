@@ -17,6 +17,7 @@ use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, error, info};
 
 use crate::handle::{MediaCmd, MediaEvent, MediaHandle};
+use crate::runtime_thread;
 use crate::send_batch::SendBatch;
 use crate::sfu::{Sfu, Transmit};
 use crate::shard::{MAX_SHARDS, Shard, ShardMsg};
@@ -153,44 +154,30 @@ pub(crate) fn start(config: MediaConfig) -> Result<MediaHandle, MediaError> {
         let others = inboxes.clone();
         let events = event_tx.clone();
         let udp_gso = config.udp_gso;
-        std::thread::Builder::new()
-            .name(format!("floorcast-media-{index}"))
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        error!(error = %e, "media runtime failed to start");
-                        return;
-                    }
-                };
-                rt.block_on(async move {
-                    match UdpSocket::from_std(socket) {
-                        Ok(socket) => {
-                            let shard = ShardLoop {
-                                socket,
-                                local,
-                                sfu,
-                                cmds,
-                                media,
-                                control,
-                                others,
-                                events,
-                                udp_gso,
-                                tcp_writers: HashMap::new(),
-                            };
-                            shard.run().await
-                        }
-                        Err(e) => error!(error = %e, "media socket unusable"),
-                    }
-                });
-            })
-            .map_err(|source| MediaError::Bind {
-                addr: local,
-                source,
-            })?;
+        runtime_thread::spawn(format!("floorcast-media-{index}"), move || async move {
+            match UdpSocket::from_std(socket) {
+                Ok(socket) => {
+                    let shard = ShardLoop {
+                        socket,
+                        local,
+                        sfu,
+                        cmds,
+                        media,
+                        control,
+                        others,
+                        events,
+                        udp_gso,
+                        tcp_writers: HashMap::new(),
+                    };
+                    shard.run().await
+                }
+                Err(e) => error!(error = %e, "media socket unusable"),
+            }
+        })
+        .map_err(|source| MediaError::Bind {
+            addr: local,
+            source,
+        })?;
     }
     if let Some((listener, bound)) = tcp_listener {
         tcp::announce(bound, &tcp_candidates);

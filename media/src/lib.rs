@@ -35,6 +35,7 @@ pub mod fuzzing;
 mod handle;
 mod ids;
 mod peer;
+mod runtime_thread;
 pub mod sdp_check;
 mod send_batch;
 mod sfu;

@@ -31,6 +31,7 @@ use tracing::{debug, error, info};
 
 use crate::driver::ShardInbox;
 use crate::framing::{FrameDecoder, frame_header};
+use crate::runtime_thread;
 use crate::shard::{ShardMsg, shard_of_ufrag};
 use crate::stats::MediaStats;
 use crate::stun;
@@ -122,27 +123,12 @@ impl TcpContext {
 
 /// Starts the accept thread.
 pub(crate) fn start(listener: StdTcpListener, ctx: TcpContext) -> io::Result<()> {
-    std::thread::Builder::new()
-        .name("floorcast-media-tcp".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    error!(error = %e, "ICE-TCP runtime failed to start");
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => accept_loop(listener, Arc::new(ctx)).await,
-                    Err(e) => error!(error = %e, "ICE-TCP listener unusable"),
-                }
-            });
-        })
-        .map(|_| ())
+    runtime_thread::spawn("floorcast-media-tcp".into(), move || async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => accept_loop(listener, Arc::new(ctx)).await,
+            Err(e) => error!(error = %e, "ICE-TCP listener unusable"),
+        }
+    })
 }
 
 async fn accept_loop(listener: tokio::net::TcpListener, ctx: Arc<TcpContext>) {
