@@ -15,7 +15,6 @@
 
 pub mod api;
 pub mod auth;
-pub mod captions;
 pub mod cli;
 pub mod config;
 pub mod data_dir;
@@ -24,6 +23,7 @@ pub mod drain;
 pub mod floor;
 pub mod http_listener;
 mod layers;
+pub mod live_captions;
 pub mod media_engine;
 pub mod media_events;
 pub mod metrics;
@@ -34,7 +34,8 @@ pub mod signal;
 pub mod state;
 pub mod store;
 pub mod tls;
-pub mod turn;
+pub mod turn_credentials;
+pub mod viewers_report;
 pub mod web;
 
 use std::future::Future;
@@ -82,7 +83,7 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(api::routes())
         .merge(signal::routes())
-        .merge(turn::routes())
+        .merge(turn_credentials::routes())
         .merge(web::routes());
     layers::wrap(routes, &state).with_state(state)
 }
@@ -129,10 +130,10 @@ impl Server {
         config.jwt_secret = Some(secret::resolve(&config, config.dev)?);
         let db = config.database_file();
         let store = Store::open(&db).map_err(|source| ServerError::Store { path: db, source })?;
-        let asr = captions::recognition::engine_config(&config);
+        let asr = live_captions::recognition::engine_config(&config);
         let (tap_tx, tap_rx) = match asr {
             Some(_) => {
-                let (tx, rx) = tokio::sync::mpsc::channel(captions::recognition::TAP_QUEUE);
+                let (tx, rx) = tokio::sync::mpsc::channel(live_captions::recognition::TAP_QUEUE);
                 (Some(tx), Some(rx))
             }
             None => (None, None),
@@ -192,7 +193,7 @@ impl Server {
             .recognition
             .zip(state.media.engine().map(|e| e.events()))
             .map(|((engine, tap), events)| {
-                captions::recognition::spawn(
+                live_captions::recognition::spawn(
                     tap,
                     events,
                     engine,

@@ -555,7 +555,7 @@ impl Metrics {
                         if let Some(j) = l.jitter_s {
                             jitters.push((f64::from(j) * 1e6).round() / 1e6);
                         }
-                        crate::signal::audience::quality(l.loss)
+                        crate::viewers_report::quality(l.loss)
                     }
                     None => "unknown",
                 };

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::auth::{AuthKeys, StreamSlots, TokenPolicy};
-use crate::captions::feed::CaptionFeed;
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::floor::rate_limit::RateLimiter;
 use crate::floor::runtime::Floors;
+use crate::live_captions::feed::CaptionFeed;
 use crate::media_engine::Media;
 use crate::metrics::{Metrics, MetricsError};
 use crate::session::{SessionError, SessionRegistry};

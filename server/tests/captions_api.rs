@@ -11,7 +11,7 @@ mod common;
 use captions::transcript::{parse_srt, parse_vtt};
 use captions::{CaptionEvent, Source};
 use common::*;
-use server::captions::feed::AsrCaption;
+use server::live_captions::feed::AsrCaption;
 use server::session::SessionId;
 
 fn person(role: Role, session: &str, name: &str, hub: Option<&str>) -> String {
@@ -756,7 +756,7 @@ async fn machine_captions_reach_viewers_when_they_cannot_be_stored() {
 async fn cart_streams_per_session_are_bounded() {
     let (t, _fake) = with_fake().await;
     let cart = token(Role::Captioner, "demo");
-    let max = server::captions::feed::MAX_CART_STREAMS_PER_SESSION;
+    let max = server::live_captions::feed::MAX_CART_STREAMS_PER_SESSION;
     // Refused first posts take no place.
     let r = post_cart_lang(&t, &cart, 1 << 63, "xx-AA", "jam").await;
     r.assert_error(StatusCode::BAD_REQUEST, "seq_out_of_range");

@@ -16,9 +16,9 @@ use media::MediaError;
 use serde::Serialize;
 
 use crate::auth::AuthError;
-use crate::captions::feed::CartError;
 use crate::floor::model::FloorError;
 use crate::floor::runtime::RuntimeError;
+use crate::live_captions::feed::CartError;
 use crate::session::{InvalidSessionId, SessionError};
 use crate::store::StoreError;
 use captions::cart::SeqError;

@@ -20,5 +20,5 @@ pub fn routes() -> Router<AppState> {
         .merge(sessions::routes())
         .merge(ops::routes())
         .merge(crate::floor::api::routes())
-        .merge(crate::captions::api::routes())
+        .merge(crate::live_captions::api::routes())
 }

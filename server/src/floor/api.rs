@@ -34,7 +34,7 @@ use crate::api::json::ApiJson;
 use crate::api::path::ApiPath;
 use crate::api::session_access::{self as access, SessionAccess};
 use crate::auth::{Grant, Permission, Role, StreamSlot, StreamSlots};
-use crate::captions::feed::{CaptionFeed, CaptionMessage};
+use crate::live_captions::feed::{CaptionFeed, CaptionMessage};
 use crate::metrics::Metrics;
 use crate::session::SessionId;
 use crate::state::AppState;

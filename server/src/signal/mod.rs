@@ -7,7 +7,6 @@
 //! draining (503), body type and content (415/400). Body size is
 //! limited for every route by the layers in `layers` (413).
 
-pub(crate) mod audience;
 mod lifecycle;
 pub mod limits;
 pub mod resources;
@@ -90,7 +89,10 @@ pub fn routes() -> Router<AppState> {
                 .options(options),
         )
         .route("/whep/{session}", post(whep::create).options(options))
-        .route("/api/sessions/{id}/viewers", get(audience::viewers))
+        .route(
+            "/api/sessions/{id}/viewers",
+            get(crate::viewers_report::viewers),
+        )
         .route(
             "/whep/{session}/{peer}",
             patch(lifecycle::patch_whep)
@@ -210,8 +212,8 @@ where
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let servers = crate::turn::ice_servers(&deps.config, owner, now, grant.claims.exp);
-    for link in crate::turn::link_headers(&servers) {
+    let servers = crate::turn_credentials::ice_servers(&deps.config, owner, now, grant.claims.exp);
+    for link in crate::turn_credentials::link_headers(&servers) {
         response.headers_mut().append(header::LINK, link);
     }
     Ok(Created {

@@ -9,10 +9,10 @@ use axum::extract::State;
 use media::{PeerId, ViewerLink};
 use serde::Serialize;
 
-use super::SignalDeps;
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::api::session_access::{self as access, SessionAccess};
+use crate::signal::SignalDeps;
 
 /// Loss at or above which a link is "fair", then "poor" (the watch page uses the same words).
 const FAIR_LOSS: f32 = 0.01;
