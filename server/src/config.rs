@@ -455,13 +455,7 @@ impl Config {
                 format!("{} is outside 1..=300", self.cart_precedence_seconds),
             ));
         }
-        if self.caption_lang.is_empty()
-            || self.caption_lang.len() > 35
-            || !self
-                .caption_lang
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
+        if crate::language::check_language_tag(&self.caption_lang).is_err() {
             return Err(ConfigError::invalid(
                 "caption_lang",
                 format!(

@@ -22,6 +22,7 @@ pub mod dev;
 pub mod drain;
 pub mod floor;
 pub mod http_listener;
+pub mod language;
 mod layers;
 pub mod live_captions;
 pub mod media_engine;

@@ -20,8 +20,12 @@ pub const MAX_TITLE_LEN: usize = 200;
 
 /// A validated session id: 1–64 characters of `[A-Za-z0-9_-]`, so it is safe in URLs,
 /// metric labels and log lines without escaping.
+///
+/// It is the media engine's [`media::SessionId`] (one shared string, one type for both)
+/// with the proof that it was validated: the engine takes any string, the API does not.
+/// [`SessionId::to_media`] is the one conversion, a reference-count increment.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(Arc<str>);
+pub struct SessionId(media::SessionId);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidSessionId {
@@ -42,7 +46,7 @@ impl SessionId {
         {
             return Err(InvalidSessionId::Characters);
         }
-        Ok(SessionId(s.into()))
+        Ok(SessionId(media::SessionId::new(s)))
     }
 
     /// A fresh random id for sessions created without one (12 lowercase letters/digits:
@@ -54,34 +58,34 @@ impl SessionId {
         let id: String = (0..12)
             .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
             .collect();
-        SessionId(id.into())
+        SessionId(media::SessionId::new(id))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        self.0.as_str()
     }
 
     /// The same id as the media engine's type.
     pub fn to_media(&self) -> media::SessionId {
-        media::SessionId::new(self.0.clone())
+        self.0.clone()
     }
 }
 
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SessionId({})", self.0)
+        write!(f, "SessionId({})", self.as_str())
     }
 }
 
 impl Serialize for SessionId {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 

@@ -19,11 +19,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::model::{
     Actor, Command, DEFAULT_LIMIT_MS, EndReason, FloorError, FloorEvent, Hand, HandId,
-    MAX_LANGUAGE_CHARS, MAX_LIMIT_MS, MAX_OPEN_HANDS, MAX_PANEL_SIZE, MAX_TOPIC_CHARS,
-    MIN_LIMIT_MS, Millis, Participant, Policy, QueueChange, Requester, Turn, WARNING_BEFORE_MS,
+    MAX_LIMIT_MS, MAX_OPEN_HANDS, MAX_PANEL_SIZE, MAX_TOPIC_CHARS, MIN_LIMIT_MS, Millis,
+    Participant, Policy, QueueChange, Requester, Turn, WARNING_BEFORE_MS,
 };
 use super::patch::{MAX_PATCH_HANDS, OwnPlace, Place, QueuePatch};
 use super::policy::{self, GroupHistory, SortKey};
+use crate::language::check_language_tag;
 
 #[cfg(test)]
 #[path = "machine_tests.rs"]
@@ -500,16 +501,9 @@ impl FloorMachine {
         }
         // An empty language (a blank form field) means "not given".
         let language = language.map(str::trim).filter(|l| !l.is_empty());
-        if let Some(language) = language
-            && (language.len() > MAX_LANGUAGE_CHARS
-                || !language
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        {
-            return Err(FloorError::Invalid(format!(
-                "the language must be a language tag such as \"en\" or \"pt-BR\" (letters, \
-                 digits and '-', at most {MAX_LANGUAGE_CHARS} characters)"
-            )));
+        if let Some(language) = language {
+            check_language_tag(language)
+                .map_err(|e| FloorError::Invalid(format!("the language is {e}")))?;
         }
         if let Some(count) = head_count
             && count > MAX_HEAD_COUNT

@@ -17,8 +17,7 @@ pub type HandId = u64;
 
 /// Longest topic text accepted, in characters.
 pub const MAX_TOPIC_CHARS: usize = 200;
-/// Longest language tag accepted (BCP 47 tags in practice stay far below).
-pub const MAX_LANGUAGE_CHARS: usize = 35;
+pub use crate::language::MAX_LANGUAGE_CHARS;
 /// Largest panel a moderator may open.
 pub const MAX_PANEL_SIZE: u32 = 8;
 /// Bounds of a grant's time limit.

@@ -26,13 +26,12 @@ use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::api::session_access::{self as access, SessionAccess};
 use crate::floor::runtime::now_ms;
+use crate::language::check_language_tag;
 use crate::state::AppState;
 use crate::store::Store;
 
 /// A caption is a line or two of text; stenography software sends one every second or so.
 pub const CART_MAX_BYTES: usize = 16 * 1024;
-/// Longest language tag accepted (BCP 47 allows 35 characters in practice).
-const MAX_LANG_LEN: usize = 35;
 
 #[derive(Clone)]
 pub struct CaptionDeps {
@@ -161,20 +160,16 @@ async fn cart_post(
     }))
 }
 
+/// A CART `lang`: `en_US` is read as `en-US` (captioning software writes it so), then the
+/// one language-tag rule applies.
 fn valid_lang(lang: String) -> Result<String, ApiError> {
-    let ok = !lang.is_empty()
-        && lang.len() <= MAX_LANG_LEN
-        && lang
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && lang.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
-    if ok {
-        Ok(lang.replace('_', "-"))
-    } else {
-        Err(ApiError::bad_request(
+    let tag = lang.replace('_', "-");
+    match check_language_tag(&tag) {
+        Ok(()) => Ok(tag),
+        Err(_) => Err(ApiError::bad_request(
             "invalid_lang",
             format!("lang {lang:?} is not a language tag such as en-US"),
-        ))
+        )),
     }
 }
 

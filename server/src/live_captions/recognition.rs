@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use captions::engine::EngineConfig;
 use captions::opus_decode::OpusTap;
 use captions::{Recognizer, RecognizerStats};
+use media::TapPacket;
 use tokio::sync::mpsc;
 
 use super::feed::{AsrCaption, CaptionFeed};
@@ -38,17 +39,6 @@ const PACKET_SECONDS: f64 = 0.020;
 const CAPTION_QUEUE: usize = 1024;
 /// How often a recognizer's real-time factor and dropped audio reach the metrics.
 const STATS_EVERY: Duration = Duration::from_secs(2);
-
-/// One audio packet of a session's current audio source.
-#[derive(Debug)]
-pub struct TapPacket {
-    pub session: SessionId,
-    /// The publisher it came from: a change resets the decoder.
-    pub source: u64,
-    pub seq: u64,
-    pub timestamp: u32,
-    pub payload: Vec<u8>,
-}
 
 /// Packets (all sessions) the media engine may have queued for the router.
 pub const TAP_QUEUE: usize = 1024;
@@ -79,7 +69,7 @@ pub fn engine_config(config: &crate::config::Config) -> Option<EngineConfig> {
 /// audio flows (otherwise the first seconds would queue behind the load and arrive at the
 /// engine in a burst it has to drop).
 pub fn spawn(
-    mut tap: mpsc::Receiver<media::TapPacket>,
+    mut tap: mpsc::Receiver<TapPacket>,
     mut events: tokio::sync::broadcast::Receiver<media::MediaEvent>,
     engine: EngineConfig,
     feed: CaptionFeed,
@@ -101,13 +91,7 @@ pub fn spawn(
                 packet = tap.recv() => {
                     let Some(p) = packet else { break };
                     let Ok(session) = SessionId::parse(p.session.as_str()) else { continue };
-                    router.route(TapPacket {
-                        session,
-                        source: p.source.0,
-                        seq: p.seq,
-                        timestamp: p.timestamp,
-                        payload: p.payload,
-                    });
+                    router.route(session, p);
                 }
                 _ = reap.tick() => router.reap(),
             }
@@ -150,9 +134,9 @@ impl Router {
         }
     }
 
-    /// Hands a packet to its session's recognizer; never blocks.
-    pub fn route(&mut self, packet: TapPacket) {
-        let session = packet.session.clone();
+    /// Hands a packet of `session` (the packet's own id, validated) to its recognizer;
+    /// never blocks.
+    pub fn route(&mut self, session: SessionId, packet: TapPacket) {
         let alive = self
             .workers
             .get(&session)
@@ -265,7 +249,7 @@ impl Run {
             wait = IDLE;
             pcm.clear();
             // A broken packet is concealed by the decoder: it costs its 20 ms.
-            let _ = decoder.push(p.source, p.seq, p.timestamp, &p.payload, &mut pcm);
+            let _ = decoder.push(p.source.0, p.seq, p.timestamp, &p.payload, &mut pcm);
             if let Err(e) = recognizer.push_pcm(&pcm) {
                 tracing::error!(%session, error = %e, "recognizer failed");
                 break;
