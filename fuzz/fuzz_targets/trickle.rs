@@ -6,14 +6,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use server::api::error::ApiError;
 use server::signal::sdp::{MAX_CANDIDATES_PER_PATCH, TrickleFragment};
 
 fuzz_target!(|frag: &str| {
     let parsed = match TrickleFragment::parse(frag) {
         Ok(f) => f,
         Err(e) => {
-            assert_eq!(e.code, "too_many_candidates");
-            assert_eq!(e.status.as_u16(), 400);
+            // The only refusal, and the answer a client gets for it.
+            let answer = ApiError::from(e);
+            assert_eq!(answer.code, "too_many_candidates");
+            assert_eq!(answer.status.as_u16(), 400);
             return;
         }
     };

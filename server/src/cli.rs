@@ -286,6 +286,13 @@ impl ServeArgs {
     }
 }
 
+/// Token roles by their claim names (serde's), so the CLI adds nothing to `auth::Role`; the
+/// list is spelled out for `--help` and shell completion.
+fn role() -> impl TypedValueParser<Value = Role> {
+    PossibleValuesParser::new(Role::ALL.map(Role::as_str))
+        .try_map(|name| Role::deserialize(StrDeserializer::<serde::de::value::Error>::new(&name)))
+}
+
 /// The engine names are the config file's (serde's), so a flag and a file line agree; the
 /// list is spelled out for `--help` and shell completion.
 fn caption_engine() -> impl TypedValueParser<Value = CaptionEngine> {
@@ -298,7 +305,7 @@ fn caption_engine() -> impl TypedValueParser<Value = CaptionEngine> {
 pub struct TokenArgs {
     #[command(flatten)]
     pub common: ConfigArgs,
-    #[arg(long, value_enum)]
+    #[arg(long, value_parser = role())]
     pub role: Role,
     /// A session id, or `*` for every session.
     #[arg(long, value_parser = parse_scope)]

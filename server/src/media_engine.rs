@@ -19,8 +19,6 @@ use media::{
 };
 use tokio::sync::broadcast;
 
-use crate::api::error::ApiError;
-
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How long a request waits for the engine's reply before answering 503: a wedged driver
@@ -149,11 +147,9 @@ impl Media {
         self.engine.as_ref()
     }
 
-    /// The engine, or the 503 a request gets when there is none.
-    pub fn get(&self) -> Result<&Arc<dyn MediaEngine>, ApiError> {
-        self.engine
-            .as_ref()
-            .ok_or_else(|| ApiError::from(MediaError::Stopped))
+    /// The engine, or [`MediaError::Stopped`] when there is none (a 503 for a request).
+    pub fn get(&self) -> Result<&Arc<dyn MediaEngine>, MediaError> {
+        self.engine.as_ref().ok_or(MediaError::Stopped)
     }
 
     /// `Ok` when the engine answers; otherwise why not, in words for `/readyz`.
@@ -178,21 +174,32 @@ impl Media {
     }
 }
 
-/// Awaits an engine reply, turning a wedged engine into a 503 instead of a hung request.
-pub async fn reply<T>(fut: impl Future<Output = Result<T, MediaError>>) -> Result<T, ApiError> {
-    reply_raw(fut).await?.map_err(ApiError::from)
+/// The engine did not answer within [`REPLY_TIMEOUT`] (a 503 for a request, not a hung one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the media engine did not answer within {} s", REPLY_TIMEOUT.as_secs())]
+pub struct ReplyTimeout;
+
+/// Why an awaited engine reply brought no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    #[error(transparent)]
+    Timeout(#[from] ReplyTimeout),
+    #[error(transparent)]
+    Engine(#[from] MediaError),
+}
+
+/// Awaits an engine reply, turning a wedged engine into [`ReplyTimeout`] instead of a hung
+/// request.
+pub async fn reply<T>(fut: impl Future<Output = Result<T, MediaError>>) -> Result<T, ReplyError> {
+    Ok(reply_raw(fut).await??)
 }
 
 /// Like [`reply`], but leaves the engine's own error to the caller (only the timeout is
 /// mapped), for callers that treat some engine errors as success.
 pub async fn reply_raw<T>(
     fut: impl Future<Output = Result<T, MediaError>>,
-) -> Result<Result<T, MediaError>, ApiError> {
-    tokio::time::timeout(REPLY_TIMEOUT, fut).await.map_err(|_| {
-        ApiError::unavailable(
-            "media_timeout",
-            "the media engine did not answer in time; retry shortly",
-            Duration::from_secs(2),
-        )
-    })
+) -> Result<Result<T, MediaError>, ReplyTimeout> {
+    tokio::time::timeout(REPLY_TIMEOUT, fut)
+        .await
+        .map_err(|_| ReplyTimeout)
 }

@@ -19,7 +19,9 @@ use crate::auth::AuthError;
 use crate::floor::model::FloorError;
 use crate::floor::runtime::RuntimeError;
 use crate::live_captions::feed::CartError;
+use crate::media_engine::{ReplyError, ReplyTimeout};
 use crate::session::{InvalidSessionId, SessionError};
+use crate::signal::sdp::TrickleError;
 use crate::store::StoreError;
 use captions::cart::SeqError;
 
@@ -105,6 +107,35 @@ impl ApiError {
         retry: Duration,
     ) -> Self {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message).retry_after(retry)
+    }
+
+    /// 403 for a token that may do this kind of thing, but not this one (a role's lack of a
+    /// permission is [`AuthError`]'s).
+    pub fn forbidden(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, code, message)
+    }
+
+    /// 405: the URL exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this URL does not accept this method",
+        )
+    }
+
+    /// 412: an `If-Match` that names another version of the resource.
+    pub fn precondition_failed(message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            message,
+        )
+    }
+
+    /// 422: a well-formed request this server does not support.
+    pub fn unprocessable(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
     }
 
     /// 429: a per-client limit; `retry` says when the client may try again.
@@ -284,6 +315,35 @@ impl From<MediaError> for ApiError {
                 Duration::from_secs(5),
             ),
             MediaError::Bind { .. } => ApiError::internal(message),
+        }
+    }
+}
+
+impl From<ReplyTimeout> for ApiError {
+    fn from(_: ReplyTimeout) -> Self {
+        ApiError::unavailable(
+            "media_timeout",
+            "the media engine did not answer in time; retry shortly",
+            Duration::from_secs(2),
+        )
+    }
+}
+
+impl From<ReplyError> for ApiError {
+    fn from(e: ReplyError) -> Self {
+        match e {
+            ReplyError::Timeout(t) => t.into(),
+            ReplyError::Engine(e) => e.into(),
+        }
+    }
+}
+
+impl From<TrickleError> for ApiError {
+    fn from(e: TrickleError) -> Self {
+        match e {
+            TrickleError::TooManyCandidates => {
+                ApiError::bad_request("too_many_candidates", e.to_string())
+            }
         }
     }
 }

@@ -102,7 +102,7 @@ async fn delete(
                 tracing::warn!(session = %id, error = %e, "closing the session's peers failed")
             }
             Err(e) => {
-                tracing::warn!(session = %id, error = %e.message, "closing the session's peers timed out")
+                tracing::warn!(session = %id, error = %e, "closing the session's peers timed out")
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::api::error::ApiError;
 use crate::session::SessionId;
 
 /// The role claim of a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Viewer,
@@ -30,6 +30,17 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, in the order `--help` lists them.
+    pub const ALL: [Role; 7] = [
+        Role::Viewer,
+        Role::Hub,
+        Role::Speaker,
+        Role::Moderator,
+        Role::Captioner,
+        Role::Venue,
+        Role::Operator,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",

@@ -93,15 +93,14 @@ impl FloorDeps {
         let now = now_ms();
         self.limiter
             .check(&rate_key(session, grant), now)
-            .map_err(|retry| ApiError {
-                retry_after: Some(retry),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
+            .map_err(|retry| {
+                ApiError::too_many_requests(
                     "rate_limited",
                     format!(
                         "too many raise/withdraw requests; try again in {} s",
                         retry.as_secs().max(1)
                     ),
+                    retry,
                 )
             })?;
         Ok(now)

@@ -64,8 +64,7 @@ fn resource_not_found() -> ApiError {
 }
 
 fn ice_restart_unsupported() -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
+    ApiError::unprocessable(
         "ice_restart_unsupported",
         "ICE restart is not supported yet; DELETE this resource and POST a new offer",
     )
@@ -129,9 +128,7 @@ async fn patch(
             return Err(ice_restart_unsupported());
         }
         if tag != Resource::etag(peer) {
-            return Err(ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
+            return Err(ApiError::precondition_failed(
                 "If-Match does not name this resource's current ETag",
             ));
         }

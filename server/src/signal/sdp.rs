@@ -116,8 +116,15 @@ pub struct TrickleFragment {
     pub end_of_candidates: bool,
 }
 
+/// Why a trickle fragment is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TrickleError {
+    #[error("send at most {MAX_CANDIDATES_PER_PATCH} candidates per PATCH")]
+    TooManyCandidates,
+}
+
 impl TrickleFragment {
-    pub fn parse(frag: &str) -> Result<Self, ApiError> {
+    pub fn parse(frag: &str) -> Result<Self, TrickleError> {
         let mut out = TrickleFragment::default();
         for line in lines(frag) {
             if let Some(u) = attribute(line, "ice-ufrag") {
@@ -132,10 +139,7 @@ impl TrickleFragment {
                     continue;
                 }
                 if out.candidates.len() == MAX_CANDIDATES_PER_PATCH {
-                    return Err(ApiError::bad_request(
-                        "too_many_candidates",
-                        format!("send at most {MAX_CANDIDATES_PER_PATCH} candidates per PATCH"),
-                    ));
+                    return Err(TrickleError::TooManyCandidates);
                 }
                 out.candidates.push(line.to_owned());
             } else if line == "a=end-of-candidates" {
@@ -244,7 +248,7 @@ mod tests {
         let frag =
             "a=candidate:1 1 udp 1 192.0.2.1 1 typ host\n".repeat(MAX_CANDIDATES_PER_PATCH + 1);
         assert_eq!(
-            TrickleFragment::parse(&frag).unwrap_err().code,
+            ApiError::from(TrickleFragment::parse(&frag).unwrap_err()).code,
             "too_many_candidates"
         );
     }

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use media::Takeover;
 
@@ -52,8 +51,7 @@ pub async fn create(
 }
 
 fn not_floor_holder() -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
+    ApiError::forbidden(
         "not_floor_holder",
         "you do not hold the floor: raise your hand and publish once a moderator grants it \
          (the floor feed itself needs a venue token)",
