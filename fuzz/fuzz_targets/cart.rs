@@ -19,7 +19,7 @@ use axum::extract::Query;
 use axum::http::Uri;
 use captions::cart::{Accepted, CartStream, MAX_JUMP, MAX_SEQ, SeqError};
 use libfuzzer_sys::fuzz_target;
-use server::live_captions::api::{CartPost, CartQuery};
+use server::api::captioning::{CartPost, CartQuery};
 
 const DEFAULT_LANG: &str = "en-US";
 /// A real Unix time in ms: the server's clock, never near the ends of `i64`.

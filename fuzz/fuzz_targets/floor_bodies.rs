@@ -1,4 +1,4 @@
-//! The floor API's request bodies (`server::floor::api`) read by the server's own extractor
+//! The floor API's request bodies (`server::api::floor`) read by the server's own extractor
 //! (`ApiJson`, axum's JSON extractor with our rejections), then the hand and floor bodies
 //! handed to a `FloorMachine` as their handlers do.
 //!
@@ -20,8 +20,8 @@ use futures_util::FutureExt;
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use server::api::error::ApiError;
+use server::api::floor::{EndQuery, ExtendBody, GrantBody, QueuePatch, RaiseBody};
 use server::api::json::ApiJson;
-use server::floor::api::{EndQuery, ExtendBody, GrantBody, QueuePatch, RaiseBody};
 use server::floor::machine::{FloorMachine, MAX_TURN_MS};
 use server::floor::model::{Command, FloorEvent, MAX_LANGUAGE_CHARS, MAX_TOPIC_CHARS, Participant};
 

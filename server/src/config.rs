@@ -11,7 +11,11 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::session::SessionDecl;
 use crate::session::SessionId;
+
+/// The default of `max_token_ttl`: a conference week.
+pub const DEFAULT_MAX_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "floorcast.toml";
@@ -65,16 +69,6 @@ pub const ENV_KEYS: &[&str] = &[
     "viewer_keyframe_interval_ms",
     "keyframe_min_interval_ms",
 ];
-
-/// A session declared in the config file (`[[session]]`); it exists after every start.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct SessionDecl {
-    pub id: String,
-    /// Defaults to the id.
-    #[serde(default)]
-    pub title: Option<String>,
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -192,7 +186,7 @@ impl Default for Config {
             media_public_ips: Vec::new(),
             data_dir: PathBuf::from("./data"),
             jwt_secret: None,
-            max_token_ttl: crate::auth::jwt::DEFAULT_MAX_TTL.as_secs(),
+            max_token_ttl: DEFAULT_MAX_TTL.as_secs(),
             jwt_issuer: None,
             jwt_audience: None,
             max_event_streams_per_token: 8,

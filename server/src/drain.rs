@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::metrics::Metrics;
-use crate::signal::resources::Resources;
+use crate::peer_resources::Resources;
 
 /// How often the drain looks whether the last peer has left.
 const POLL: Duration = Duration::from_millis(250);
@@ -89,8 +89,8 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::peer_resources::{Resource, ResourceKind};
     use crate::session::SessionId;
-    use crate::signal::resources::{Resource, ResourceKind};
     use media::PeerId;
 
     fn viewer() -> Resource {

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::media_engine::MediaEngine;
 use crate::metrics::Metrics;
-use crate::signal::resources::Resources;
+use crate::peer_resources::Resources;
 
 /// Subscribes now (so no event between this call and the task's start is lost) and spawns
 /// the task; it ends when the engine stops.

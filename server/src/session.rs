@@ -10,10 +10,19 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::SessionDecl;
 use crate::store::{SessionRow, Store, StoreError};
+
+/// A session declared in the config file (`[[session]]`); it exists after every start.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SessionDecl {
+    pub id: String,
+    /// Defaults to the id.
+    #[serde(default)]
+    pub title: Option<String>,
+}
 
 /// Longest session title accepted.
 pub const MAX_TITLE_LEN: usize = 200;

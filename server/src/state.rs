@@ -14,9 +14,9 @@ use crate::floor::runtime::Floors;
 use crate::live_captions::feed::CaptionFeed;
 use crate::media_engine::Media;
 use crate::metrics::{Metrics, MetricsError};
+use crate::peer_resources::Resources;
 use crate::session::{SessionError, SessionRegistry};
 use crate::signal::limits::SignalLimits;
-use crate::signal::resources::Resources;
 use crate::store::Store;
 
 #[derive(Clone, FromRef)]

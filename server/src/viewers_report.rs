@@ -1,18 +1,17 @@
-//! `GET /api/sessions/{id}/viewers`: who watches a session, grouped by hub, with each group's
-//! link quality from the viewers' RTCP receiver reports, and whether the floor feed and a
-//! remote speaker are being published. The moderator page shows the groups; the room page
-//! plays sound only while a remote speaker is live.
+//! Who watches a session (`GET /api/sessions/{id}/viewers`, served by `api::viewers`),
+//! grouped by hub, with each group's link quality from the viewers' RTCP receiver reports,
+//! and whether the floor feed and a remote speaker are being published. The moderator page
+//! shows the groups; the room page plays sound only while a remote speaker is live. Link
+//! quality in words ([`quality`]) is also a metric label.
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::State;
 use media::{PeerId, ViewerLink};
 use serde::Serialize;
 
-use crate::api::error::ApiError;
-use crate::api::json::ApiJson;
-use crate::api::session_access::{self as access, SessionAccess};
-use crate::signal::SignalDeps;
+use crate::media_engine::Media;
+use crate::peer_resources::Resources;
+use crate::session::SessionId;
 
 /// Loss at or above which a link is "fair", then "poor" (the watch page uses the same words).
 const FAIR_LOSS: f32 = 0.01;
@@ -42,12 +41,11 @@ pub struct HubRow {
     pub link: &'static str,
 }
 
-pub async fn viewers(
-    State(deps): State<SignalDeps>,
-    SessionAccess { id: session, .. }: SessionAccess<access::ReadAudience>,
-) -> Result<ApiJson<Audience>, ApiError> {
-    let viewers = deps.resources.viewers_of(&session);
-    let (links, counts) = match deps.media.engine() {
+/// The report for `session` (which the caller has found), from the resource table and the
+/// engine's statistics as they are now.
+pub fn report(session: &SessionId, resources: &Resources, media: &Media) -> Audience {
+    let viewers = resources.viewers_of(session);
+    let (links, counts) = match media.engine() {
         Some(engine) => {
             let stats = engine.stats();
             let media_session = session.to_media();
@@ -61,14 +59,14 @@ pub async fn viewers(
         }
         None => (HashMap::new(), Default::default()),
     };
-    Ok(ApiJson(Audience {
+    Audience {
         session: session.to_string(),
         viewers: viewers.len(),
         floor_live: counts.floor_publishers > 0,
         speaker_live: counts.speaker_publishers > 0,
         speaker_video: counts.speaker_publishers > 0 && counts.speaker_video,
         hubs: by_hub(&viewers, &links),
-    }))
+    }
 }
 
 /// Groups viewers by hub (hubs by name, individuals last) with the worst link in each group:

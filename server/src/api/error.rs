@@ -18,10 +18,10 @@ use serde::Serialize;
 use crate::auth::AuthError;
 use crate::floor::model::FloorError;
 use crate::floor::runtime::RuntimeError;
+use crate::ice_sdp::TrickleError;
 use crate::live_captions::feed::CartError;
 use crate::media_engine::{ReplyError, ReplyTimeout};
 use crate::session::{InvalidSessionId, SessionError};
-use crate::signal::sdp::TrickleError;
 use crate::store::StoreError;
 use captions::cart::SeqError;
 

@@ -4,12 +4,15 @@
 //! [`session_access::SessionAccess`], the one place that checks the token against the
 //! session and finds it. One file per resource.
 
+pub mod captioning;
 pub mod error;
+pub mod floor;
 pub mod json;
 pub mod ops;
 pub mod path;
 pub mod session_access;
 pub mod sessions;
+pub mod viewers;
 
 use axum::Router;
 
@@ -19,6 +22,6 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(sessions::routes())
         .merge(ops::routes())
-        .merge(crate::floor::api::routes())
-        .merge(crate::live_captions::api::routes())
+        .merge(floor::routes())
+        .merge(captioning::routes())
 }

@@ -15,8 +15,8 @@ use super::error::ApiError;
 use crate::drain::Drain;
 use crate::media_engine::Media;
 use crate::metrics::{Metrics, ViewerSample};
+use crate::peer_resources::Resources;
 use crate::session::SessionRegistry;
-use crate::signal::resources::Resources;
 use crate::state::AppState;
 use crate::store::Store;
 

@@ -16,8 +16,8 @@ use crate::auth::{AuthError, Grant, Permission, SessionScope};
 use crate::floor::runtime::Floors;
 use crate::live_captions::feed::CaptionFeed;
 use crate::media_engine::{Media, reply_raw};
+use crate::peer_resources::Resources;
 use crate::session::{SessionId, SessionInfo, SessionRegistry};
-use crate::signal::resources::Resources;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {

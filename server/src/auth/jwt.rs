@@ -25,8 +25,8 @@ use crate::session::SessionId;
 /// lifetime of a token without `iat`).
 pub const LEEWAY: Duration = Duration::from_secs(30);
 
-/// The default of `max_token_ttl`: a conference week.
-pub const DEFAULT_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The default of `max_token_ttl` (defined with the config, which auth reads).
+pub use crate::config::DEFAULT_MAX_TTL;
 
 /// Tokens longer than this are refused before any parsing (they come from the network).
 const MAX_TOKEN_LEN: usize = 8 * 1024;

@@ -8,10 +8,9 @@
 //! - [`store`]: the SQLite event log of every session.
 //! - [`runtime`]: one task per session that owns a machine, runs its clock, persists events,
 //!   then broadcasts them and tells the media engine when a turn ends.
-//! - [`api`]: the HTTP routes, SSE included; [`log`] and [`report`] derive the floor log and
-//!   the post-session report from stored events.
+//! - [`log`] and [`report`] derive the floor log and the post-session report from stored
+//!   events. The HTTP routes, SSE included, are `api::floor`: nothing here knows HTTP.
 
-pub mod api;
 pub mod log;
 pub mod machine;
 pub mod model;

@@ -23,8 +23,8 @@ use super::patch::QueuePatch;
 use super::store::{self, StoredEvent};
 use crate::media_engine::Media;
 use crate::metrics::Metrics;
+use crate::peer_resources::Resources;
 use crate::session::SessionId;
-use crate::signal::resources::Resources;
 use crate::store::{Store, StoreError};
 
 /// Requests waiting for a session task; beyond this, callers wait (backpressure).

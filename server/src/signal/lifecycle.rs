@@ -8,13 +8,13 @@ use axum::response::{IntoResponse, Response};
 use media::{MediaError, PeerId};
 
 use super::SignalDeps;
-use super::resources::{Resource, ResourceKind};
 use super::sdp::{SdpFragment, TrickleFragment};
 use crate::api::error::ApiError;
 use crate::api::path::ApiPath;
 use crate::api::session_access::{self as access, SessionAccess};
 use crate::auth::{AuthError, Role};
 use crate::media_engine::reply_raw;
+use crate::peer_resources::{Resource, ResourceKind};
 
 type ResourcePath = ApiPath<(String, String)>;
 /// Any token of the session may reach a resource URL; [`find`] then checks it owns it.

@@ -1,7 +1,7 @@
 //! What one client may do to the signalling endpoints, so that one token or one address
 //! cannot spend the node's media thread or peer slots for everyone else: WHIP/WHEP creations
 //! per minute per token and per IP, trickle PATCHes per minute per resource. (Resources held
-//! at once per token are counted in [`super::resources`]; peers per session and per node,
+//! at once per token are counted in [`crate::peer_resources`]; peers per session and per node,
 //! and candidates per peer, in the media engine.) Each refusal is a 429 with `Retry-After`
 //! and a count in `floorcast_limit_refusals_total{limit}`.
 

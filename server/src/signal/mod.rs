@@ -9,7 +9,6 @@
 
 mod lifecycle;
 pub mod limits;
-pub mod resources;
 pub mod sdp;
 mod whep;
 mod whip;
@@ -26,18 +25,18 @@ use media::{Answer, MediaError};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::api::error::ApiError;
+use crate::api::floor::participant;
 use crate::auth::Grant;
 use crate::config::Config;
 use crate::drain::Drain;
-use crate::floor::api::participant;
 use crate::floor::runtime::Floors;
 use crate::media_engine::{BoxFuture, Media, MediaEngine, reply_raw};
 use crate::metrics::Limit;
+use crate::peer_resources::{Resource, ResourceKind, Resources};
 use crate::session::SessionId;
 use crate::state::AppState;
 use crate::store::Store;
 use limits::{ClientIp, SignalLimits};
-use resources::{Resource, ResourceKind, Resources};
 use sdp::SdpOffer;
 
 /// What the signalling handlers need from the app state.
@@ -91,7 +90,7 @@ pub fn routes() -> Router<AppState> {
         .route("/whep/{session}", post(whep::create).options(options))
         .route(
             "/api/sessions/{id}/viewers",
-            get(crate::viewers_report::viewers),
+            get(crate::api::viewers::viewers),
         )
         .route(
             "/whep/{session}/{peer}",

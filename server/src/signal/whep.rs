@@ -8,12 +8,12 @@ use axum::response::Response;
 use media::Follow;
 
 use super::limits::ClientIp;
-use super::resources::ResourceKind;
 use super::sdp::SdpOffer;
 use super::{Asker, SignalDeps, create_peer};
 use crate::api::error::ApiError;
+use crate::api::floor::record_viewer;
 use crate::api::session_access::{self as access, SessionAccess};
-use crate::floor::api::record_viewer;
+use crate::peer_resources::ResourceKind;
 
 pub async fn create(
     State(deps): State<SignalDeps>,

@@ -13,7 +13,6 @@ use axum::response::Response;
 use media::Takeover;
 
 use super::limits::ClientIp;
-use super::resources::ResourceKind;
 use super::sdp::SdpOffer;
 use super::{Asker, SignalDeps, create_peer};
 use crate::api::error::ApiError;
@@ -21,6 +20,7 @@ use crate::api::session_access::{self as access, SessionAccess};
 use crate::auth::{Grant, Role};
 use crate::config::Config;
 use crate::media_engine::reply_raw;
+use crate::peer_resources::ResourceKind;
 use crate::session::SessionId;
 
 pub async fn create(

@@ -18,22 +18,22 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::log::{self, LogRow};
-use super::machine::FloorMachine;
-use super::model::{
-    Command, FloorError, FloorEvent, Hand, HandId, Millis, Participant, Policy, QueueChange,
-    Requester, Turn,
-};
-use super::patch::OwnPlace;
-use super::rate_limit::RateLimiter;
-use super::report;
-use super::runtime::{Floors, LiveEvent, RuntimeError, SessionFloor, now_ms};
-use super::store::{self, ParticipantRow, StoredEvent};
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::api::path::ApiPath;
 use crate::api::session_access::{self as access, SessionAccess};
 use crate::auth::{Grant, Permission, Role, StreamSlot, StreamSlots};
+use crate::floor::log::{self, LogRow};
+use crate::floor::machine::FloorMachine;
+use crate::floor::model::{
+    Command, FloorError, FloorEvent, Hand, HandId, Millis, Participant, Policy, QueueChange,
+    Requester, Turn,
+};
+use crate::floor::patch::OwnPlace;
+use crate::floor::rate_limit::RateLimiter;
+use crate::floor::report;
+use crate::floor::runtime::{Floors, LiveEvent, RuntimeError, SessionFloor, now_ms};
+use crate::floor::store::{self, ParticipantRow, StoredEvent};
 use crate::live_captions::feed::{CaptionFeed, CaptionMessage};
 use crate::metrics::Metrics;
 use crate::session::SessionId;

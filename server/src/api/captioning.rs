@@ -5,7 +5,7 @@
 //! - Transcripts: `GET /api/sessions/{id}/transcript.{vtt,srt,txt,json}`.
 //!
 //! Live captions reach viewers on the session's event stream (`GET …/events`, SSE event
-//! `caption`, see `floor::api`) and on the `captions` WebRTC data channel.
+//! `caption`, see `api::floor`) and on the `captions` WebRTC data channel.
 
 use std::time::Instant;
 
@@ -19,14 +19,14 @@ use axum::routing::{get, post};
 use captions::transcript::{Format, Segment, TextWriter};
 use serde::{Deserialize, Serialize};
 
-use super::feed::{CaptionFeed, CartOutcome};
-use super::speakers::Speakers;
-use super::store::{self, StoredSegment};
 use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::api::session_access::{self as access, SessionAccess};
 use crate::floor::runtime::now_ms;
 use crate::language::check_language_tag;
+use crate::live_captions::feed::{CaptionFeed, CartOutcome};
+use crate::live_captions::speakers::Speakers;
+use crate::live_captions::store::{self, StoredSegment};
 use crate::state::AppState;
 use crate::store::Store;
 
