@@ -24,8 +24,6 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server", 
 # removes it (issue 17, Must 3). Cycles through any other edge fail; an entry whose edge is
 # gone fails too, so the list only shrinks.
 ALLOWED = {
-    # Domain modules that still hold HTTP code: move it under api/.
-    ("auth", "api"): "auth::grant's Grant extractor rejects with ApiError: move the extractor to api/",
     # HTTP modules among themselves.
     ("state", "signal"): "AppState holds signal::limits::SignalLimits: move the limits below state",
     # Domain modules among themselves.

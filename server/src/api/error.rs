@@ -231,6 +231,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// So `auth::Grant` can reject with its own error and still answer as [`ApiError`].
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let message = e.to_string();

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use super::AuthError;
 use super::jwt::{AuthKeys, Claims, SessionScope};
-use crate::api::error::ApiError;
 use crate::session::SessionId;
 
 /// The role claim of a token.
@@ -168,7 +167,8 @@ where
     AuthKeys: FromRef<S>,
     S: Send + Sync,
 {
-    type Rejection = ApiError;
+    /// Answered as `api::error` maps it (the one place statuses are chosen).
+    type Rejection = AuthError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let keys = AuthKeys::from_ref(state);
