@@ -795,6 +795,7 @@ pub mod rtp {
         Vp8Patch, Vp8PatchBuilder, Vp8PatchError,
     };
     pub use crate::rtp_::{RtpHeader, SeqNo, Ssrc, VideoOrientation};
+    pub use crate::rtp_::AppSrtpTx;
     pub use crate::streams::{
         RtpPacket, RtpWrite, StreamPaused, StreamRx, StreamTx, StreamTxQueueInfo,
     };
@@ -1450,6 +1451,14 @@ impl Rtc {
     /// ```
     pub fn sdp_api(&mut self) -> SdpApi {
         SdpApi::new(self)
+    }
+
+    /// Floorcast patch: the nominated ICE pair media is sent on, as
+    /// `(protocol, local source, remote destination)`; `None` before ICE nominated one.
+    pub fn send_addr(&self) -> Option<(net::Protocol, SocketAddr, SocketAddr)> {
+        self.send_addr
+            .as_ref()
+            .map(|s| (s.proto, s.source, s.destination))
     }
 
     /// Makes direct changes to the Rtc session.

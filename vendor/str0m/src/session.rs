@@ -90,6 +90,9 @@ pub(crate) struct Session {
 
     srtp_rx: Option<SrtpContext>,
     srtp_tx: Option<SrtpContext>,
+    /// Floorcast patch: a second sending context from the same keys, for an application that
+    /// protects forwarded RTP itself (`DirectApi::take_app_srtp_tx`).
+    srtp_tx_app: Option<SrtpContext>,
     last_nack: Instant,
     last_twcc: Instant,
     twcc: u64,
@@ -196,6 +199,7 @@ impl Session {
 
             srtp_rx: None,
             srtp_tx: None,
+            srtp_tx_app: None,
             last_nack: already_happened(),
             last_twcc: already_happened(),
             twcc: 0,
@@ -256,6 +260,11 @@ impl Session {
         Ok(())
     }
 
+    /// Floorcast patch: see `DirectApi::take_app_srtp_tx`.
+    pub(crate) fn take_app_srtp_tx(&mut self) -> Option<SrtpContext> {
+        self.srtp_tx_app.take()
+    }
+
     pub fn app(&self) -> &Option<(Mid, usize)> {
         &self.app
     }
@@ -274,6 +283,7 @@ impl Session {
 
         self.srtp_rx = Some(SrtpContext::new(crypto, srtp_profile, &mat, !left));
         self.srtp_tx = Some(SrtpContext::new(crypto, srtp_profile, &mat, left));
+        self.srtp_tx_app = Some(SrtpContext::new(crypto, srtp_profile, &mat, left));
     }
 
     pub fn handle_timeout(&mut self, now: Instant, wake: &mut Wake) -> Result<(), RtcError> {

@@ -109,6 +109,14 @@ impl<'a> DirectApi<'a> {
         self.rtc.dtls.remote_fingerprint()
     }
 
+    /// Floorcast patch: an SRTP context for RTP the application protects and sends itself,
+    /// derived from the same keys as str0m's own (available once DTLS completed, i.e. by
+    /// [`crate::Event::Connected`]; given out once). Packets protected with it must use SSRCs
+    /// and sequence numbers str0m does not send on itself.
+    pub fn take_app_srtp_tx(&mut self) -> Option<crate::rtp::AppSrtpTx> {
+        self.rtc.session.take_app_srtp_tx().map(crate::rtp::AppSrtpTx::new)
+    }
+
     /// Returns the negotiated DTLS protocol version.
     ///
     /// Call this after receiving [`crate::Event::Connected`]

@@ -207,6 +207,31 @@ pub struct SrtpContext {
     decrypt_warnings: DecryptWarnings,
 }
 
+/// Floorcast patch: an SRTP sending context for RTP the application builds and sends itself
+/// (forwarded media on SSRCs str0m does not send on). From `DirectApi::take_app_srtp_tx`.
+#[derive(Debug)]
+pub struct AppSrtpTx(SrtpContext);
+
+impl AppSrtpTx {
+    pub(crate) fn new(ctx: SrtpContext) -> Self {
+        Self(ctx)
+    }
+
+    /// Protects one RTP packet into `out`, reusing its allocation. `head` is the complete RTP
+    /// header (with extensions) for `ssrc` and sequence number `srtp_index as u16`; `body` the
+    /// payload; `srtp_index` the extended sequence number (rollover counter and sequence).
+    pub fn protect_rtp_into(
+        &mut self,
+        head: &[u8],
+        body: &[u8],
+        ssrc: u32,
+        srtp_index: u64,
+        out: &mut Vec<u8>,
+    ) {
+        self.0.protect_rtp_into(head, body, ssrc, srtp_index, out);
+    }
+}
+
 /// SrtpContext contains cipher contexts that can't observe broken invariants after a panic.
 impl UnwindSafe for SrtpContext {}
 impl RefUnwindSafe for SrtpContext {}
@@ -248,6 +273,55 @@ impl DecryptWarnings {
 }
 
 impl SrtpContext {
+    /// Floorcast patch: protects an RTP packet the application built itself into `out`,
+    /// reusing `out`'s allocation. `head` is the complete RTP header (with extensions) for
+    /// `ssrc` and sequence number `srtp_index as u16`; `body` is the payload. For forwarded
+    /// RTP sent without a send stream (see `DirectApi::take_app_srtp_tx`).
+    fn protect_rtp_into(
+        &mut self,
+        head: &[u8],
+        body: &[u8],
+        ssrc: u32,
+        srtp_index: u64, // same as ext_seq
+        out: &mut Vec<u8>,
+    ) {
+        let hlen = head.len();
+        let len = hlen + body.len();
+        out.clear();
+        match &mut self.rtp {
+            Derived::Aes128CmSha1_80 { key, salt, enc, .. } => {
+                let iv = Aes128CmSha1_80::rtp_iv(*salt, ssrc, srtp_index);
+                let padding_needed =
+                    CTR_BUFFER_PADDING.saturating_sub(Aes128CmSha1_80::HMAC_TAG_LEN);
+                out.resize(len + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed, 0);
+                enc.encrypt(&iv, body, &mut out[hlen..])
+                    .expect("rtp encrypt");
+                out[..hlen].copy_from_slice(head);
+                let sha1_hmac = |k: &[u8], p: &[&[u8]]| self.sha1_hmac_provider.sha1_hmac(k, p);
+                Aes128CmSha1_80::rtp_hmac(sha1_hmac, key, out, srtp_index, len);
+                out.truncate(len + Aes128CmSha1_80::HMAC_TAG_LEN);
+            }
+            Derived::AeadAes128Gcm { salt, enc, .. } => {
+                let roc = (srtp_index >> 16) as u32;
+                let iv = AeadAes128Gcm::rtp_iv(*salt, ssrc, roc, srtp_index as u16);
+                out.extend_from_slice(head);
+                out.extend_from_slice(body);
+                out.resize(len + AeadAes128Gcm::TAG_LEN, 0);
+                let (aad, data) = out.split_at_mut(hlen);
+                enc.seal_in_place(&iv, aad, data).expect("rtp encrypt");
+            }
+            Derived::AeadAes256Gcm { salt, enc, .. } => {
+                let roc = (srtp_index >> 16) as u32;
+                let iv = AeadAes256Gcm::rtp_iv(*salt, ssrc, roc, srtp_index as u16);
+                out.extend_from_slice(head);
+                out.extend_from_slice(body);
+                out.resize(len + AeadAes256Gcm::TAG_LEN, 0);
+                let (aad, data) = out.split_at_mut(hlen);
+                enc.seal_in_place(&iv, aad, data).expect("rtp encrypt");
+            }
+        }
+    }
+
     pub fn protect_rtp(
         &mut self,
         buf: &[u8],

@@ -77,6 +77,9 @@ impl StreamTxQueueInfo for QueueSnapshot {
     }
 }
 
+/// Floorcast patch: NACKed sequence numbers held for the application at most.
+const APP_EGRESS_MAX_NACKS: usize = 512;
+
 /// Outgoing encoded stream.
 ///
 /// A stream is a primary SSRC + optional RTX SSRC.
@@ -150,6 +153,10 @@ pub struct StreamTx {
 
     /// Last time we produced a SR.
     last_sender_report: Instant,
+
+    /// Floorcast patch: `Some` when the application sends this stream's RTP itself
+    /// ([`StreamTx::set_app_egress`]): the sequence numbers asked for by NACKs it must answer.
+    app_egress_nacks: Option<Vec<SeqNo>>,
 
     /// If we have a pending incoming keyframe request.
     pending_request_keyframe: Option<KeyframeRequestKind>,
@@ -382,6 +389,7 @@ impl StreamTx {
             rtx_cache: RtxCache::new(2000, DEFAULT_RTX_CACHE_DURATION),
             rtx_ratio_cap: DEFAULT_RTX_RATIO_CAP,
             last_sender_report: already_happened(),
+            app_egress_nacks: None,
             pending_request_keyframe: None,
             pending_request_remb: None,
             stats: StreamTxStats::new(enable_stats),
@@ -1074,6 +1082,17 @@ impl StreamTx {
         entries: impl Iterator<Item = NackEntry>,
         now: Instant,
     ) -> Option<()> {
+        if let Some(nacks) = &mut self.app_egress_nacks {
+            let near = self.last_sent_seq_no;
+            for seq_no in entries.flat_map(|n| n.into_iter(near)) {
+                // Bounded: a flood of NACKs costs the peer its oldest asks, not our memory.
+                if nacks.len() == APP_EGRESS_MAX_NACKS {
+                    nacks.remove(0);
+                }
+                nacks.push(seq_no);
+            }
+            return Some(());
+        }
         // Turning NackEntry into SeqNo we need to know a SeqNo "close by" to lengthen the 16 bit
         // sequence number into the 64 bit we have in SeqNo.
         let seq_no = self.rtx_cache.last_cached_seq_no()?;
@@ -1095,6 +1114,41 @@ impl StreamTx {
         }
 
         Some(())
+    }
+
+    /// Floorcast patch: the application sends this stream's RTP itself, protected with the
+    /// context from `DirectApi::take_app_srtp_tx`, and never calls [`StreamTx::write_rtp`].
+    /// NACKs are then queued for [`StreamTx::take_app_nacks`] instead of answered from the
+    /// RTX cache, and sender reports are built from [`StreamTx::note_app_sends`].
+    pub fn set_app_egress(&mut self) {
+        self.app_egress_nacks.get_or_insert_with(Vec::new);
+    }
+
+    /// Floorcast patch: accounts packets the application sent on this stream since the last
+    /// call, so sender reports carry true counts and the RTP time of the last one (which
+    /// receivers use to synchronise audio with video).
+    pub fn note_app_sends(
+        &mut self,
+        packets: u64,
+        bytes: u64,
+        last_seq_no: SeqNo,
+        last_rtp_time: u32,
+        wallclock: Instant,
+        clock_rate: Frequency,
+    ) {
+        self.stats.packets += packets;
+        self.stats.bytes += bytes;
+        self.last_sent_seq_no = last_seq_no;
+        self.rtp_and_wallclock = Some((last_rtp_time, wallclock));
+        self.clock_rate = Some(clock_rate);
+        self.last_used = wallclock;
+    }
+
+    /// Floorcast patch: moves the sequence numbers NACKed since the last call into `out`.
+    pub fn take_app_nacks(&mut self, out: &mut Vec<SeqNo>) {
+        if let Some(nacks) = &mut self.app_egress_nacks {
+            out.append(nacks);
+        }
     }
 
     pub(crate) fn need_sr(&self, now: Instant, intervals: RtcpReportIntervals) -> bool {
