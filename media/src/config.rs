@@ -16,6 +16,10 @@ pub struct MediaConfig {
     /// Send a peer's equal-size datagrams of one loop turn as one UDP GSO message (Linux
     /// 4.18+; without kernel support this falls back to one datagram per message).
     pub udp_gso: bool,
+    /// Forwarded media leaves through our own egress (header template, SRTP with the keys
+    /// str0m negotiated, NACKs answered from a per-source history: see
+    /// [`crate::viewer_egress`]) instead of each viewer's str0m send stream.
+    pub app_egress: bool,
     /// Where ICE-TCP (RFC 6544 passive candidates) listens, for clients whose UDP is blocked.
     pub tcp: TcpListen,
     /// What one ICE-TCP client, and all of them, may hold.
@@ -57,6 +61,7 @@ impl Default for MediaConfig {
             udp_addr: SocketAddr::from(([0, 0, 0, 0], 40000)),
             shards: Self::default_shards(),
             udp_gso: true,
+            app_egress: true,
             tcp: TcpListen::SameAsUdp,
             tcp_limits: TcpLimits::default(),
             public_ips: Vec::new(),

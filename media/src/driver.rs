@@ -262,6 +262,10 @@ impl Transmit for SocketTx<'_> {
     fn tcp_opened(&mut self, remote: SocketAddr, writer: TcpWriter) {
         self.tcp.insert(remote, writer);
     }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        self.batch.buffer()
+    }
 }
 
 impl ShardLoop {

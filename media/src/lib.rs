@@ -28,6 +28,7 @@ mod config;
 mod demux;
 mod driver;
 mod error;
+mod fan_out;
 pub mod forward;
 pub mod framing;
 #[doc(hidden)]
@@ -47,6 +48,7 @@ pub mod stun;
 pub mod tap;
 mod tcp;
 mod tcp_links;
+mod viewer_egress;
 
 pub use config::MediaConfig;
 pub use error::MediaError;

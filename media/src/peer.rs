@@ -11,9 +11,11 @@ use str0m::rtp::Ssrc;
 
 use crate::forward::keyframe::{KeyframeLimiter, VideoCodec};
 use crate::forward::rewrite::Rewriter;
+use crate::forward::rtp_head::HeadTemplate;
 use crate::handle::Follow;
 use crate::ids::{PeerId, Role, SessionId};
 use crate::stats::Kind;
+use crate::viewer_egress::{SendTally, ViewerEgress};
 
 /// The codecs we forward, as a small index for per-binding payload-type tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +129,12 @@ pub(crate) struct OutBinding {
     /// Packets forwarded on this binding; str0m's count of packets sent on the stream less
     /// this is what it retransmitted (NACK → RTX).
     pub forwarded: u64,
+    /// RTP clock rate of the stream.
+    pub clock: u32,
+    /// The stream's RTP header, for our own egress.
+    pub head: HeadTemplate,
+    /// What our own egress sent since str0m last heard of it.
+    pub tally: SendTally,
 }
 
 pub(crate) struct ViewerState {
@@ -141,6 +149,9 @@ pub(crate) struct ViewerState {
     pub follow: Follow,
     /// When this viewer last caused a keyframe request (see `viewer_keyframe_interval`).
     pub last_keyframe_request: Option<Instant>,
+    /// Our own egress for forwarded media, from the moment the viewer is connected (and
+    /// when `MediaConfig::app_egress` is on).
+    pub egress: Option<ViewerEgress>,
 }
 
 impl ViewerState {
@@ -154,6 +165,7 @@ impl ViewerState {
             reports: Vec::new(),
             captions: None,
             last_keyframe_request: None,
+            egress: None,
         }
     }
 
@@ -240,6 +252,9 @@ mod tests {
             waiting_keyframe: false,
             video_source: None,
             forwarded: 100,
+            clock: 90_000,
+            head: HeadTemplate::new(7, None),
+            tally: SendTally::default(),
         });
         let mid = Mid::from("1");
         // str0m sent exactly what was forwarded: no retransmission.

@@ -29,6 +29,12 @@ const MAX_DATAGRAMS: usize = 256;
 const MAX_SEGMENTS: usize = 64;
 /// Bytes of one GSO message: one UDP datagram's payload, less room for IPv6's larger header.
 const MAX_GSO_BYTES: usize = 65_000;
+/// Sent buffers kept for reuse (see [`SendBatch::buffer`]): one batch's worth.
+const MAX_FREE: usize = MAX_DATAGRAMS;
+/// A buffer smaller than this (a STUN answer's) is not worth keeping for RTP.
+const MIN_REUSED_CAPACITY: usize = BUFFER_CAPACITY;
+/// What a new buffer gets: a full-size datagram, so every buffer we make can be reused.
+const BUFFER_CAPACITY: usize = 1_500;
 
 /// One message: datagrams `first..first + segments` of the batch, to one destination.
 struct Message {
@@ -52,6 +58,8 @@ pub(crate) struct SendBatch {
     gso: bool,
     messages: Vec<Message>,
     datagrams: Vec<Vec<u8>>,
+    /// Sent datagrams' buffers, emptied, for the next ones we build ourselves.
+    free: Vec<Vec<u8>>,
     iovecs: Vec<libc::iovec>,
     headers: Vec<libc::mmsghdr>,
     cmsgs: Vec<SegmentCmsg>,
@@ -66,6 +74,7 @@ impl SendBatch {
             gso,
             messages: Vec::with_capacity(BATCH),
             datagrams: Vec::with_capacity(MAX_DATAGRAMS),
+            free: Vec::with_capacity(MAX_FREE),
             iovecs: Vec::with_capacity(MAX_DATAGRAMS),
             headers: Vec::with_capacity(BATCH),
             cmsgs: vec![SegmentCmsg([0; 32]); BATCH],
@@ -74,6 +83,14 @@ impl SendBatch {
 
     pub fn gso(&self) -> bool {
         self.gso
+    }
+
+    /// An empty buffer for the next datagram, recycled from one already sent when there is
+    /// one: the fan-out then allocates nothing per packet.
+    pub fn buffer(&mut self) -> Vec<u8> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER_CAPACITY))
     }
 
     pub fn push(&mut self, fd: RawFd, to: SocketAddr, datagram: Vec<u8>, stats: &MediaStats) {
@@ -184,7 +201,12 @@ impl SendBatch {
             }
             sent += 1;
         }
-        self.datagrams.clear();
+        for mut d in self.datagrams.drain(..) {
+            if self.free.len() < MAX_FREE && d.capacity() >= MIN_REUSED_CAPACITY {
+                d.clear();
+                self.free.push(d);
+            }
+        }
         self.messages.clear();
     }
 }
@@ -417,5 +439,41 @@ mod tests {
         batch.flush(tx.as_raw_fd(), &stats);
         assert_eq!(receive_all(&r, 10).len(), 10);
         assert_eq!(stats.udp_gso_sends.get(), 0);
+    }
+
+    /// Sent buffers come back empty for the next datagrams; small ones (STUN) and more than
+    /// a batch's worth are freed.
+    #[test]
+    fn sent_buffers_are_reused_and_the_pool_is_bounded() {
+        let stats = MediaStats::default();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let r = receiver();
+        let to = r.local_addr().unwrap();
+        let mut batch = SendBatch::new(false);
+        assert_eq!(
+            batch.buffer().capacity(),
+            BUFFER_CAPACITY,
+            "nothing sent yet: a new one"
+        );
+        let mut first = batch.buffer();
+        first.extend_from_slice(&datagram(1, 1200));
+        let ptr = first.as_ptr();
+        batch.push(tx.as_raw_fd(), to, first, &stats);
+        batch.push(tx.as_raw_fd(), to, datagram(2, 60), &stats);
+        batch.flush(tx.as_raw_fd(), &stats);
+        assert_eq!(receive_all(&r, 2).len(), 2);
+        let again = batch.buffer();
+        assert!(again.is_empty());
+        assert_eq!(
+            again.as_ptr(),
+            ptr,
+            "the sent 1200-byte buffer, not a new one"
+        );
+        assert!(batch.free.is_empty(), "the 60-byte one was not kept");
+        for i in 0..(MAX_FREE + 50) {
+            batch.push(tx.as_raw_fd(), to, datagram(i as u8, 1200), &stats);
+        }
+        batch.flush(tx.as_raw_fd(), &stats);
+        assert!(batch.free.len() <= MAX_FREE);
     }
 }

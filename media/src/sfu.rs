@@ -13,15 +13,18 @@ use str0m::channel::ChannelId;
 use str0m::config::DtlsCert;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind};
 use str0m::net::{Protocol, Receive, TcpType};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::rtp::{Extension, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc, RtcConfig};
 use tracing::{debug, info, info_span, warn};
 
 use crate::config::MediaConfig;
 use crate::demux::{Demux, Route};
 use crate::error::MediaError;
+use crate::fan_out::{FanOutTally, Written, write_to_viewer};
+use crate::forward::history::History;
 use crate::forward::keyframe::starts_keyframe;
 use crate::forward::rewrite::{Rewriter, SourceKey};
+use crate::forward::rtp_head::{HeadFields, HeadTemplate};
 use crate::handle::{Answer, Follow, MediaEvent, Takeover};
 use crate::ids::{PeerId, PeerMap, Role, SessionId};
 use crate::peer::{FwdCodec, OutBinding, Peer, PeerKind, PublisherState, ViewerState};
@@ -31,6 +34,7 @@ use crate::stats::{Kind, MediaStats, ViewerLink};
 use crate::tap;
 use crate::tcp::TcpWriter;
 use crate::tcp_links::{LinkRoute, TcpLinks};
+use crate::viewer_egress::{SendTally, ViewerEgress};
 
 /// Where the core's outgoing datagrams go. The driver implements it on the socket; tests
 /// collect into memory.
@@ -44,6 +48,12 @@ pub(crate) trait Transmit {
 
     /// A connection of this shard opened: `writer` is where its datagrams go.
     fn tcp_opened(&mut self, _remote: SocketAddr, _writer: TcpWriter) {}
+
+    /// An empty buffer for a datagram we build ourselves: the driver hands back one it sent
+    /// before, so our own egress allocates nothing per packet once warm.
+    fn buffer(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 /// Events kept for the server; beyond this they are dropped (the server lags, media does not).
@@ -54,6 +64,8 @@ const MAX_OUTPUTS_PER_POLL: usize = 10_000;
 /// owner's own limit per publisher (`keyframe_min_interval`), so it never delays a PLI.
 const REMOTE_KEYFRAME_ASK_INTERVAL: Duration = Duration::from_millis(100);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
+/// A source's retransmission history is dropped after this long without a packet.
+const HISTORY_IDLE: Duration = Duration::from_secs(10);
 /// The label of the data channel a viewer opens to receive captions. The viewer creates it
 /// (an m=application section in its WHEP offer), so viewers that want no captions cost
 /// nothing, and the SFU never has to renegotiate to add one.
@@ -185,6 +197,14 @@ pub(crate) struct Sfu {
     /// for one skip every video packet until it comes, and each skip would otherwise be a
     /// message. Pruned in housekeeping.
     remote_keyframe_asks: PeerMap<Instant>,
+    /// Publisher packets received this turn, fanned out viewer by viewer at the turn's end
+    /// (see [`Sfu::fan_out_turn`]).
+    turn: Vec<Arc<Relayed>>,
+    /// Recent packets of each source stream on this shard, for NACKs answered by our own
+    /// egress; with when each last got one (idle ones are pruned).
+    histories: HashMap<SourceKey, (Instant, History<Relayed>)>,
+    /// Scratch for one NACK's sequence numbers.
+    nacked: Vec<SeqNo>,
 }
 
 impl Sfu {
@@ -221,6 +241,9 @@ impl Sfu {
             tx_datagrams: 0,
             tx_bytes: 0,
             remote_keyframe_asks: PeerMap::default(),
+            turn: Vec::new(),
+            histories: HashMap::new(),
+            nacked: Vec::new(),
         }
     }
 
@@ -459,10 +482,7 @@ impl Sfu {
                 data,
             } => self.receive(now, via, source, destination, &data, tx),
             ShardMsg::Route { addr, owner } => self.demux.set_foreign(addr, owner),
-            ShardMsg::Media(packet) => {
-                self.fan_out(&packet, now);
-                self.reap(now);
-            }
+            ShardMsg::Media(packet) => self.turn.push(packet),
             ShardMsg::TcpOpen { remote, writer } => {
                 self.tcp_links.opened(remote);
                 tx.tcp_opened(remote, writer);
@@ -612,12 +632,14 @@ impl Sfu {
             debug!(error = %e, "datagram refused");
             self.stats.unroutable_datagrams.add(1);
         }
+        self.answer_nacks(id, now, tx);
         self.poll_peer(id, now, tx);
         self.reap(now);
     }
 
     /// Drives every peer whose deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        self.fan_out_turn(now, tx);
         // Each due peer is handled once per call, even if str0m asks for `now` again.
         let due: usize = self.deadlines.range(..=(now, PeerId(u64::MAX))).count();
         for _ in 0..due {
@@ -633,6 +655,7 @@ impl Sfu {
             };
             peer.deadline = None;
             let _span = peer.span.clone().entered();
+            Self::hand_over_tallies(peer);
             if let Some(p) = peer.publisher()
                 && p.keyframes.handle_timeout(now)
             {
@@ -826,8 +849,19 @@ impl Sfu {
             };
             match output {
                 Output::Timeout(at) => {
+                    if let PeerKind::Viewer(v) = &mut peer.kind
+                        && let Some(egress) = &mut v.egress
+                        && let Some((proto, _, dest)) = peer.rtc.send_addr()
+                    {
+                        egress.set_route(proto, dest);
+                    }
                     let kf = peer.publisher().and_then(|p| p.keyframes.poll_timeout());
                     let at = kf.map_or(at, |k| k.min(at));
+                    // A timer already due earlier stays: str0m's answer after a datagram can
+                    // lie later than a timer it named before (the viewer's stats and sender
+                    // reports then never came while it kept sending RTCP), and a timeout
+                    // that finds nothing due costs one poll.
+                    let at = peer.deadline.map_or(at, |d| d.min(at));
                     self.schedule(id, Some(at));
                     return;
                 }
@@ -848,7 +882,7 @@ impl Sfu {
 
     fn on_event(&mut self, id: PeerId, event: Event, now: Instant) {
         match event {
-            Event::RtpPacket(pkt) => self.forward(id, pkt, now),
+            Event::RtpPacket(pkt) => self.forward(id, pkt),
             Event::Connected => {
                 let Some(peer) = self.peers.get_mut(&id) else {
                     return;
@@ -865,6 +899,7 @@ impl Sfu {
                     session: session.clone(),
                     role,
                 });
+                self.start_app_egress(id);
                 if let Some(follow) = wants_video {
                     self.request_keyframe(&session, follow, now);
                 }
@@ -994,6 +1029,10 @@ impl Sfu {
                     return;
                 };
                 let remote = media.remote_pts().to_vec();
+                let mid_ext = media
+                    .remote_extmap()
+                    .id_of(Extension::RtpMid)
+                    .map(|id| (id, mid.to_string()));
                 let mut pts = [None; 3];
                 for p in peer.rtc.codec_config().params() {
                     if let Some(c) = FwdCodec::from_str0m(p.spec().codec)
@@ -1015,6 +1054,8 @@ impl Sfu {
                     MediaKind::Audio => (48_000, false),
                     MediaKind::Video => (90_000, true),
                 };
+                let head =
+                    HeadTemplate::new(*ssrc, mid_ext.as_ref().map(|(id, m)| (*id, m.as_bytes())));
                 let binding = OutBinding {
                     ssrc,
                     pts,
@@ -1022,7 +1063,14 @@ impl Sfu {
                     waiting_keyframe: waiting,
                     video_source: None,
                     forwarded: 0,
+                    clock,
+                    head,
+                    tally: SendTally::default(),
                 };
+                let app_egress = peer.viewer().is_some_and(|v| v.egress.is_some());
+                if app_egress && let Some(stream) = peer.rtc.direct_api().stream_tx(&ssrc) {
+                    stream.set_app_egress();
+                }
                 let v = peer.viewer().expect("viewer kind checked above");
                 match kind {
                     MediaKind::Audio => v.audio = Some(binding),
@@ -1059,7 +1107,7 @@ impl Sfu {
     /// One publisher packet (on its session's home shard) to every viewer of its session:
     /// decides who receives it, then writes it to this shard's viewers and relays it once to
     /// each other shard that has viewers.
-    fn forward(&mut self, from: PeerId, pkt: str0m::rtp::RtpPacket, now: Instant) {
+    fn forward(&mut self, from: PeerId, pkt: str0m::rtp::RtpPacket) {
         let Some(publisher) = self.peers.get_mut(&from) else {
             return;
         };
@@ -1110,32 +1158,67 @@ impl Sfu {
             marker: pkt.header.marker,
             payload: pkt.payload,
         };
-        if remote == 0 {
-            self.fan_out(&packet, now);
-            return;
-        }
         let packet = Arc::new(packet);
         for shard in (0..self.shard.count).filter(|s| remote & (1 << s) != 0) {
             self.stats.shard_packets_relayed.add(1);
             self.outbox.push((shard, ShardMsg::Media(packet.clone())));
         }
-        self.fan_out(&packet, now);
+        self.turn.push(packet);
     }
 
-    /// Writes one publisher packet to this shard's viewers of its session: the hot path.
-    fn fan_out(&mut self, packet: &Relayed, now: Instant) {
-        let Some(session) = self.sessions.get_mut(&packet.session) else {
+    /// Writes the turn's publisher packets to this shard's viewers: the hot path.
+    ///
+    /// Viewer by viewer, each getting all of the turn's packets for it at once: its state
+    /// is touched once per turn, and its datagrams leave back to back, which the send batch
+    /// turns into one UDP GSO message.
+    fn fan_out_turn(&mut self, now: Instant, tx: &mut dyn Transmit) {
+        if self.turn.is_empty() {
+            return;
+        }
+        let mut turn = std::mem::take(&mut self.turn);
+        if self.config.app_egress {
+            for p in &turn {
+                let h = self
+                    .histories
+                    .entry(p.source)
+                    .or_insert_with(|| (now, History::new()));
+                h.0 = now;
+                h.1.push(p.seq, p.clone());
+            }
+        }
+        if turn.iter().all(|p| p.session == turn[0].session) {
+            // The usual turn: one session's packets.
+            let session = turn[0].session.clone();
+            self.fan_out_session(&session, &turn, now, tx);
+            turn.clear();
+            self.turn = turn;
+        } else {
+            // Session by session, in the order their first packet came (a turn holds a
+            // handful), each session's packets in arrival order.
+            while !turn.is_empty() {
+                let session = turn[0].session.clone();
+                let (mine, others): (Vec<_>, Vec<_>) =
+                    turn.drain(..).partition(|p| p.session == session);
+                self.fan_out_session(&session, &mine, now, tx);
+                turn = others;
+            }
+        }
+        self.reap(now);
+    }
+
+    fn fan_out_session(
+        &mut self,
+        session_id: &SessionId,
+        packets: &[Arc<Relayed>],
+        now: Instant,
+        tx: &mut dyn Transmit,
+    ) {
+        let Some(session) = self.sessions.get_mut(session_id) else {
             return;
         };
-        let codec = packet.codec;
-        let kind = codec.kind();
-        let media_kind = match kind {
-            Kind::Audio => MediaKind::Audio,
-            Kind::Video => MediaKind::Video,
-        };
-        let from = packet.source.peer;
-        // Taken out so viewers can be polled (and borrow `self`) inside the loop; nothing
-        // adds viewers meanwhile, and removals wait in `dead`. An empty Vec allocates nothing.
+        // Taken out so viewers can be reached (and `self` borrowed) inside the loop;
+        // nothing adds viewers meanwhile, and removals wait in `dead`. An empty Vec
+        // allocates nothing.
         let take = |list: &mut Vec<PeerId>, wanted: bool| {
             if wanted {
                 std::mem::take(list)
@@ -1143,95 +1226,162 @@ impl Sfu {
                 Vec::new()
             }
         };
-        let viewers = take(&mut session.viewers, packet.to_current);
-        let floor_viewers = take(&mut session.floor_viewers, packet.to_floor);
-        let mut written = 0u64;
-        let mut someone_waits = false;
-        for &vid in viewers.iter().chain(&floor_viewers) {
-            let Some(viewer) = self.peers.get_mut(&vid) else {
-                continue;
-            };
-            if !viewer.connected {
-                continue;
-            }
-            let PeerKind::Viewer(v) = &mut viewer.kind else {
-                continue;
-            };
-            let audio_only = v.video.is_none();
-            let Some(b) = v.binding(media_kind) else {
-                continue;
-            };
-            if media_kind == MediaKind::Video && b.video_source != Some(from) {
-                // A new video source (or the first): its pictures make sense from a keyframe on.
-                b.video_source = Some(from);
-                b.waiting_keyframe = true;
-            }
-            if b.waiting_keyframe {
-                if !packet.keyframe {
-                    someone_waits = true;
+        let to_current = packets.iter().any(|p| p.to_current);
+        let to_floor = packets.iter().any(|p| p.to_floor);
+        let viewers = take(&mut session.viewers, to_current);
+        let floor_viewers = take(&mut session.floor_viewers, to_floor);
+        let mut out = FanOutTally::default();
+        for (list, floor) in [(&viewers, false), (&floor_viewers, true)] {
+            for &vid in list {
+                let Some(viewer) = self.peers.get_mut(&vid) else {
+                    continue;
+                };
+                if !viewer.connected {
                     continue;
                 }
-                b.waiting_keyframe = false;
-            }
-            let Some(pt) = b.pts[codec as usize] else {
-                continue;
-            };
-            let Some((seq, ts)) =
-                b.rewriter
-                    .rewrite(packet.source, packet.seq, packet.timestamp, now)
-            else {
-                continue;
-            };
-            let out_ssrc = b.ssrc;
-            b.forwarded += 1;
-            let first = !v.first_media_sent && (kind == Kind::Video || audio_only);
-            if first {
-                v.first_media_sent = true;
-                let join = now.saturating_duration_since(v.offered_at);
-                push_capped(
-                    &mut self.events,
-                    MediaEvent::FirstMedia {
-                        peer: vid,
-                        session: packet.session.clone(),
-                        join,
-                    },
-                );
-            }
-            if let Some(stream) = viewer.rtc.direct_api().stream_tx(&out_ssrc) {
-                stream.write_rtp(
-                    RtpWrite::new(pt, SeqNo::from(seq), ts, now, packet.payload.clone())
-                        .marker(packet.marker)
-                        .nackable(true),
-                );
-                written += 1;
-            }
-            // Not polled here: str0m releases written packets on its next timeout, so the
-            // viewer is made due now and `handle_timeout` (every loop turn) polls it once
-            // for all it got this turn. That saves a poll per viewer-packet and sends a
-            // viewer's packets of the turn back to back, one GSO message.
-            if viewer.deadline.is_none_or(|d| d > now) {
-                if let Some(old) = viewer.deadline.replace(now) {
-                    self.deadlines.remove(&(old, vid));
+                let mut via_str0m = false;
+                for p in packets
+                    .iter()
+                    .filter(|p| if floor { p.to_floor } else { p.to_current })
+                {
+                    let written = write_to_viewer(viewer, p, now, tx, &mut self.events);
+                    via_str0m |= matches!(written, Written::Str0m);
+                    out.count(p, &written);
                 }
-                self.deadlines.insert((now, vid));
+                if via_str0m {
+                    // str0m releases written packets on its next timeout: the viewer is made
+                    // due now, and `handle_timeout` polls it once for all it got this turn.
+                    if viewer.deadline.is_none_or(|d| d > now) {
+                        if let Some(old) = viewer.deadline.replace(now) {
+                            self.deadlines.remove(&(old, vid));
+                        }
+                        self.deadlines.insert((now, vid));
+                    }
+                }
             }
         }
-        if let Some(session) = self.sessions.get_mut(&packet.session) {
-            if packet.to_current {
+        if let Some(session) = self.sessions.get_mut(session_id) {
+            if to_current {
                 debug_assert!(session.viewers.is_empty());
                 session.viewers = viewers;
             }
-            if packet.to_floor {
+            if to_floor {
                 debug_assert!(session.floor_viewers.is_empty());
                 session.floor_viewers = floor_viewers;
             }
         }
-        let len = packet.payload.len() as u64;
-        self.stats.rtp_out.record(kind, written, written * len);
-        if someone_waits {
-            // Whoever waits gets this publisher's video: ask it.
-            self.request_keyframe_from(packet.source_peer(), now);
+        for (kind, (packets, payload_bytes)) in [(Kind::Audio, out.audio), (Kind::Video, out.video)]
+        {
+            self.stats.rtp_out.record(kind, packets, payload_bytes);
         }
+        self.stats.app_egress_packets.add(out.direct_datagrams);
+        self.tx_datagrams += out.direct_datagrams;
+        self.tx_bytes += out.direct_bytes;
+        // Whoever waits gets this publisher's video: ask it.
+        for source in out.waiting {
+            self.request_keyframe_from(source, now);
+        }
+    }
+
+    /// Answers the NACKs str0m took from a viewer's RTCP, for streams our own egress sends:
+    /// the packet is found in its source's history through the viewer's rewriter, and sent
+    /// again with the sequence number and timestamp it had.
+    fn answer_nacks(&mut self, id: PeerId, now: Instant, tx: &mut dyn Transmit) {
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Peer { rtc, kind, .. } = peer;
+        let PeerKind::Viewer(v) = kind else {
+            return;
+        };
+        let ViewerState {
+            audio,
+            video,
+            egress,
+            ..
+        } = v;
+        let Some(egress) = egress else {
+            return;
+        };
+        for b in [audio, video].into_iter().flatten() {
+            if let Some(stream) = rtc.direct_api().stream_tx(&b.ssrc) {
+                stream.take_app_nacks(&mut self.nacked);
+            }
+            for seq in self.nacked.drain(..) {
+                let out_seq = *seq;
+                let Some((source, in_seq, ts_offset)) = b.rewriter.source_of(out_seq) else {
+                    self.stats.nacks_unanswered.add(1);
+                    continue;
+                };
+                let Some(p) = self.histories.get(&source).and_then(|h| h.1.get(in_seq)) else {
+                    self.stats.nacks_unanswered.add(1);
+                    continue;
+                };
+                let Some(pt) = b.pts[p.codec as usize] else {
+                    continue;
+                };
+                let timestamp = p.timestamp.wrapping_add(ts_offset);
+                let fields = HeadFields {
+                    pt: *pt,
+                    marker: p.marker,
+                    seq: out_seq as u16,
+                    timestamp,
+                };
+                let bytes = egress.send(&b.head, fields, *b.ssrc, out_seq, &p.payload, tx);
+                b.tally.add(out_seq, timestamp, p.payload.len(), now);
+                self.tx_datagrams += 1;
+                self.tx_bytes += bytes as u64;
+            }
+        }
+    }
+
+    /// Tells str0m what our own egress sent on a viewer's streams, for its sender reports.
+    fn hand_over_tallies(peer: &mut Peer) {
+        let Peer { rtc, kind, .. } = peer;
+        let PeerKind::Viewer(v) = kind else {
+            return;
+        };
+        if v.egress.is_none() {
+            return;
+        }
+        for b in [v.audio.as_mut(), v.video.as_mut()].into_iter().flatten() {
+            if b.tally.is_pending()
+                && let Some(stream) = rtc.direct_api().stream_tx(&b.ssrc)
+            {
+                b.tally.hand_to(stream, b.clock);
+            }
+        }
+    }
+
+    /// Once a viewer is connected, our own egress sends its forwarded media, with the SRTP
+    /// keys str0m negotiated and to the address ICE nominated.
+    fn start_app_egress(&mut self, id: PeerId) {
+        if !self.config.app_egress {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some((proto, _, dest)) = peer.rtc.send_addr() else {
+            return;
+        };
+        let Peer {
+            rtc, kind, span, ..
+        } = peer;
+        let PeerKind::Viewer(v) = kind else {
+            return;
+        };
+        let mut api = rtc.direct_api();
+        let Some(srtp) = api.take_app_srtp_tx() else {
+            span.in_scope(|| warn!("no SRTP context for our own egress; str0m sends"));
+            return;
+        };
+        for b in [v.audio.as_ref(), v.video.as_ref()].into_iter().flatten() {
+            if let Some(stream) = api.stream_tx(&b.ssrc) {
+                stream.set_app_egress();
+            }
+        }
+        v.egress = Some(ViewerEgress::new(srtp, proto, dest));
     }
 
     /// Tells the session's home shard whether this shard has viewers of it (it relays the
@@ -1374,6 +1524,8 @@ impl Sfu {
         }
         self.remote_keyframe_asks
             .retain(|_, t| now.saturating_duration_since(*t) < REMOTE_KEYFRAME_ASK_INTERVAL);
+        self.histories
+            .retain(|_, (t, _)| now.saturating_duration_since(*t) < HISTORY_IDLE);
         let limit = self.config.connect_timeout;
         for peer in self.peers.values() {
             if !peer.connected && now.saturating_duration_since(peer.created) > limit {
@@ -1444,7 +1596,7 @@ fn is_mdns_candidate(line: &str) -> bool {
 
 /// Events wait here only until the end of the loop turn; the cap bounds what one turn can
 /// pile up (a burst of first packets to thousands of viewers joining together).
-fn push_capped(events: &mut VecDeque<MediaEvent>, e: MediaEvent) {
+pub(crate) fn push_capped(events: &mut VecDeque<MediaEvent>, e: MediaEvent) {
     if events.len() < MAX_PENDING_EVENTS {
         events.push_back(e);
     }

@@ -50,6 +50,9 @@ impl Transmit for Wire {
 thread_local! {
     /// Shards of the worlds this test thread builds.
     static SHARDS: Cell<usize> = const { Cell::new(1) };
+    /// Whether the worlds this test thread builds send forwarded media through str0m's send
+    /// streams instead of our own egress.
+    static STR0M_EGRESS: Cell<bool> = const { Cell::new(false) };
 }
 
 /// The SFU shards of one node, driven as `driver.rs` drives them, on virtual time: commands
@@ -408,6 +411,7 @@ impl World {
         let now = Instant::now();
         let config = MediaConfig {
             udp_addr: SFU_ADDR.parse().unwrap(),
+            app_egress: config.app_egress && !STR0M_EGRESS.get(),
             ..config
         };
         let sfu = Node::new(config, SHARDS.get());
@@ -1511,9 +1515,8 @@ fn one_viewers_keyframe_requests_are_spaced_out() {
 
 /// Every scenario above, with the node split in two shards: a session's viewers on both,
 /// datagrams landing on either socket whoever owns the peer.
-#[test]
-fn every_scenario_on_two_shards() {
-    let scenarios: &[(&str, fn())] = &[
+fn scenarios() -> Vec<(&'static str, fn())> {
+    vec![
         (
             "forwards_to_viewers_and_survives_publisher_restart",
             forwards_to_viewers_and_survives_publisher_restart,
@@ -1587,13 +1590,56 @@ fn every_scenario_on_two_shards() {
             "a_viewer_waiting_on_another_shard_asks_a_few_times_a_second",
             a_viewer_waiting_on_another_shard_asks_a_few_times_a_second,
         ),
-    ];
+    ]
+}
+
+#[test]
+fn every_scenario_on_two_shards() {
     SHARDS.set(2);
-    for (name, scenario) in scenarios {
+    for (name, scenario) in scenarios() {
         eprintln!("two shards: {name}");
         scenario();
     }
     SHARDS.set(1);
+}
+
+/// Every scenario above with forwarded media written to str0m's send streams
+/// (`app_egress = false`), the path our own egress replaced and which stays as the fallback.
+#[test]
+fn every_scenario_through_str0m_send_streams() {
+    STR0M_EGRESS.set(true);
+    for (name, scenario) in scenarios() {
+        eprintln!("str0m egress: {name}");
+        scenario();
+    }
+    STR0M_EGRESS.set(false);
+}
+
+/// Forwarded packets leave through our own egress by default, and only when it is on.
+#[test]
+fn forwarded_media_leaves_through_our_own_egress() {
+    for str0m_egress in [false, true] {
+        STR0M_EGRESS.set(str0m_egress);
+        let session = SessionId::new("s1");
+        let mut w = World::new();
+        let viewer = w.add_viewer(5001, &session, AV);
+        let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
+        assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
+        let mut ft = 0;
+        w.floor_ticks(floor, &mut ft, 50);
+        assert!(count_since(&w.clients[viewer], 0, MediaKind::Video, FLOOR_FILL) >= 40);
+        let stats = w.sfu.stats();
+        let (own, all) = (
+            stats.app_egress_packets.get(),
+            stats.rtp_out.packets(Kind::Audio) + stats.rtp_out.packets(Kind::Video),
+        );
+        if str0m_egress {
+            assert_eq!(own, 0);
+        } else {
+            assert!(own > 0 && own == all, "own egress {own} of {all}");
+        }
+    }
+    STR0M_EGRESS.set(false);
 }
 
 /// Two shards: the session's 200 viewers are spread over both, each receives the floor with

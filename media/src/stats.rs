@@ -190,8 +190,14 @@ pub struct MediaStats {
     pub rtp_out: DirectionCounters,
     /// NACKs received from viewers.
     pub nacks: Counter,
-    /// RTP packets str0m resent to viewers after their NACKs (RTX).
+    /// RTP packets resent to viewers after their NACKs.
     pub retransmitted: Counter,
+    /// Viewer packets sent by our own egress (the rest of `rtp_out` went through str0m's
+    /// send streams).
+    pub app_egress_packets: Counter,
+    /// NACKed packets that could not be resent: no longer in their source's history (or the
+    /// source changed since).
+    pub nacks_unanswered: Counter,
     /// Keyframe requests (PLI/FIR) sent to publishers.
     pub plis: Counter,
     /// Keyframe requests received from viewers (before rate limiting).

@@ -163,6 +163,10 @@ pub struct ServeArgs {
     /// Send a viewer's packets of one loop turn as one UDP GSO message [default: true].
     #[arg(long, value_name = "true|false", action = ArgAction::Set, help_heading = "Media")]
     pub media_udp_gso: Option<bool>,
+    /// Forwarded media through Floorcast's own RTP/SRTP egress rather than str0m's send
+    /// streams [default: true].
+    #[arg(long, value_name = "true|false", action = ArgAction::Set, help_heading = "Media")]
+    pub media_app_egress: Option<bool>,
     /// ICE-TCP listen address, or `off` [default: the media UDP address and port].
     #[arg(long, value_name = "ADDR|off", help_heading = "Media")]
     pub media_tcp_addr: Option<String>,
@@ -257,6 +261,7 @@ impl ServeArgs {
             media_public_ips: self.media_public_ips.clone(),
             media_shards: self.media_shards,
             media_udp_gso: self.media_udp_gso,
+            media_app_egress: self.media_app_egress,
             media_tcp_addr: self.media_tcp_addr.clone(),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),

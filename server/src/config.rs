@@ -34,6 +34,7 @@ pub const ENV_KEYS: &[&str] = &[
     "media_public_ips",
     "media_shards",
     "media_udp_gso",
+    "media_app_egress",
     "media_tcp_addr",
     "tls_cert",
     "tls_key",
@@ -149,6 +150,10 @@ pub struct Config {
     /// (Linux 4.18+; falls back by itself where the kernel or device refuses). Off only to
     /// measure the difference.
     pub media_udp_gso: bool,
+    /// Forwarded media leaves through Floorcast's own egress (RTP header and SRTP written
+    /// by the SFU with the keys str0m negotiated) rather than each viewer's str0m send
+    /// stream. Off only to measure the difference.
+    pub media_app_egress: bool,
     /// ICE-TCP (RFC 6544) for clients whose UDP is blocked: the TCP address of the passive
     /// candidate (`0.0.0.0:443` for firewalls that pass only HTTPS). Absent: the media UDP
     /// address and port; `off` or empty: no ICE-TCP. See [`Config::media_tcp`].
@@ -210,6 +215,7 @@ impl Default for Config {
             tls_key: None,
             media_shards: None,
             media_udp_gso: true,
+            media_app_egress: true,
             media_tcp_addr: None,
             max_peers: 10_000,
             max_peers_per_session: 5_000,
@@ -252,6 +258,8 @@ pub struct Overrides {
     pub media_shards: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_udp_gso: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_app_egress: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_tcp_addr: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -806,6 +814,7 @@ mod tests {
         ("media_public_ips", &["--media-public-ips", "192.0.2.7"]),
         ("media_shards", &["--media-shards", "2"]),
         ("media_udp_gso", &["--media-udp-gso", "false"]),
+        ("media_app_egress", &["--media-app-egress", "false"]),
         ("media_tcp_addr", &["--media-tcp-addr", "127.0.0.1:41443"]),
         ("tls_cert", &["--tls-cert", "/etc/fc/cert.pem"]),
         ("tls_key", &["--tls-key", "/etc/fc/key.pem"]),

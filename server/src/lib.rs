@@ -257,6 +257,7 @@ fn start_media(config: &Config, audio_tap: Option<media::AudioTap>) -> Result<Me
             .media_shards
             .unwrap_or_else(media::MediaConfig::default_shards),
         udp_gso: config.media_udp_gso,
+        app_egress: config.media_app_egress,
         // Validated when the config was loaded.
         tcp: config.media_tcp().unwrap_or_default(),
         audio_tap,

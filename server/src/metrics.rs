@@ -36,6 +36,8 @@ struct Inner {
     rtp_bytes: IntCounterVec,
     nacks: IntCounter,
     retransmitted: IntCounter,
+    nacks_unanswered: IntCounter,
+    app_egress_packets: IntCounter,
     plis: IntCounter,
     join_duration: Histogram,
     http_requests: IntCounterVec,
@@ -113,6 +115,17 @@ impl Metrics {
             "RTP packets resent to viewers after their NACKs (RTX).",
         )?;
         registry.register(Box::new(retransmitted.clone()))?;
+        let nacks_unanswered = IntCounter::new(
+            "floorcast_rtp_nacks_unanswered_total",
+            "NACKed packets that could not be resent: gone from their source's history.",
+        )?;
+        registry.register(Box::new(nacks_unanswered.clone()))?;
+        let app_egress_packets = IntCounter::new(
+            "floorcast_rtp_app_egress_packets_total",
+            "RTP packets to viewers sent by Floorcast's own egress (the rest of \
+             floorcast_rtp_packets_total{direction=\"out\"} went through str0m's send streams).",
+        )?;
+        registry.register(Box::new(app_egress_packets.clone()))?;
         let plis = IntCounter::new(
             "floorcast_pli_total",
             "Keyframe requests (PLI/FIR) sent to publishers.",
@@ -322,6 +335,8 @@ impl Metrics {
                 rtp_bytes,
                 nacks,
                 retransmitted,
+                nacks_unanswered,
+                app_egress_packets,
                 plis,
                 join_duration,
                 http_requests,
@@ -488,6 +503,8 @@ impl Metrics {
             }
             advance(&inner.nacks, stats.nacks.get());
             advance(&inner.retransmitted, stats.retransmitted.get());
+            advance(&inner.nacks_unanswered, stats.nacks_unanswered.get());
+            advance(&inner.app_egress_packets, stats.app_egress_packets.get());
             advance(&inner.plis, stats.plis.get());
             advance(&inner.udp_send_drops, stats.send_drops.get());
             advance(&inner.udp_gso_sends, stats.udp_gso_sends.get());
@@ -767,6 +784,8 @@ mod tests {
         stats.rtp_out.record(Kind::Audio, 10, 1000);
         stats.nacks.add(2);
         stats.retransmitted.add(3);
+        stats.nacks_unanswered.add(4);
+        stats.app_egress_packets.add(9);
         stats.forward_latency.observe(Duration::from_micros(80));
         stats.forward_latency.observe(Duration::from_millis(3));
         m.observe_join(Duration::from_millis(700));
@@ -783,6 +802,8 @@ mod tests {
             "floorcast_rtp_bytes_total{direction=\"out\",kind=\"audio\"} 1000",
             "floorcast_nack_total 2",
             "floorcast_rtp_retransmitted_packets_total 3",
+            "floorcast_rtp_nacks_unanswered_total 4",
+            "floorcast_rtp_app_egress_packets_total 9",
             "floorcast_forward_latency_seconds_bucket{le=\"0.0001\"} 1",
             "floorcast_forward_latency_seconds_count 2",
             "floorcast_pli_total 0",

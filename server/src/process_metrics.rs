@@ -242,9 +242,11 @@ mod tests {
         let stat = "4242 (floorcast-me dia)) R 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 1 0";
         assert_eq!(stat_cpu_ticks(stat), Some(175));
         assert_eq!(stat_cpu_ticks("garbage"), None);
-        // This test's own thread is found by its name.
+        // This test's own thread is found by its name (the kernel keeps 15 bytes of it, so
+        // the module's other tests running alongside may share it).
         let name = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
-        assert_eq!(thread_cpu_seconds(name.trim_end()).map(|(_, n)| n), Some(1));
+        let found = thread_cpu_seconds(name.trim_end()).map(|(_, n)| n);
+        assert!(found.is_some_and(|n| n >= 1), "{found:?}");
         assert!(thread_cpu_seconds("no-such-thread").is_none());
     }
 

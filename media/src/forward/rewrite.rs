@@ -78,6 +78,16 @@ impl Rewriter {
         Some((seq, ts))
     }
 
+    /// For a retransmission: the source packet behind outgoing sequence number `out_seq`
+    /// (source, its sequence number) and the timestamp offset to apply, while that source is
+    /// still the current one. Pure: a retransmission never moves the mapping.
+    pub fn source_of(&self, out_seq: u64) -> Option<(SourceKey, u64, u32)> {
+        let s = self.source?;
+        let in_seq = out_seq.wrapping_sub(s.seq_offset);
+        let sent = self.last.is_some_and(|l| out_seq <= l.seq);
+        (sent && in_seq >= s.first_in_seq).then_some((s.key, in_seq, s.ts_offset))
+    }
+
     /// Whether any packet was written on this stream yet.
     pub fn started(&self) -> bool {
         self.last.is_some()
@@ -164,6 +174,25 @@ mod tests {
         r.rewrite(A, 1, u32::MAX - 10, now).unwrap();
         let (_, ts) = r.rewrite(B, 7, 5, now + Duration::from_millis(1)).unwrap();
         assert_eq!(ts, (u32::MAX - 10).wrapping_add(90));
+    }
+
+    #[test]
+    fn a_retransmission_finds_its_source_packet_only_while_that_source_is_current() {
+        let now = Instant::now();
+        let mut r = Rewriter::new(90_000);
+        r.rewrite(A, 100, 9_000, now).unwrap();
+        r.rewrite(A, 101, 12_000, now).unwrap();
+        let (key, seq, off) = r.source_of(101).unwrap();
+        assert_eq!((key, seq, 12_000u32.wrapping_add(off)), (A, 101, 12_000));
+        assert!(r.source_of(102).is_none(), "not sent yet");
+        assert!(
+            r.source_of(99).is_none(),
+            "before the source's first packet"
+        );
+        let (out, ts) = r.rewrite(B, 7_000, 5, now).unwrap();
+        let (key, seq, off) = r.source_of(out).unwrap();
+        assert_eq!((key, seq, 5u32.wrapping_add(off)), (B, 7_000, ts));
+        assert!(r.source_of(101).is_none(), "A's packets are gone with A");
     }
 
     proptest! {
