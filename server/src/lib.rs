@@ -33,6 +33,7 @@ pub mod peer_resources;
 mod process_metrics;
 pub mod secret;
 pub mod session;
+pub mod session_registry;
 pub mod signal;
 pub mod state;
 pub mod store;

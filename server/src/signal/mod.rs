@@ -29,7 +29,6 @@ use crate::api::floor::participant;
 use crate::auth::Grant;
 use crate::config::Config;
 use crate::drain::Drain;
-use crate::floor::runtime::Floors;
 use crate::media_engine::{BoxFuture, Media, MediaEngine, reply_raw};
 use crate::metrics::Limit;
 use crate::peer_resources::{Resource, ResourceKind, Resources};
@@ -44,7 +43,6 @@ use sdp::SdpOffer;
 pub struct SignalDeps {
     pub media: Media,
     pub resources: Resources,
-    pub floors: Floors,
     pub store: Store,
     pub drain: Drain,
     pub limits: SignalLimits,
@@ -57,7 +55,6 @@ impl FromRef<AppState> for SignalDeps {
         SignalDeps {
             media: state.media.clone(),
             resources: state.resources.clone(),
-            floors: state.floors.clone(),
             store: state.store.clone(),
             drain: state.drain.clone(),
             limits: state.signal_limits.clone(),
