@@ -26,8 +26,6 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server", 
 ALLOWED = {
     # HTTP modules among themselves.
     ("state", "signal"): "AppState holds signal::limits::SignalLimits: move the limits below state",
-    # Domain modules among themselves.
-    ("metrics", "auth"): "metrics pre-registers AuthError::REFUSALS labels; auth counts through AuthMetrics",
 }
 
 CRATE_PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")

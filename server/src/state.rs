@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
-use crate::auth::{AuthKeys, StreamSlots, TokenPolicy};
+use crate::auth::{AuthError, AuthKeys, StreamSlots, TokenPolicy};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::floor::rate_limit::RateLimiter;
@@ -59,7 +59,7 @@ impl AppState {
     pub async fn new(config: Config, store: Store, media: Media) -> Result<Self, StateError> {
         let secret = config.jwt_secret.as_deref().ok_or(StateError::NoSecret)?;
         let metrics = Metrics::new()?;
-        let auth_metrics = metrics.register_auth()?;
+        let auth_metrics = metrics.register_auth(&AuthError::REFUSALS)?;
         let auth = AuthKeys::new(
             secret.as_bytes(),
             TokenPolicy::from_config(&config),
