@@ -29,7 +29,7 @@ use crate::floor::model::{
     Command, FloorError, FloorEvent, Hand, HandId, Millis, Participant, Policy, QueueChange,
     Requester, Turn,
 };
-use crate::floor::patch::OwnPlace;
+use crate::floor::patch::{self, OwnPlace};
 use crate::floor::rate_limit::RateLimiter;
 use crate::floor::report;
 use crate::floor::runtime::{LiveEvent, RuntimeError, SessionFloor, now_ms};
@@ -595,6 +595,9 @@ struct SharedView<'a> {
     stored: &'a StoredEvent,
     floor: Vec<TurnView>,
     queue_length: usize,
+    /// How the event moved hands in the queue: a page that shows the whole queue (the
+    /// moderator's) applies it instead of reading the queue again.
+    patch: &'a patch::QueuePatch,
     server_time_ms: Millis,
 }
 
@@ -753,6 +756,7 @@ fn live_event(e: &LiveEvent, you: &OwnPlace) -> Event {
             stored: &e.stored,
             floor: e.floor.iter().map(|t| TurnView::new(t, now)).collect(),
             queue_length: e.queue_length,
+            patch: &e.patch,
             server_time_ms: now,
         };
         serde_json::to_string(&view)
