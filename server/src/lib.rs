@@ -35,6 +35,7 @@ pub mod secret;
 pub mod session;
 pub mod session_registry;
 pub mod signal;
+pub mod signal_limits;
 pub mod state;
 pub mod store;
 pub mod tls;

@@ -17,7 +17,7 @@ use crate::metrics::{Metrics, MetricsError};
 use crate::peer_resources::Resources;
 use crate::session::SessionError;
 use crate::session_registry::{SessionParts, SessionRegistry};
-use crate::signal::limits::SignalLimits;
+use crate::signal_limits::SignalLimits;
 use crate::store::Store;
 
 #[derive(Clone, FromRef)]

@@ -7,8 +7,8 @@
 //! draining (503), body type and content (415/400). Body size is
 //! limited for every route by the layers in `layers` (413).
 
+pub mod client_ip;
 mod lifecycle;
-pub mod limits;
 pub mod sdp;
 mod whep;
 mod whip;
@@ -33,9 +33,10 @@ use crate::media_engine::{BoxFuture, Media, MediaEngine, reply_raw};
 use crate::metrics::Limit;
 use crate::peer_resources::{Resource, ResourceKind, Resources};
 use crate::session::SessionId;
+use crate::signal_limits::SignalLimits;
 use crate::state::AppState;
 use crate::store::Store;
-use limits::{ClientIp, SignalLimits};
+use client_ip::ClientIp;
 use sdp::SdpOffer;
 
 /// What the signalling handlers need from the app state.

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::response::Response;
 use media::Takeover;
 
-use super::limits::ClientIp;
+use super::client_ip::ClientIp;
 use super::sdp::SdpOffer;
 use super::{Asker, SignalDeps, create_peer};
 use crate::api::error::ApiError;
