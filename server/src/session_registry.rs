@@ -211,6 +211,8 @@ impl SessionRegistry {
             .write()
             .remove(id)
             .ok_or_else(|| SessionError::NotFound(id.clone()))?;
+        // Still under the writer lock: a session created again under this id must not see
+        // its first peers closed with the old ones (the media engine knows sessions by id).
         self.close(&handle).await;
         Ok(handle.info)
     }
