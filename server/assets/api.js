@@ -66,6 +66,53 @@ export function followFloor(events, onView) {
   for (const type of FLOOR_EVENTS) events.addEventListener(type, handle);
 }
 
+/**
+ * Applies a live floor event to a whole-queue view (the `snapshot`'s or `GET …/queue`'s
+ * shape) from the event's `patch`, so a page that shows the whole queue (the moderator's)
+ * never reads it again on an event. The patch lists only the hands the event moved: take
+ * `removed` out in order, then put `inserted` in; a raised hand comes with its event, a
+ * moved one is the one taken out. Returns false when the event cannot say where the hands
+ * are (one replayed without a patch, a reordering of most of the queue, a view out of step):
+ * then read the queue once. The view may be half-changed then; it is to be replaced.
+ */
+export function applyQueueEvent(view, type, data) {
+  const id = Number(data.id) || 0;
+  if (id && id <= (view.last_event_id || 0)) return true;
+  const patch = data.patch;
+  if (!patch || patch.kind !== "moved" || !Array.isArray(data.floor)) return false;
+  const hands = view.hands || [];
+  const taken = new Map();
+  for (const p of patch.removed) {
+    const h = hands[p.at];
+    if (!h || h.id !== p.hand) return false;
+    hands.splice(p.at, 1);
+    taken.set(h.id, h);
+  }
+  for (const p of patch.inserted) {
+    let h = taken.get(p.hand);
+    if (!h && type === "hand_raised" && data.hand && data.hand.id === p.hand) h = { ...data.hand };
+    if (!h || p.at > hands.length) return false;
+    hands.splice(p.at, 0, h);
+  }
+  if (type === "queue_reordered") view.pinned = data.pinned;
+  if (type === "policy_changed") view.policy = data.policy;
+  if (type === "panel_changed") view.panel_size = data.size;
+  if (type === "default_limit_changed") view.default_limit_ms = data.limit_ms;
+  // A pinned hand that is granted or withdrawn leaves the pins without an event of its own.
+  const present = new Set(hands.map((h) => h.id));
+  view.pinned = (view.pinned || []).filter((h) => present.has(h));
+  const pinned = new Set(view.pinned);
+  hands.forEach((h, i) => {
+    h.position = i;
+    h.pinned = pinned.has(h.id);
+  });
+  view.hands = hands;
+  view.floor = data.floor;
+  view.server_time_ms = data.server_time_ms;
+  if (id) view.last_event_id = id;
+  return hands.length === data.queue_length;
+}
+
 /** "m:ss" for a number of milliseconds, rounded up to the second. */
 export function clock(ms) {
   const s = Math.max(0, Math.ceil(ms / 1000));

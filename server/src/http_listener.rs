@@ -165,7 +165,7 @@ async fn serve_connection<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-        // Handlers that rate-limit by address read it from here (`signal::limits::ClientIp`).
+        // Handlers that rate-limit by address read it from here (`signal::client_ip::ClientIp`).
         req.extensions_mut().insert(ConnectInfo(peer));
         router.clone().oneshot(req)
     });

@@ -608,8 +608,13 @@ pub struct AuthMetrics {
 }
 
 impl Metrics {
-    /// Creates and registers the [`AuthMetrics`]; a second call on the same registry fails.
-    pub fn register_auth(&self) -> Result<AuthMetrics, MetricsError> {
+    /// Creates and registers the [`AuthMetrics`], with a zero for each of `refusal_reasons`
+    /// (the auth module's bounded list, given so that metrics need not know auth's errors);
+    /// a second call on the same registry fails.
+    pub fn register_auth(
+        &self,
+        refusal_reasons: &[&'static str],
+    ) -> Result<AuthMetrics, MetricsError> {
         let tokens_refused = IntCounterVec::new(
             Opts::new(
                 "floorcast_tokens_refused_total",
@@ -618,8 +623,8 @@ impl Metrics {
             ),
             &["reason"],
         )?;
-        for reason in crate::auth::AuthError::REFUSALS {
-            tokens_refused.with_label_values(&[reason]);
+        for reason in refusal_reasons {
+            tokens_refused.with_label_values(&[*reason]);
         }
         let event_streams = IntGauge::new(
             "floorcast_event_streams",

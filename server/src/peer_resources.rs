@@ -1,4 +1,6 @@
-//! The WHIP/WHEP resources this node created: peer id → session, kind, owner. A request on a
+//! The WHIP/WHEP resources this node created: peer id → session, kind, owner. It is the
+//! node's one peer index: drain, `/metrics` and each session's [`SessionPeers`] (its handle's
+//! view, for `/viewers`) read it, and deleting a session empties its part. A request on a
 //! resource URL is checked against this table before anything reaches the media engine, so a
 //! WHIP resource cannot be addressed through a WHEP URL (or another session's URL), and only
 //! the token that created a resource (or an operator) can end it.
@@ -193,8 +195,16 @@ impl Resources {
         true
     }
 
+    /// The part of the index that is `session`'s.
+    pub fn of_session(&self, session: &SessionId) -> SessionPeers {
+        SessionPeers {
+            session: session.clone(),
+            index: self.clone(),
+        }
+    }
+
     /// Drops every resource of a deleted session.
-    pub fn remove_session(&self, session: &SessionId) -> usize {
+    fn remove_session(&self, session: &SessionId) -> usize {
         let mut table = self.lock();
         let gone: Vec<PeerId> = table
             .by_peer
@@ -225,8 +235,7 @@ impl Resources {
             .collect()
     }
 
-    /// The viewers (WHEP resources) of one session and the hub each watches for.
-    pub fn viewers_of(&self, session: &SessionId) -> Vec<(PeerId, Option<String>)> {
+    fn viewers_of(&self, session: &SessionId) -> Vec<(PeerId, Option<String>)> {
         self.lock()
             .by_peer
             .iter()
@@ -246,6 +255,29 @@ impl Resources {
     fn lock(&self) -> MutexGuard<'_, Table> {
         // Every critical section is a single map call, so a poisoned map is still whole.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One session's peers: its view of the node's index, held by the session's handle.
+#[derive(Clone)]
+pub struct SessionPeers {
+    session: SessionId,
+    index: Resources,
+}
+
+impl SessionPeers {
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// The session's viewers (WHEP resources) and the hub each watches for.
+    pub fn viewers(&self) -> Vec<(PeerId, Option<String>)> {
+        self.index.viewers_of(&self.session)
+    }
+
+    /// Forgets every resource of the session (it was deleted); how many there were.
+    pub fn remove_all(&self) -> usize {
+        self.index.remove_session(&self.session)
     }
 }
 
@@ -280,7 +312,10 @@ mod tests {
         assert_eq!(r.held_by("alice"), 2);
         r.remove(PeerId(1));
         assert_eq!(r.held_by("alice"), 1);
-        assert_eq!(r.remove_session(&SessionId::parse("s2").expect("id")), 1);
+        let s2 = r.of_session(&SessionId::parse("s2").expect("id"));
+        assert_eq!(s2.viewers().len(), 1);
+        assert_eq!(s2.remove_all(), 1);
+        assert!(s2.viewers().is_empty());
         assert_eq!(r.held_by("alice"), 0);
         assert!(r.lock().per_owner.is_empty(), "no owner entry left behind");
     }

@@ -1,18 +1,13 @@
-//! The sessions this node serves: declared in the config file or created through the API,
-//! persisted in SQLite, and mirrored in memory so that every WHIP/WHEP request can check
-//! "does this session exist" without touching the database.
-//!
-//! Invariant: the in-memory map equals the `sessions` table. Writers are serialized by an
-//! async mutex and change the database first, then the map (persist before announce), so a
-//! failed write leaves both unchanged. Readers take a std `RwLock` for a map lookup only.
+//! What a session is: its id ([`SessionId`], validated once), what the API shows of it
+//! ([`SessionInfo`]), how the config file declares one ([`SessionDecl`]) and why creating or
+//! deleting one fails ([`SessionError`]). The sessions themselves, each with the state it
+//! owns, are in `session_registry`: this module is the vocabulary every other one may use.
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, RwLock};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{SessionRow, Store, StoreError};
+use crate::store::{SessionRow, StoreError};
 
 /// A session declared in the config file (`[[session]]`); it exists after every start.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -120,7 +115,7 @@ fn rfc3339<S: serde::Serializer>(unix: &i64, s: S) -> Result<S::Ok, S::Error> {
 }
 
 impl SessionInfo {
-    fn from_row(row: SessionRow) -> Option<Self> {
+    pub(crate) fn from_row(row: SessionRow) -> Option<Self> {
         // Rows only ever come from validated ids; a hand-edited bad row is skipped, not fatal.
         let id = SessionId::parse(&row.id).ok()?;
         Some(SessionInfo {
@@ -143,156 +138,8 @@ pub enum SessionError {
     Store(#[from] StoreError),
 }
 
-/// Cheap to clone; all clones share one map and one store.
-#[derive(Clone)]
-pub struct SessionRegistry {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    store: Store,
-    map: RwLock<BTreeMap<SessionId, SessionInfo>>,
-    /// Serializes writers so the database and the map change in the same order.
-    writer: tokio::sync::Mutex<()>,
-}
-
-impl SessionRegistry {
-    /// Upserts the declared sessions, then loads every session from the store.
-    pub async fn load(store: Store, declared: &[SessionDecl]) -> Result<Self, SessionError> {
-        let declared: Vec<(String, String)> = declared
-            .iter()
-            .map(|d| {
-                (
-                    d.id.clone(),
-                    d.title.clone().unwrap_or_else(|| d.id.clone()),
-                )
-            })
-            .collect();
-        let rows = store
-            .blocking(move |conn| {
-                let now = unix_now();
-                for (id, title) in &declared {
-                    Store::upsert_session(conn, id, title, now)?;
-                }
-                Store::list_sessions(conn)
-            })
-            .await?;
-        let map = rows
-            .into_iter()
-            .filter_map(SessionInfo::from_row)
-            .map(|info| (info.id.clone(), info))
-            .collect();
-        Ok(SessionRegistry {
-            inner: Arc::new(Inner {
-                store,
-                map: RwLock::new(map),
-                writer: tokio::sync::Mutex::new(()),
-            }),
-        })
-    }
-
-    pub fn contains(&self, id: &SessionId) -> bool {
-        self.read().contains_key(id)
-    }
-
-    pub fn get(&self, id: &SessionId) -> Option<SessionInfo> {
-        self.read().get(id).cloned()
-    }
-
-    pub fn list(&self) -> Vec<SessionInfo> {
-        self.read().values().cloned().collect()
-    }
-
-    pub fn ids(&self) -> Vec<SessionId> {
-        self.read().keys().cloned().collect()
-    }
-
-    pub fn len(&self) -> usize {
-        self.read().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.read().is_empty()
-    }
-
-    /// Creates a session; `id: None` picks a fresh one.
-    pub async fn create(
-        &self,
-        id: Option<SessionId>,
-        title: String,
-    ) -> Result<SessionInfo, SessionError> {
-        let title = title.trim().to_owned();
-        if title.is_empty() || title.len() > MAX_TITLE_LEN {
-            return Err(SessionError::InvalidTitle);
-        }
-        let _writer = self.inner.writer.lock().await;
-        let explicit = id.is_some();
-        // A generated id that collides is simply drawn again; an explicit one is a conflict.
-        for _ in 0..4 {
-            let id = id.clone().unwrap_or_else(SessionId::generate);
-            if self.contains(&id) {
-                if explicit {
-                    return Err(SessionError::Exists(id));
-                }
-                continue;
-            }
-            let info = SessionInfo {
-                id: id.clone(),
-                title: title.clone(),
-                created_at: unix_now(),
-            };
-            let row = (id.as_str().to_owned(), title.clone(), info.created_at);
-            let inserted = self
-                .inner
-                .store
-                .blocking(move |conn| Store::insert_session(conn, &row.0, &row.1, row.2))
-                .await?;
-            if !inserted {
-                return Err(SessionError::Exists(id));
-            }
-            self.write().insert(id, info.clone());
-            return Ok(info);
-        }
-        Err(SessionError::Exists(SessionId::generate()))
-    }
-
-    /// Creates the session unless it exists (dev mode's `demo`).
-    pub async fn ensure(&self, id: SessionId, title: &str) -> Result<SessionInfo, SessionError> {
-        if let Some(info) = self.get(&id) {
-            return Ok(info);
-        }
-        match self.create(Some(id.clone()), title.to_owned()).await {
-            Err(SessionError::Exists(_)) => self.get(&id).ok_or(SessionError::NotFound(id)),
-            other => other,
-        }
-    }
-
-    pub async fn delete(&self, id: &SessionId) -> Result<SessionInfo, SessionError> {
-        let _writer = self.inner.writer.lock().await;
-        let Some(info) = self.get(id) else {
-            return Err(SessionError::NotFound(id.clone()));
-        };
-        let key = id.as_str().to_owned();
-        self.inner
-            .store
-            .blocking(move |conn| Store::delete_session(conn, &key))
-            .await?;
-        self.write().remove(id);
-        Ok(info)
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<SessionId, SessionInfo>> {
-        // A panic while holding the lock cannot leave the map half-updated (single inserts
-        // and removes), so a poisoned lock is still safe to use.
-        self.inner.map.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<SessionId, SessionInfo>> {
-        self.inner.map.write().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-fn unix_now() -> i64 {
+/// Seconds since the Unix epoch, for `created_at`.
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -318,52 +165,5 @@ mod tests {
         assert_eq!(SessionId::parse("é"), Err(InvalidSessionId::Characters));
         let generated = SessionId::generate();
         assert!(SessionId::parse(generated.as_str()).is_ok());
-    }
-
-    #[tokio::test]
-    async fn create_list_delete_persist() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db.sqlite");
-        let declared = vec![SessionDecl {
-            id: "plenary".into(),
-            title: None,
-        }];
-        let store = Store::open(&path).unwrap();
-        let reg = SessionRegistry::load(store, &declared).await.unwrap();
-        assert_eq!(
-            reg.get(&SessionId::parse("plenary").unwrap())
-                .unwrap()
-                .title,
-            "plenary"
-        );
-
-        let a = reg
-            .create(Some(SessionId::parse("a").unwrap()), "A".into())
-            .await
-            .unwrap();
-        assert!(matches!(
-            reg.create(Some(a.id.clone()), "again".into()).await,
-            Err(SessionError::Exists(_))
-        ));
-        let generated = reg.create(None, "Generated".into()).await.unwrap();
-        assert!(matches!(
-            reg.create(None, "  ".into()).await,
-            Err(SessionError::InvalidTitle)
-        ));
-        assert_eq!(reg.len(), 3);
-        reg.delete(&a.id).await.unwrap();
-        assert!(matches!(
-            reg.delete(&a.id).await,
-            Err(SessionError::NotFound(_))
-        ));
-        drop(reg);
-
-        let reg = SessionRegistry::load(Store::open(&path).unwrap(), &[])
-            .await
-            .unwrap();
-        let ids: Vec<_> = reg.ids().iter().map(|i| i.to_string()).collect();
-        assert!(ids.contains(&generated.id.to_string()));
-        assert!(ids.contains(&"plenary".to_string()));
-        assert_eq!(ids.len(), 2);
     }
 }

@@ -6,17 +6,18 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
-use crate::auth::{AuthKeys, StreamSlots, TokenPolicy};
+use crate::auth::{AuthError, AuthKeys, StreamSlots, TokenPolicy};
 use crate::config::Config;
 use crate::drain::Drain;
 use crate::floor::rate_limit::RateLimiter;
-use crate::floor::runtime::Floors;
+use crate::floor::runtime::FloorRuntime;
 use crate::live_captions::feed::CaptionFeed;
 use crate::media_engine::Media;
 use crate::metrics::{Metrics, MetricsError};
 use crate::peer_resources::Resources;
-use crate::session::{SessionError, SessionRegistry};
-use crate::signal::limits::SignalLimits;
+use crate::session::SessionError;
+use crate::session_registry::{SessionParts, SessionRegistry};
+use crate::signal_limits::SignalLimits;
 use crate::store::Store;
 
 #[derive(Clone, FromRef)]
@@ -25,13 +26,16 @@ pub struct AppState {
     pub auth: AuthKeys,
     /// Event streams open per token (`max_event_streams_per_token`).
     pub event_streams: StreamSlots,
+    /// Every session and what it owns (floor, captions, peers).
     pub sessions: SessionRegistry,
     pub media: Media,
     pub store: Store,
     pub metrics: Metrics,
+    /// The node's one peer index (WHIP/WHEP resources of every session).
     pub resources: Resources,
-    pub floors: Floors,
     pub floor_limiter: RateLimiter,
+    /// The node's caption work (store, media, metrics); each session's captions are in its
+    /// handle.
     pub captions: CaptionFeed,
     pub drain: Drain,
     pub signal_limits: SignalLimits,
@@ -47,8 +51,6 @@ pub enum StateError {
     Sessions(#[from] SessionError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
-    #[error("loading the floor queues: {0}")]
-    Floors(#[from] crate::store::StoreError),
 }
 
 impl AppState {
@@ -57,7 +59,7 @@ impl AppState {
     pub async fn new(config: Config, store: Store, media: Media) -> Result<Self, StateError> {
         let secret = config.jwt_secret.as_deref().ok_or(StateError::NoSecret)?;
         let metrics = Metrics::new()?;
-        let auth_metrics = metrics.register_auth()?;
+        let auth_metrics = metrics.register_auth(&AuthError::REFUSALS)?;
         let auth = AuthKeys::new(
             secret.as_bytes(),
             TokenPolicy::from_config(&config),
@@ -65,23 +67,27 @@ impl AppState {
         );
         let event_streams =
             StreamSlots::new(config.max_event_streams_per_token, Some(auth_metrics));
-        let sessions = SessionRegistry::load(store.clone(), &config.sessions).await?;
         let resources = Resources::default();
-        // Every session's floor starts now, so turns granted before a restart keep their
-        // clock (warnings, timeouts) without waiting for a request.
-        let floors = Floors::start(
-            &sessions.ids(),
-            store.clone(),
-            media.clone(),
-            resources.clone(),
-            metrics.clone(),
-        )
-        .await?;
+        let parts = SessionParts {
+            floors: FloorRuntime::new(
+                store.clone(),
+                media.clone(),
+                resources.clone(),
+                metrics.clone(),
+            ),
+            peers: resources.clone(),
+            media: media.clone(),
+            metrics: metrics.clone(),
+            caption_precedence: std::time::Duration::from_secs(
+                config.cart_precedence_seconds.into(),
+            ),
+        };
+        let sessions = SessionRegistry::load(store.clone(), &config.sessions, parts).await?;
         let captions = CaptionFeed::new(
             store.clone(),
             media.clone(),
             metrics.clone(),
-            std::time::Duration::from_secs(config.cart_precedence_seconds.into()),
+            Arc::new(sessions.clone()),
         );
         Ok(AppState {
             signal_limits: SignalLimits::new(&config, metrics.clone()),
@@ -95,7 +101,6 @@ impl AppState {
             store,
             metrics,
             resources,
-            floors,
             drain: Drain::default(),
         })
     }

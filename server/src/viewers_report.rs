@@ -10,8 +10,7 @@ use media::{PeerId, ViewerLink};
 use serde::Serialize;
 
 use crate::media_engine::Media;
-use crate::peer_resources::Resources;
-use crate::session::SessionId;
+use crate::peer_resources::SessionPeers;
 
 /// Loss at or above which a link is "fair", then "poor" (the watch page uses the same words).
 const FAIR_LOSS: f32 = 0.01;
@@ -41,10 +40,11 @@ pub struct HubRow {
     pub link: &'static str,
 }
 
-/// The report for `session` (which the caller has found), from the resource table and the
-/// engine's statistics as they are now.
-pub fn report(session: &SessionId, resources: &Resources, media: &Media) -> Audience {
-    let viewers = resources.viewers_of(session);
+/// The report for a session, from its peers in the node's index and the engine's statistics
+/// as they are now.
+pub fn report(peers: &SessionPeers, media: &Media) -> Audience {
+    let session = peers.session();
+    let viewers = peers.viewers();
     let (links, counts) = match media.engine() {
         Some(engine) => {
             let stats = engine.stats();

@@ -14,20 +14,6 @@ use common::*;
 use server::live_captions::feed::AsrCaption;
 use server::session::SessionId;
 
-fn person(role: Role, session: &str, name: &str, hub: Option<&str>) -> String {
-    let mut claims = Claims::new(
-        role,
-        SessionScope::parse(session).unwrap(),
-        name,
-        Duration::from_secs(600),
-        SystemTime::now(),
-    );
-    claims.hub = hub.map(Into::into);
-    AuthKeys::from_secret(SECRET.as_bytes())
-        .mint(&claims)
-        .unwrap()
-}
-
 fn cart_req(
     session: &str,
     token: Option<&str>,

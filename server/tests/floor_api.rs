@@ -5,29 +5,8 @@
 
 mod common;
 
+use common::floor::raise;
 use common::*;
-
-fn person(role: Role, session: &str, name: &str, hub: Option<&str>) -> String {
-    let mut claims = Claims::new(
-        role,
-        SessionScope::parse(session).unwrap(),
-        name,
-        Duration::from_secs(600),
-        SystemTime::now(),
-    );
-    claims.hub = hub.map(Into::into);
-    AuthKeys::from_secret(SECRET.as_bytes())
-        .mint(&claims)
-        .unwrap()
-}
-
-async fn raise(t: &TestApp, token: &str, body: Value) -> Reply {
-    call(
-        &t.router,
-        json_req(Method::POST, "/api/sessions/demo/hands", Some(token), body),
-    )
-    .await
-}
 
 #[tokio::test]
 async fn a_turn_from_raise_to_revoke_with_log_and_report() {

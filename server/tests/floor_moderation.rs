@@ -4,59 +4,19 @@
 
 mod common;
 
+use common::floor::{patch_queue, queue, raised};
 use common::*;
 
-fn person(role: Role, name: &str) -> String {
-    let claims = Claims::new(
-        role,
-        SessionScope::parse("demo").unwrap(),
-        name,
-        Duration::from_secs(600),
-        SystemTime::now(),
-    );
-    AuthKeys::from_secret(SECRET.as_bytes())
-        .mint(&claims)
-        .unwrap()
-}
-
-async fn raise(t: &TestApp, token: &str) -> u64 {
-    let r = call(
-        &t.router,
-        json_req(
-            Method::POST,
-            "/api/sessions/demo/hands",
-            Some(token),
-            json!({}),
-        ),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    r.json()["hand"]["id"].as_u64().unwrap()
-}
-
-async fn queue(t: &TestApp, token: &str) -> Value {
-    call(
-        &t.router,
-        empty(Method::GET, "/api/sessions/demo/queue", Some(token)),
-    )
-    .await
-    .json()
-}
-
-async fn patch_queue(t: &TestApp, token: &str, body: Value) -> Reply {
-    call(
-        &t.router,
-        json_req(Method::PATCH, "/api/sessions/demo/queue", Some(token), body),
-    )
-    .await
+fn viewer(name: &str) -> String {
+    person(Role::Viewer, "demo", name, None)
 }
 
 #[tokio::test]
 async fn a_queue_patch_happens_whole_or_not_at_all() {
     let t = without_media().await;
     let moderator = token(Role::Moderator, "demo");
-    let a = raise(&t, &person(Role::Viewer, "Ana")).await;
-    let b = raise(&t, &person(Role::Viewer, "Bo")).await;
+    let a = raised(&t, &viewer("Ana")).await;
+    let b = raised(&t, &viewer("Bo")).await;
     let before = queue(&t, &moderator).await;
 
     // A valid policy and pin, then a move of a hand that does not exist: nothing changes.
@@ -92,9 +52,9 @@ async fn a_queue_patch_happens_whole_or_not_at_all() {
 #[tokio::test]
 async fn only_the_owner_or_a_moderator_withdraws() {
     let t = without_media().await;
-    let ana = person(Role::Viewer, "Ana");
-    let bo = person(Role::Viewer, "Bo");
-    let a = raise(&t, &ana).await;
+    let ana = viewer("Ana");
+    let bo = viewer("Bo");
+    let a = raised(&t, &ana).await;
     let withdraw = |token: String, hand: u64| {
         let router = t.router.clone();
         async move {
@@ -121,7 +81,7 @@ async fn only_the_owner_or_a_moderator_withdraws() {
 
     // A moderator's withdrawal of a granted hand ends the turn.
     let moderator = token(Role::Moderator, "demo");
-    let b = raise(&t, &bo).await;
+    let b = raised(&t, &bo).await;
     let g = call(
         &t.router,
         json_req(
@@ -141,10 +101,10 @@ async fn only_the_owner_or_a_moderator_withdraws() {
 async fn a_holder_ends_only_their_own_turn() {
     let t = without_media().await;
     let moderator = token(Role::Moderator, "demo");
-    let ana = person(Role::Viewer, "Ana");
-    let bo = person(Role::Viewer, "Bo");
-    let a = raise(&t, &ana).await;
-    let b = raise(&t, &bo).await;
+    let ana = viewer("Ana");
+    let bo = viewer("Bo");
+    let a = raised(&t, &ana).await;
+    let b = raised(&t, &bo).await;
     let grant = call(
         &t.router,
         json_req(

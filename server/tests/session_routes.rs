@@ -1,6 +1,7 @@
 //! Every route under a session goes through one extractor (`api::session_access`): an id
 //! that is malformed or names no session gets the same 404 `session_not_found` on each of
-//! them, and the message quotes the id escaped, never raw.
+//! them, and the message quotes the id escaped, never raw. Deleting a session (one call on
+//! the session registry) ends its event streams and leaves no floor behind.
 
 mod common;
 
@@ -155,4 +156,61 @@ async fn pages_answer_a_malformed_id_the_same_way() {
         .await;
         assert_eq!(r.status, StatusCode::OK, "{page}");
     }
+}
+
+/// Deleting a session is one call that ends what it owned: an open event stream ends, and a
+/// session created again under the same id starts with an empty floor.
+#[tokio::test]
+async fn deleting_a_session_ends_its_event_streams_and_its_floor() {
+    let t = without_media().await;
+    let operator = token(Role::Operator, "*");
+    let viewer = token(Role::Viewer, "demo");
+    let hands = "/api/sessions/demo/hands";
+    let r = call(
+        &t.router,
+        json_req(Method::POST, hands, Some(&viewer), json!({})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let events = empty(Method::GET, "/api/sessions/demo/events", Some(&viewer));
+    let res = t.router.clone().oneshot(events).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        .await
+        .expect("the snapshot in time")
+        .expect("a frame")
+        .expect("not an error");
+    let first = String::from_utf8_lossy(first.data_ref().expect("data")).into_owned();
+    assert!(first.starts_with("event: snapshot"), "{first}");
+
+    let r = call(
+        &t.router,
+        empty(Method::DELETE, "/api/sessions/demo", Some(&operator)),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(frame) = body.frame().await {
+            frame.expect("a frame, not an error");
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream ended with its session");
+
+    let create = json!({"id": "demo", "title": "Again"});
+    let r = call(
+        &t.router,
+        json_req(Method::POST, "/api/sessions", Some(&operator), create),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let q = call(
+        &t.router,
+        empty(Method::GET, "/api/sessions/demo/queue", Some(&viewer)),
+    )
+    .await;
+    assert_eq!(q.status, StatusCode::OK);
+    assert_eq!(q.json()["hands"], json!([]), "a fresh floor");
+    assert!(q.json()["floor"].as_array().is_some_and(Vec::is_empty));
 }

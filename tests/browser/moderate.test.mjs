@@ -1,7 +1,10 @@
 // /moderate/{id}: the live queue and every control on it (policy, pin, move, grant with a
 // limit from the keyboard, extend, end the turn, remove a hand), the floor log, the caption
 // monitor, and errors in words for the wrong link. Hands come from the API as other people's
-// pages would send them. Real binary, Debian Chromium.
+// pages would send them. The page keeps the queue from its event stream (the snapshot, then
+// each event's patch) and reads it only when an event says most of it moved (a policy
+// change): counted from the page's own requests, through 300 raises, withdrawals, pins, a
+// move and a grant. Real binary, Debian Chromium.
 //
 //   node tests/browser/moderate.test.mjs
 
@@ -30,6 +33,14 @@ const raise = async (token, body) => {
 };
 const queue = async () => (await http(server.base, `/api/sessions/${SESSION}/queue`, { token: chair })).json;
 const names = (page) => page.locator("#queue .hand-name").allTextContents();
+/** Counts the page's own reads of the whole queue (the test's reads are not the page's). */
+const countQueueReads = (page) => {
+  const reads = { n: 0 };
+  page.on("request", (r) => {
+    if (r.method() === "GET" && new URL(r.url()).pathname.endsWith("/queue")) reads.n += 1;
+  });
+  return reads;
+};
 
 describe("the moderator page", { timeout: 120_000 }, () => {
   before(async () => {
@@ -53,6 +64,7 @@ describe("the moderator page", { timeout: 120_000 }, () => {
   it("runs the queue: policy, pin, move, grant from the keyboard, extend, end, remove", async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
     recordConsole(page, "moderate", consoleLines);
+    const reads = countQueueReads(page);
     await page.goto(`${server.base}/moderate/${SESSION}?token=${chair}`);
     await until("live", 5000, async () => ({ ok: (await page.locator("#state-badge").textContent()) === "Live" }));
     assert.ok(await page.locator("#queue-empty").isVisible());
@@ -67,8 +79,12 @@ describe("the moderator page", { timeout: 120_000 }, () => {
     assert.match(await page.locator("#queue li").nth(1).textContent(), /hub, 12 watching/);
     assert.equal(await page.locator("#queue-count").textContent(), "(3)");
 
+    assert.equal(reads.n, 0, "raises come with their hand and patch: no queue read");
     await page.getByLabel("Order").selectOption("hub_round_robin");
     await until("the policy on the server", 5000, async () => ({ ok: (await queue()).policy === "hub_round_robin" }));
+    // A policy change may reorder the whole queue: its event says so, and the page reads
+    // the queue once.
+    await until("the one read after the policy change", 5000, async () => ({ ok: reads.n === 1, n: reads.n }));
 
     // Pin Dakar: first in line, marked.
     await page.getByRole("button", { name: "Pin Dakar hub (Dakar)" }).click();
@@ -151,6 +167,53 @@ describe("the moderator page", { timeout: 120_000 }, () => {
       ok: (await page.locator("#cart").textContent()) === "Thank you, Dakar." && (await page.locator("#on-air").textContent()).includes("human captioner"),
     }));
     await screenshots(page, "moderate");
+    // Every other change above came to the page as an event with its patch (issue 17).
+    assert.equal(reads.n, 1, "no queue read but the one after the policy change");
+    await page.close();
+  });
+
+  it("follows a storm of hands from the event stream alone, never reading the queue", async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    recordConsole(page, "moderate-storm", consoleLines);
+    const reads = countQueueReads(page);
+    await page.goto(`${server.base}/moderate/${SESSION}?token=${chair}`);
+    await until("live", 5000, async () => ({ ok: (await page.locator("#state-badge").textContent()) === "Live" }));
+    const STORM = 300;
+    const ids = [];
+    for (let i = 0; i < STORM; i += 25) {
+      ids.push(...(await Promise.all(Array.from({ length: Math.min(25, STORM - i) }, (_, k) => {
+        const n = i + k;
+        const hub = n % 3 ? `Hub ${n % 7}` : undefined;
+        const token = mintToken({ role: "viewer", session: SESSION, name: `P${n}`, sub: `storm-${n}`, hub });
+        return raise(token, { topic: `Point ${n}` });
+      }))));
+    }
+    // Withdrawals, pins and a move: each event moves a few hands.
+    for (const id of ids.filter((_, i) => i % 10 === 5)) {
+      const r = await http(server.base, `/api/sessions/${SESSION}/hands/${id}`, { method: "DELETE", token: chair });
+      assert.equal(r.status, 200, r.text);
+    }
+    for (const body of [{ pin: ids[200] }, { pin: ids[12] }, { move: { hand: ids[150], position: 1 } }, { unpin: ids[200] }]) {
+      const r = await http(server.base, `/api/sessions/${SESSION}/queue`, { method: "PATCH", token: chair, body });
+      assert.equal(r.status, 200, r.text);
+    }
+    const granted = await http(server.base, `/api/sessions/${SESSION}/floor`, { method: "POST", token: chair, body: {} });
+    assert.equal(granted.status, 201, granted.text);
+    await until("the page's queue is the server's", 15_000, async () => {
+      const q = await queue();
+      const shown = await page.evaluate(() => {
+        const q = window.floorcast.queue;
+        return { hands: q.hands.map((h) => [h.id, h.position, h.pinned]), floor: q.floor.map((t) => t.hand.id) };
+      });
+      const expected = q.hands.map((h) => [h.id, h.position, h.pinned]);
+      const rows = await page.locator("#queue li").count();
+      const ok = JSON.stringify(shown.hands) === JSON.stringify(expected)
+        && JSON.stringify(shown.floor) === JSON.stringify(q.floor.map((t) => t.hand.id))
+        && rows === expected.length;
+      return { ok, shown: shown.hands.length, expected: expected.length, rows };
+    });
+    await screenshots(page, "moderate-storm");
+    assert.equal(reads.n, 0, "no queue read: the snapshot, then each event's patch");
     await page.close();
   });
 

@@ -134,9 +134,7 @@ impl CartPost {
 async fn cart_post(
     State(deps): State<CaptionDeps>,
     q: Result<Query<CartQuery>, QueryRejection>,
-    SessionAccess {
-        id: session, grant, ..
-    }: SessionAccess<access::PostCaptions>,
+    SessionAccess { grant, handle, .. }: SessionAccess<access::PostCaptions>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<ApiJson<CartAck>, ApiError> {
     let received = Instant::now();
@@ -145,7 +143,7 @@ async fn cart_post(
     let outcome = deps
         .feed
         .cart(
-            &session,
+            &handle.captions,
             &grant.claims.sub,
             post.seq,
             post.lang,
@@ -185,15 +183,13 @@ pub struct SeqQuery {
 async fn cart_seq(
     State(deps): State<CaptionDeps>,
     q: Result<Query<SeqQuery>, QueryRejection>,
-    SessionAccess {
-        id: session, grant, ..
-    }: SessionAccess<access::PostCaptions>,
+    SessionAccess { grant, handle, .. }: SessionAccess<access::PostCaptions>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let lang = deps.lang(q.lang)?;
     let last = deps
         .feed
-        .cart_last_seq(&session, &grant.claims.sub, &lang)
+        .cart_last_seq(&handle.captions, &grant.claims.sub, &lang)
         .await?;
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

@@ -22,6 +22,7 @@ use crate::ice_sdp::TrickleError;
 use crate::live_captions::feed::CartError;
 use crate::media_engine::{ReplyError, ReplyTimeout};
 use crate::session::{InvalidSessionId, SessionError};
+use crate::signal_limits::LimitRefusal;
 use crate::store::StoreError;
 use captions::cart::SeqError;
 
@@ -276,6 +277,12 @@ impl From<crate::auth::TooManyStreams> for ApiError {
                 e.to_string(),
             )
         }
+    }
+}
+
+impl From<LimitRefusal> for ApiError {
+    fn from(e: LimitRefusal) -> Self {
+        ApiError::too_many_requests(e.code, e.to_string(), e.retry_after)
     }
 }
 

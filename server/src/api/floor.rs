@@ -29,12 +29,12 @@ use crate::floor::model::{
     Command, FloorError, FloorEvent, Hand, HandId, Millis, Participant, Policy, QueueChange,
     Requester, Turn,
 };
-use crate::floor::patch::OwnPlace;
+use crate::floor::patch::{self, OwnPlace};
 use crate::floor::rate_limit::RateLimiter;
 use crate::floor::report;
-use crate::floor::runtime::{Floors, LiveEvent, RuntimeError, SessionFloor, now_ms};
+use crate::floor::runtime::{LiveEvent, RuntimeError, SessionFloor, now_ms};
 use crate::floor::store::{self, ParticipantRow, StoredEvent};
-use crate::live_captions::feed::{CaptionFeed, CaptionMessage};
+use crate::live_captions::feed::CaptionMessage;
 use crate::metrics::Metrics;
 use crate::session::SessionId;
 use crate::state::AppState;
@@ -46,10 +46,8 @@ const CATCH_UP_PAGE: usize = 500;
 /// What the floor handlers need from the app state.
 #[derive(Clone)]
 pub struct FloorDeps {
-    pub floors: Floors,
     pub store: Store,
     pub limiter: RateLimiter,
-    pub captions: CaptionFeed,
     pub streams: StreamSlots,
     pub metrics: Metrics,
 }
@@ -57,10 +55,8 @@ pub struct FloorDeps {
 impl FromRef<AppState> for FloorDeps {
     fn from_ref(state: &AppState) -> Self {
         FloorDeps {
-            floors: state.floors.clone(),
             store: state.store.clone(),
             limiter: state.floor_limiter.clone(),
-            captions: state.captions.clone(),
             streams: state.event_streams.clone(),
             metrics: state.metrics.clone(),
         }
@@ -82,11 +78,6 @@ pub fn routes() -> Router<AppState> {
 }
 
 impl FloorDeps {
-    /// The session's floor task (the session itself was found by [`SessionAccess`]).
-    async fn floor(&self, session: &SessionId) -> Result<SessionFloor, ApiError> {
-        Ok(self.floors.session(session).await?)
-    }
-
     /// Counts a raise or withdrawal of this token's holder; the time it was counted at, for
     /// [`FloorDeps::refund`].
     fn rate_limit(&self, session: &SessionId, grant: &Grant) -> Result<Millis, ApiError> {
@@ -237,11 +228,14 @@ pub(crate) fn participant(grant: &Grant) -> Participant {
 async fn raise(
     State(deps): State<FloorDeps>,
     SessionAccess {
-        id: session, grant, ..
+        id: session,
+        grant,
+        handle,
+        ..
     }: SessionAccess<access::RaiseHand>,
     body: Result<ApiJson<RaiseBody>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let floor = deps.floor(&session).await?;
+    let floor = handle.floor;
     let ApiJson(body) = body?;
     if body.head_count.is_some() && grant.claims.role != Role::Hub {
         return Err(ApiError::bad_request(
@@ -322,9 +316,12 @@ async fn withdraw(
 ) -> Result<ApiJson<Withdrawn>, ApiError> {
     let moderator = access.permission() == Permission::ModerateFloor;
     let SessionAccess {
-        id: session, grant, ..
+        id: session,
+        grant,
+        handle,
+        ..
     } = access;
-    let floor = deps.floor(&session).await?;
+    let floor = handle.floor;
     // Whose hand it is is decided by the floor, in the same step as the withdrawal.
     let (by, counted_at) = if moderator {
         (Requester::Moderator, None)
@@ -360,7 +357,7 @@ async fn queue(
     State(deps): State<FloorDeps>,
     session: SessionAccess<access::Subscribe>,
 ) -> Result<ApiJson<QueueView>, ApiError> {
-    let floor = deps.floor(&session.id).await?;
+    let floor = &session.handle.floor;
     deps.metrics.count_queue_read("get");
     Ok(ApiJson(floor.inspect(QueueView::of).await?))
 }
@@ -386,11 +383,10 @@ pub struct QueuePatch {
 }
 
 async fn reorder(
-    State(deps): State<FloorDeps>,
     session: SessionAccess<access::ModerateFloor>,
     body: Result<ApiJson<QueuePatch>, ApiError>,
 ) -> Result<ApiJson<QueueView>, ApiError> {
-    let floor = deps.floor(&session.id).await?;
+    let floor = &session.handle.floor;
     let ApiJson(p) = body?;
     let change = QueueChange {
         policy: p.policy,
@@ -420,11 +416,10 @@ pub struct GrantBody {
 }
 
 async fn grant_floor(
-    State(deps): State<FloorDeps>,
     session: SessionAccess<access::ModerateFloor>,
     body: Result<ApiJson<GrantBody>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let floor = deps.floor(&session.id).await?;
+    let floor = &session.handle.floor;
     let ApiJson(body) = body?;
     let outcome = floor
         .command(Command::Grant {
@@ -446,11 +441,10 @@ pub struct ExtendBody {
 }
 
 async fn extend(
-    State(deps): State<FloorDeps>,
     session: SessionAccess<access::ModerateFloor>,
     body: Result<ApiJson<ExtendBody>, ApiError>,
 ) -> Result<ApiJson<TurnView>, ApiError> {
-    let floor = deps.floor(&session.id).await?;
+    let floor = &session.handle.floor;
     let ApiJson(body) = body?;
     let outcome = floor
         .command(Command::Extend {
@@ -481,14 +475,13 @@ struct Ended {
 
 /// A moderator revokes; the holder ends their own turn (`done`).
 async fn end_floor(
-    State(deps): State<FloorDeps>,
     access: SessionAccess<access::EndTurn>,
     q: Result<Query<EndQuery>, QueryRejection>,
 ) -> Result<ApiJson<Ended>, ApiError> {
     let q = query(q)?;
     let moderator = access.permission() == Permission::ModerateFloor;
-    let SessionAccess { id, grant, .. } = access;
-    let floor = deps.floor(&id).await?;
+    let SessionAccess { grant, handle, .. } = access;
+    let floor = handle.floor;
     // The holder's turn is found by the floor, in the same step as it ends.
     let (cmd, reason) = if moderator {
         (Command::Revoke { hand: q.hand }, "revoked")
@@ -525,11 +518,14 @@ async fn events(
     q: Result<Query<EventsQuery>, QueryRejection>,
     headers: HeaderMap,
     SessionAccess {
-        id: session, grant, ..
+        id: session,
+        grant,
+        handle,
+        ..
     }: SessionAccess<access::Subscribe>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let q = query(q)?;
-    let floor = deps.floor(&session).await?;
+    let floor = handle.floor;
     // Held by the stream: freed when the response ends or the client goes away.
     let slot = deps.streams.acquire(&grant.claims)?;
     let resume = match headers.get("last-event-id") {
@@ -545,8 +541,8 @@ async fn events(
     };
     // Subscribe before the snapshot: every event stored after it is then either reflected
     // in the snapshot or delivered live (duplicates are dropped by id).
-    let rx = floor.subscribe();
-    let captions = deps.captions.subscribe(&session);
+    let rx = floor.subscribe()?;
+    let captions = handle.captions.subscribe();
     let who = participant(&grant);
     let me = who.clone();
     let (view, place) = floor
@@ -599,6 +595,9 @@ struct SharedView<'a> {
     stored: &'a StoredEvent,
     floor: Vec<TurnView>,
     queue_length: usize,
+    /// How the event moved hands in the queue: a page that shows the whole queue (the
+    /// moderator's) applies it instead of reading the queue again.
+    patch: &'a patch::QueuePatch,
     server_time_ms: Millis,
 }
 
@@ -757,6 +756,7 @@ fn live_event(e: &LiveEvent, you: &OwnPlace) -> Event {
             stored: &e.stored,
             floor: e.floor.iter().map(|t| TurnView::new(t, now)).collect(),
             queue_length: e.queue_length,
+            patch: &e.patch,
             server_time_ms: now,
         };
         serde_json::to_string(&view)
@@ -848,7 +848,9 @@ struct ReportBody {
 async fn session_report(
     State(deps): State<FloorDeps>,
     SessionAccess {
-        id: session, info, ..
+        id: session,
+        handle,
+        ..
     }: SessionAccess<access::ReadFloorLog>,
 ) -> Result<ApiJson<ReportBody>, ApiError> {
     let key = session.as_str().to_owned();
@@ -859,7 +861,7 @@ async fn session_report(
     let now = now_ms();
     Ok(ApiJson(ReportBody {
         session,
-        title: info.title,
+        title: handle.info.title,
         generated_at: log::rfc3339(now),
         report: report::build(&events, &participants, now),
     }))

@@ -16,7 +16,7 @@ use crate::drain::Drain;
 use crate::media_engine::Media;
 use crate::metrics::{Metrics, ViewerSample};
 use crate::peer_resources::Resources;
-use crate::session::SessionRegistry;
+use crate::session_registry::SessionRegistry;
 use crate::state::AppState;
 use crate::store::Store;
 

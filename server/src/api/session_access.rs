@@ -18,7 +18,8 @@ use axum::http::request::Parts;
 
 use super::error::ApiError;
 use crate::auth::{AuthKeys, Grant, Permission, Role};
-use crate::session::{SessionId, SessionInfo, SessionRegistry};
+use crate::session::SessionId;
+use crate::session_registry::{SessionHandle, SessionRegistry};
 
 /// The path parameters that may hold the session id (`/api/sessions/{id}/…`,
 /// `/whip/{session}`, `/cart/{id}`).
@@ -100,12 +101,13 @@ impl Access for Publish {
     }
 }
 
-/// A session that exists, and a token allowed to do `A` on it.
-#[derive(Debug, Clone)]
+/// A session that exists, and a token allowed to do `A` on it: the handle is the session's
+/// own state (floor, captions, peers), found once here.
+#[derive(Clone)]
 pub struct SessionAccess<A> {
     pub id: SessionId,
     pub grant: Grant,
-    pub info: SessionInfo,
+    pub handle: SessionHandle,
     access: PhantomData<fn() -> A>,
 }
 
@@ -132,13 +134,13 @@ where
         let raw = session_param(parts, state).await?;
         let id = SessionId::parse(&raw).map_err(|_| ApiError::session_not_found(&raw))?;
         grant.require(permission, &id)?;
-        let info = SessionRegistry::from_ref(state)
+        let handle = SessionRegistry::from_ref(state)
             .get(&id)
             .ok_or_else(|| ApiError::session_not_found(id.as_str()))?;
         Ok(SessionAccess {
             id,
             grant,
-            info,
+            handle,
             access: PhantomData,
         })
     }
@@ -192,7 +194,10 @@ mod tests {
 
     async fn state() -> TestState {
         let store = Store::open_in_memory().expect("in-memory store");
-        let sessions = SessionRegistry::load(store, &[]).await.expect("registry");
+        let parts = crate::session_registry::test_parts(&store);
+        let sessions = SessionRegistry::load(store, &[], parts)
+            .await
+            .expect("registry");
         sessions
             .create(Some(SessionId::parse("s1").unwrap()), "One".into())
             .await
@@ -227,7 +232,7 @@ mod tests {
 
     async fn status(state: &TestState, uri: &str, token: &str) -> (StatusCode, String) {
         async fn moderate(s: SessionAccess<ModerateFloor>) -> String {
-            s.info.title
+            s.handle.info.title
         }
         let app = Router::new()
             .route("/s/{id}/x/{n}", get(moderate))

@@ -13,11 +13,8 @@ use super::error::ApiError;
 use super::json::ApiJson;
 use super::session_access::{self as access, SessionAccess};
 use crate::auth::{AuthError, Grant, Permission, SessionScope};
-use crate::floor::runtime::Floors;
-use crate::live_captions::feed::CaptionFeed;
-use crate::media_engine::{Media, reply_raw};
-use crate::peer_resources::Resources;
-use crate::session::{SessionId, SessionInfo, SessionRegistry};
+use crate::session::{SessionId, SessionInfo};
+use crate::session_registry::SessionRegistry;
 use crate::state::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -43,7 +40,7 @@ async fn list(
 ) -> Result<ApiJson<Vec<SessionInfo>>, ApiError> {
     let list = match &grant.claims.session {
         SessionScope::Any => sessions.list(),
-        SessionScope::One(id) => sessions.get(id).into_iter().collect(),
+        SessionScope::One(id) => sessions.info(id).into_iter().collect(),
     };
     Ok(ApiJson(list))
 }
@@ -77,35 +74,15 @@ async fn create(
 }
 
 async fn read(session: SessionAccess<access::ManageSessions>) -> ApiJson<SessionInfo> {
-    ApiJson(session.info)
+    ApiJson(session.handle.info)
 }
 
-/// Deletes the session, then ends its peers: once it is gone from the registry no new peer
-/// can join, so closing afterwards leaves nobody behind.
+/// One call ends the session and everything it owns (floor, captions, peers).
 async fn delete(
     State(sessions): State<SessionRegistry>,
-    State(media): State<Media>,
-    State(resources): State<Resources>,
-    State(floors): State<Floors>,
-    State(captions): State<CaptionFeed>,
     SessionAccess { id, .. }: SessionAccess<access::ManageSessions>,
 ) -> Result<Response, ApiError> {
     sessions.delete(&id).await?;
-    floors.remove(&id);
-    captions.forget(&id);
-    resources.remove_session(&id);
-    if let Some(engine) = media.engine() {
-        match reply_raw(engine.close_session(id.to_media())).await {
-            Ok(Ok(())) => {}
-            // The session is deleted either way; its peers then end by ICE timeout.
-            Ok(Err(e)) => {
-                tracing::warn!(session = %id, error = %e, "closing the session's peers failed")
-            }
-            Err(e) => {
-                tracing::warn!(session = %id, error = %e, "closing the session's peers timed out")
-            }
-        }
-    }
     tracing::info!(session = %id, "session deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -7,13 +7,11 @@ use crate::api::error::ApiError;
 use crate::api::json::ApiJson;
 use crate::api::session_access::{self as access, SessionAccess};
 use crate::media_engine::Media;
-use crate::peer_resources::Resources;
 use crate::viewers_report::{self, Audience};
 
 pub async fn viewers(
-    State(resources): State<Resources>,
     State(media): State<Media>,
-    SessionAccess { id, .. }: SessionAccess<access::ReadAudience>,
+    SessionAccess { handle, .. }: SessionAccess<access::ReadAudience>,
 ) -> Result<ApiJson<Audience>, ApiError> {
-    Ok(ApiJson(viewers_report::report(&id, &resources, &media)))
+    Ok(ApiJson(viewers_report::report(&handle.peers, &media)))
 }

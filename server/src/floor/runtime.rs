@@ -6,16 +6,20 @@
 //! in one order, and requests that arrive together are stored in one SQLite transaction
 //! (group commit), which is what lets a node take a storm of raised hands.
 //!
-//! Restart: [`Floors::start`] replays every session's stored events into a fresh machine, so
-//! the queue order, the current grants (with their absolute end times) and the history come
-//! back as they were; the clock then fires whatever fell due while the node was down.
+//! A session's task lives as long as the session: the session registry starts it
+//! ([`FloorRuntime::start`]) and stops it ([`SessionFloor::stop`]) when the session is
+//! deleted; then its event stream closes, so open SSE streams end.
+//!
+//! Restart: [`FloorRuntime::start`] replays the session's stored events into a fresh machine,
+//! so the queue order, the current grants (with their absolute end times) and the history
+//! come back as they were; the clock then fires whatever fell due while the node was down.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use media::PeerId;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::machine::FloorMachine;
 use super::model::{Command, FloorError, FloorEvent, HandId, Millis, Turn};
@@ -98,7 +102,11 @@ enum Request {
 #[derive(Clone)]
 pub struct SessionFloor {
     requests: mpsc::Sender<Request>,
-    events: broadcast::Sender<Arc<LiveEvent>>,
+    /// Weak: the task holds the only sender, so its end closes every subscriber's stream
+    /// (an SSE stream holds a `SessionFloor` and must not keep the channel open itself).
+    events: broadcast::WeakSender<Arc<LiveEvent>>,
+    /// Set once, by [`SessionFloor::stop`].
+    stop: Arc<watch::Sender<bool>>,
 }
 
 impl SessionFloor {
@@ -156,8 +164,17 @@ impl SessionFloor {
     }
 
     /// Live events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
-        self.events.subscribe()
+    pub fn subscribe(&self) -> Result<broadcast::Receiver<Arc<LiveEvent>>, RuntimeError> {
+        self.events
+            .upgrade()
+            .map(|tx| tx.subscribe())
+            .ok_or(RuntimeError::Stopped)
+    }
+
+    /// Ends the task (the session was deleted): requests already queued are dropped
+    /// unanswered (their callers see [`RuntimeError::Stopped`]), subscribers' streams close.
+    pub fn stop(&self) {
+        self.stop.send_replace(true);
     }
 }
 
@@ -170,74 +187,35 @@ struct Deps {
     metrics: Metrics,
 }
 
-/// Every session's floor. Cheap to clone.
+/// Starts session floors: what every session task needs besides its machine. Cheap to
+/// clone; it keeps no session (the session registry does).
 #[derive(Clone)]
-pub struct Floors {
+pub struct FloorRuntime {
     deps: Deps,
-    sessions: Arc<RwLock<HashMap<SessionId, SessionFloor>>>,
-    /// Serializes starting tasks, so a session never gets two.
-    starting: Arc<tokio::sync::Mutex<()>>,
 }
 
-impl Floors {
-    /// Starts a task for each of `sessions`, each from its stored events.
-    pub async fn start(
-        sessions: &[SessionId],
-        store: Store,
-        media: Media,
-        resources: Resources,
-        metrics: Metrics,
-    ) -> Result<Floors, StoreError> {
-        let floors = Floors {
+impl FloorRuntime {
+    pub fn new(store: Store, media: Media, resources: Resources, metrics: Metrics) -> Self {
+        FloorRuntime {
             deps: Deps {
                 store,
                 media,
                 resources,
                 metrics,
             },
-            sessions: Arc::default(),
-            starting: Arc::default(),
-        };
-        for id in sessions {
-            floors.session(id).await?;
         }
-        Ok(floors)
     }
 
-    /// The floor of `session`, starting its task if needed. The caller has checked that the
-    /// session exists.
-    pub async fn session(&self, session: &SessionId) -> Result<SessionFloor, StoreError> {
-        if let Some(f) = self.read().get(session) {
-            return Ok(f.clone());
-        }
-        let _starting = self.starting.lock().await;
-        if let Some(f) = self.read().get(session) {
-            return Ok(f.clone());
-        }
+    /// Starts the task of `session` from its stored events. The caller (the registry)
+    /// starts one per session and keeps it.
+    pub async fn start(&self, session: &SessionId) -> Result<SessionFloor, StoreError> {
         let key = session.as_str().to_owned();
         let stored = self
             .deps
             .store
             .blocking(move |conn| store::all(conn, &key))
             .await?;
-        let floor = spawn(session.clone(), stored, self.deps.clone());
-        self.write().insert(session.clone(), floor.clone());
-        Ok(floor)
-    }
-
-    /// Stops the session's task (its log was deleted with the session). Open SSE streams end.
-    pub fn remove(&self, session: &SessionId) {
-        self.write().remove(session);
-        self.deps.metrics.forget_floor_session(session);
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<SessionId, SessionFloor>> {
-        // Single inserts and removes: a poisoned map is still consistent.
-        self.sessions.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<SessionId, SessionFloor>> {
-        self.sessions.write().unwrap_or_else(|e| e.into_inner())
+        Ok(spawn(session.clone(), stored, self.deps.clone()))
     }
 }
 
@@ -257,16 +235,22 @@ fn spawn(session: SessionId, stored: Vec<StoredEvent>, deps: Deps) -> SessionFlo
     );
     let (requests, rx) = mpsc::channel(REQUEST_QUEUE);
     let (events, _) = broadcast::channel(BROADCAST_CAPACITY);
+    let (stop, stopped) = watch::channel(false);
+    let weak = events.downgrade();
     let task = SessionTask {
         session,
         machine,
         last_id,
         speakers: HashMap::new(),
-        events: events.clone(),
+        events,
         deps,
     };
-    tokio::spawn(task.run(rx));
-    SessionFloor { requests, events }
+    tokio::spawn(task.run(rx, stopped));
+    SessionFloor {
+        requests,
+        events: weak,
+        stop: Arc::new(stop),
+    }
 }
 
 struct SessionTask {
@@ -298,13 +282,17 @@ struct Pending {
 }
 
 impl SessionTask {
-    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>, mut stopped: watch::Receiver<bool>) {
         self.publish_gauges();
         let mut batch = Vec::with_capacity(MAX_BATCH);
         loop {
             let deadline = self.machine.next_deadline();
             let sleep = deadline.map(|d| Duration::from_millis(d.saturating_sub(now_ms())));
             tokio::select! {
+                // First: a deleted session takes no more commands, even in a storm.
+                biased;
+                // Only ever set to true; an error means every handle is gone: stop as well.
+                _ = stopped.changed() => break,
                 n = rx.recv_many(&mut batch, MAX_BATCH) => {
                     if n == 0 {
                         break; // every handle dropped: the session is gone

@@ -8,11 +8,18 @@
 //! caption is counted in `floorcast_caption_store_failures_total`. Interim captions are
 //! announced only.
 //!
-//! CART sequencing lives here, in memory, one [`CartStream`] per (session, captioner,
-//! language), loaded from the store the first time a stream posts: the decision (new, retry,
-//! stale, out of range) is taken under the lock, so two concurrent posts of one stream are
-//! ordered, and it does not need the disk. The locks guard these maps for a few microseconds
-//! per caption; they are never held across an `.await`.
+//! Each session's captions ([`SessionCaptions`]: its subscribers, the ASR/CART arbitration,
+//! its CART streams) belong to the session's handle in the session registry, which creates
+//! them with the session and closes them when it is deleted. [`CaptionFeed`] is the node's
+//! work on them (store, media, metrics); machine captions, which arrive by session id, find
+//! their session through [`CaptionSessions`] (the registry, given to the feed so that this
+//! module does not import it).
+//!
+//! CART sequencing lives here, in memory, one [`CartStream`] per (captioner, language) of a
+//! session, loaded from the store the first time a stream posts: the decision (new, retry,
+//! stale, out of range) is taken under the session's lock, so two concurrent posts of one
+//! stream are ordered, and it does not need the disk. The lock guards one session's state for
+//! a few microseconds per caption; it is never held across an `.await`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,21 +101,25 @@ pub struct AsrCaption {
     pub event: CaptionEvent,
 }
 
-#[derive(Clone)]
-pub struct CaptionFeed {
-    inner: Arc<Inner>,
+/// Where the feed finds a session's captions by id (machine captions arrive by id).
+pub trait CaptionSessions: Send + Sync + 'static {
+    /// `None`: no such session (it was deleted while its recognizer ran).
+    fn captions(&self, session: &SessionId) -> Option<SessionCaptions>;
 }
 
-struct Inner {
-    sessions: Mutex<HashMap<SessionId, SessionFeed>>,
-    /// CART streams by session, then by (captioner, language).
-    cart: Mutex<HashMap<SessionId, CartStreams>>,
-    /// Numbers CART streams and their runs, for caption ids (`cart-<tag>-<seq>`).
-    next_tag: AtomicU64,
-    store: Store,
-    media: Media,
-    metrics: Metrics,
-    precedence: Duration,
+/// One session's live captions. Cheap to clone; clones share the state.
+#[derive(Clone)]
+pub struct SessionCaptions {
+    session: SessionId,
+    state: Arc<Mutex<CaptionState>>,
+}
+
+struct CaptionState {
+    /// `None` once the session is deleted: later subscribers get a stream that has ended.
+    tx: Option<broadcast::Sender<Arc<CaptionMessage>>>,
+    merge: CaptionMerge,
+    /// CART streams by (captioner, language).
+    cart: CartStreams,
 }
 
 /// A session's CART streams by (captioner, language).
@@ -119,40 +130,86 @@ struct LiveStream {
     tag: u64,
 }
 
-struct SessionFeed {
-    tx: broadcast::Sender<Arc<CaptionMessage>>,
-    merge: CaptionMerge,
+impl SessionCaptions {
+    /// `precedence`: how long a captioner's text holds machine captions back.
+    pub fn new(session: SessionId, precedence: Duration) -> Self {
+        SessionCaptions {
+            session,
+            state: Arc::new(Mutex::new(CaptionState {
+                tx: Some(broadcast::channel(SUBSCRIBER_BACKLOG).0),
+                merge: CaptionMerge::new(precedence),
+                cart: HashMap::new(),
+            })),
+        }
+    }
+
+    pub fn session(&self) -> &SessionId {
+        &self.session
+    }
+
+    /// Captions from now on; a stream that has ended once the session is deleted.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CaptionMessage>> {
+        match &self.lock().tx {
+            Some(tx) => tx.subscribe(),
+            None => broadcast::channel(1).1,
+        }
+    }
+
+    /// The session was deleted: subscribers see their stream end, nothing more goes out.
+    pub fn close(&self) {
+        let mut state = self.lock();
+        state.tx = None;
+        state.cart.clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CaptionState> {
+        // A panic elsewhere while holding the lock leaves the state usable: every change
+        // under it is one map or merge call.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The node's caption work: stores, announces and counts the captions of every session.
+#[derive(Clone)]
+pub struct CaptionFeed {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sessions: Arc<dyn CaptionSessions>,
+    /// Numbers CART streams and their runs, for caption ids (`cart-<tag>-<seq>`).
+    next_tag: AtomicU64,
+    store: Store,
+    media: Media,
+    metrics: Metrics,
 }
 
 impl CaptionFeed {
-    pub fn new(store: Store, media: Media, metrics: Metrics, precedence: Duration) -> Self {
+    pub fn new(
+        store: Store,
+        media: Media,
+        metrics: Metrics,
+        sessions: Arc<dyn CaptionSessions>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                sessions: Mutex::new(HashMap::new()),
-                cart: Mutex::new(HashMap::new()),
+                sessions,
                 next_tag: AtomicU64::new(1),
                 store,
                 media,
                 metrics,
-                precedence,
             }),
         }
     }
 
-    /// Captions of `session` from now on.
-    pub fn subscribe(&self, session: &SessionId) -> broadcast::Receiver<Arc<CaptionMessage>> {
-        self.with_session(session, |s| s.tx.subscribe())
-    }
-
-    /// A deleted session's feed goes away (subscribers see the channel close).
-    pub fn forget(&self, session: &SessionId) {
-        self.lock().remove(session);
-        self.cart_lock().remove(session);
-    }
-
     /// A machine caption: stored when final, shown unless a captioner has precedence.
+    /// A caption of a session that no longer exists is dropped.
     pub async fn asr(&self, c: AsrCaption, now_ms: i64) -> Result<(), StoreError> {
-        let shown = self.with_session(&c.session, |s| s.merge.shown(&c.event, Instant::now()));
+        let Some(captions) = self.inner.sessions.captions(&c.session) else {
+            tracing::debug!(session = %c.session, "machine caption of a deleted session dropped");
+            return Ok(());
+        };
+        let shown = captions.lock().merge.shown(&c.event, Instant::now());
         let at = |secs: f64| c.origin_ms + (secs * 1000.0).round() as i64;
         let message = CaptionMessage {
             kind: "caption",
@@ -166,7 +223,7 @@ impl CaptionFeed {
             confidence: c.event.confidence,
             shown,
         };
-        self.announce(&c.session, message.clone());
+        self.announce(&captions, message.clone());
         if !c.event.is_final {
             return Ok(());
         }
@@ -194,7 +251,7 @@ impl CaptionFeed {
     #[allow(clippy::too_many_arguments)]
     pub async fn cart(
         &self,
-        session: &SessionId,
+        captions: &SessionCaptions,
         captioner: &str,
         seq: u64,
         lang: String,
@@ -203,14 +260,14 @@ impl CaptionFeed {
         now_ms: i64,
     ) -> Result<CartOutcome, CartError> {
         let key = StreamKey {
-            session: session.as_str().to_owned(),
+            session: captions.session.as_str().to_owned(),
             captioner: captioner.to_owned(),
             lang: lang.clone(),
         };
-        self.load_stream(session, &key).await?;
+        self.load_stream(captions, &key).await?;
         let decided = {
-            let mut cart = self.cart_lock();
-            let streams = cart.entry(session.clone()).or_default();
+            let mut state = captions.lock();
+            let streams = &mut state.cart;
             let stream_key = (key.captioner.clone(), key.lang.clone());
             if !streams.contains_key(&stream_key) && streams.len() >= MAX_CART_STREAMS_PER_SESSION {
                 self.inner.metrics.count_cart_refused("too_many_streams");
@@ -262,9 +319,9 @@ impl CaptionFeed {
             Accepted::Clear { at_ms, .. } => (at_ms, at_ms),
             Accepted::Repeat => unreachable!("answered above"),
         };
-        self.with_session(session, |s| s.merge.on_cart(&lang, received));
+        captions.lock().merge.on_cart(&lang, received);
         self.announce(
-            session,
+            captions,
             CaptionMessage {
                 kind: "caption",
                 id: format!("cart-{tag}-{seq}"),
@@ -317,20 +374,16 @@ impl CaptionFeed {
     /// The last `seq` of a CART stream; 0 before its first caption.
     pub async fn cart_last_seq(
         &self,
-        session: &SessionId,
+        captions: &SessionCaptions,
         captioner: &str,
         lang: &str,
     ) -> Result<u64, StoreError> {
         let stream_key = (captioner.to_owned(), lang.to_owned());
-        if let Some(live) = self
-            .cart_lock()
-            .get(session)
-            .and_then(|s| s.get(&stream_key))
-        {
+        if let Some(live) = captions.lock().cart.get(&stream_key) {
             return Ok(live.stream.last_seq());
         }
         let key = StreamKey {
-            session: session.as_str().to_owned(),
+            session: captions.session.as_str().to_owned(),
             captioner: stream_key.0,
             lang: stream_key.1,
         };
@@ -343,12 +396,13 @@ impl CaptionFeed {
     }
 
     /// Brings a stream's stored state into memory, unless it is there already.
-    async fn load_stream(&self, session: &SessionId, key: &StreamKey) -> Result<(), StoreError> {
+    async fn load_stream(
+        &self,
+        captions: &SessionCaptions,
+        key: &StreamKey,
+    ) -> Result<(), StoreError> {
         let stream_key = (key.captioner.clone(), key.lang.clone());
-        let present = self
-            .cart_lock()
-            .get(session)
-            .is_some_and(|s| s.contains_key(&stream_key));
+        let present = captions.lock().cart.contains_key(&stream_key);
         if present {
             return Ok(());
         }
@@ -361,8 +415,8 @@ impl CaptionFeed {
         else {
             return Ok(());
         };
-        let mut cart = self.cart_lock();
-        let streams = cart.entry(session.clone()).or_default();
+        let mut state = captions.lock();
+        let streams = &mut state.cart;
         if streams.len() < MAX_CART_STREAMS_PER_SESSION {
             // Another post of the stream may have loaded it meanwhile: keep that one.
             streams.entry(stream_key).or_insert_with(|| LiveStream {
@@ -411,7 +465,7 @@ impl CaptionFeed {
         Ok(())
     }
 
-    fn announce(&self, session: &SessionId, message: CaptionMessage) {
+    fn announce(&self, captions: &SessionCaptions, message: CaptionMessage) {
         let json: Arc<str> = match serde_json::to_string(&message) {
             Ok(j) => j.into(),
             Err(e) => {
@@ -420,36 +474,20 @@ impl CaptionFeed {
             }
         };
         let shown = message.shown;
-        // No SSE subscriber is fine.
-        let _ = self.with_session(session, |s| s.tx.send(Arc::new(message)));
-        if !shown {
+        let open = match &captions.lock().tx {
+            Some(tx) => {
+                // No SSE subscriber is fine.
+                let _ = tx.send(Arc::new(message));
+                true
+            }
+            None => false,
+        };
+        // A deleted session's viewers are being closed: nothing more goes out.
+        if !shown || !open {
             return;
         }
         if let Some(engine) = self.inner.media.engine() {
-            engine.send_captions(session.to_media(), json);
+            engine.send_captions(captions.session.to_media(), json);
         }
-    }
-
-    fn with_session<T>(&self, session: &SessionId, f: impl FnOnce(&mut SessionFeed) -> T) -> T {
-        let mut sessions = self.lock();
-        let feed = sessions
-            .entry(session.clone())
-            .or_insert_with(|| SessionFeed {
-                tx: broadcast::channel(SUBSCRIBER_BACKLOG).0,
-                merge: CaptionMerge::new(self.inner.precedence),
-            });
-        f(feed)
-    }
-
-    fn cart_lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, CartStreams>> {
-        self.inner.cart.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, SessionFeed>> {
-        // A panic elsewhere while holding the lock leaves the map usable.
-        self.inner
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -7,8 +7,8 @@
 //! draining (503), body type and content (415/400). Body size is
 //! limited for every route by the layers in `layers` (413).
 
+pub mod client_ip;
 mod lifecycle;
-pub mod limits;
 pub mod sdp;
 mod whep;
 mod whip;
@@ -29,14 +29,14 @@ use crate::api::floor::participant;
 use crate::auth::Grant;
 use crate::config::Config;
 use crate::drain::Drain;
-use crate::floor::runtime::Floors;
 use crate::media_engine::{BoxFuture, Media, MediaEngine, reply_raw};
 use crate::metrics::Limit;
 use crate::peer_resources::{Resource, ResourceKind, Resources};
 use crate::session::SessionId;
+use crate::signal_limits::SignalLimits;
 use crate::state::AppState;
 use crate::store::Store;
-use limits::{ClientIp, SignalLimits};
+use client_ip::ClientIp;
 use sdp::SdpOffer;
 
 /// What the signalling handlers need from the app state.
@@ -44,7 +44,6 @@ use sdp::SdpOffer;
 pub struct SignalDeps {
     pub media: Media,
     pub resources: Resources,
-    pub floors: Floors,
     pub store: Store,
     pub drain: Drain,
     pub limits: SignalLimits,
@@ -57,7 +56,6 @@ impl FromRef<AppState> for SignalDeps {
         SignalDeps {
             media: state.media.clone(),
             resources: state.resources.clone(),
-            floors: state.floors.clone(),
             store: state.store.clone(),
             drain: state.drain.clone(),
             limits: state.signal_limits.clone(),

@@ -7,7 +7,7 @@ use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use media::Follow;
 
-use super::limits::ClientIp;
+use super::client_ip::ClientIp;
 use super::sdp::SdpOffer;
 use super::{Asker, SignalDeps, create_peer};
 use crate::api::error::ApiError;

@@ -12,13 +12,14 @@ use axum::extract::State;
 use axum::response::Response;
 use media::Takeover;
 
-use super::limits::ClientIp;
+use super::client_ip::ClientIp;
 use super::sdp::SdpOffer;
 use super::{Asker, SignalDeps, create_peer};
 use crate::api::error::ApiError;
 use crate::api::session_access::{self as access, SessionAccess};
 use crate::auth::{Grant, Role};
 use crate::config::Config;
+use crate::floor::runtime::SessionFloor;
 use crate::media_engine::reply_raw;
 use crate::peer_resources::ResourceKind;
 use crate::session::SessionId;
@@ -26,12 +27,14 @@ use crate::session::SessionId;
 pub async fn create(
     State(config): State<Arc<Config>>,
     State(deps): State<SignalDeps>,
-    SessionAccess { id, grant, .. }: SessionAccess<access::Publish>,
+    SessionAccess {
+        id, grant, handle, ..
+    }: SessionAccess<access::Publish>,
     ip: ClientIp,
     offer: Result<SdpOffer, ApiError>,
 ) -> Result<Response, ApiError> {
     if grant.claims.role != Role::Venue {
-        return create_speaker(deps, id, grant, ip, offer).await;
+        return create_speaker(deps, id, handle.floor, grant, ip, offer).await;
     }
     let takeover = if config.allow_takeover {
         Takeover::Replace
@@ -62,11 +65,11 @@ fn not_floor_holder() -> ApiError {
 async fn create_speaker(
     deps: SignalDeps,
     id: SessionId,
+    floor: SessionFloor,
     grant: Grant,
     ip: ClientIp,
     offer: Result<SdpOffer, ApiError>,
 ) -> Result<Response, ApiError> {
-    let floor = deps.floors.session(&id).await?;
     if floor.holder_hand(&grant.claims.sub).await?.is_none() {
         return Err(not_floor_holder());
     }

@@ -1,6 +1,9 @@
 //! Shared by the `oneshot` handler tests (`api.rs`, `floor_api.rs`): a fake media engine,
-//! an app built on an in-memory store, tokens and request helpers.
+//! an app built on an in-memory store, tokens and request helpers; [`floor`] has the floor
+//! queue's requests.
 #![allow(dead_code)]
+
+pub mod floor;
 
 pub use std::collections::HashMap;
 pub use std::sync::atomic::{AtomicU64, Ordering};
@@ -211,6 +214,21 @@ pub fn token(role: Role, session: &str) -> String {
         session,
         SystemTime::now(),
     )
+}
+
+/// A token for someone by name (and hub), as people's pages hold them.
+pub fn person(role: Role, session: &str, name: &str, hub: Option<&str>) -> String {
+    let mut claims = Claims::new(
+        role,
+        SessionScope::parse(session).unwrap(),
+        name,
+        Duration::from_secs(600),
+        SystemTime::now(),
+    );
+    claims.hub = hub.map(Into::into);
+    AuthKeys::from_secret(SECRET.as_bytes())
+        .mint(&claims)
+        .unwrap()
 }
 
 pub fn token_with(keys: &AuthKeys, role: Role, session: &str, now: SystemTime) -> String {

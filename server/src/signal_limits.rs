@@ -2,19 +2,28 @@
 //! cannot spend the node's media thread or peer slots for everyone else: WHIP/WHEP creations
 //! per minute per token and per IP, trickle PATCHes per minute per resource. (Resources held
 //! at once per token are counted in [`crate::peer_resources`]; peers per session and per node,
-//! and candidates per peer, in the media engine.) Each refusal is a 429 with `Retry-After`
-//! and a count in `floorcast_limit_refusals_total{limit}`.
+//! and candidates per peer, in the media engine.) Each refusal is a [`LimitRefusal`] (the
+//! HTTP side answers it 429 with `Retry-After`) and a count in
+//! `floorcast_limit_refusals_total{limit}`. No HTTP here: `state` holds the limits below the
+//! signalling routes that use them.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
-
-use crate::api::error::ApiError;
 use crate::config::Config;
 use crate::floor::rate_limit::RateLimiter;
 use crate::metrics::{Limit, Metrics};
+
+/// A request refused by a limit: what to tell the client, and when it may try again.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}; retry in {} s", retry_after.as_secs())]
+pub struct LimitRefusal {
+    /// The error code the client sees (`too_many_creations`, `too_many_patches`).
+    pub code: &'static str,
+    what: &'static str,
+    /// Whole seconds, at least one: `Retry-After` has second resolution.
+    pub retry_after: Duration,
+}
 
 /// Cheap to clone; clones share the counts.
 #[derive(Clone)]
@@ -39,7 +48,7 @@ impl SignalLimits {
 
     /// Counts a WHIP/WHEP creation by token `sub` and by address (when known: requests that
     /// did not come through the node's listener, as in handler tests, have none).
-    pub fn creation(&self, sub: &str, ip: Option<IpAddr>) -> Result<(), ApiError> {
+    pub fn creation(&self, sub: &str, ip: Option<IpAddr>) -> Result<(), LimitRefusal> {
         let now = now_ms();
         if let Some(ip) = ip
             && let Err(wait) = self.creations_per_ip.check(&ip.to_string(), now)
@@ -62,7 +71,7 @@ impl SignalLimits {
     }
 
     /// Counts a trickle PATCH on the resource of `peer`.
-    pub fn patch(&self, peer: media::PeerId) -> Result<(), ApiError> {
+    pub fn patch(&self, peer: media::PeerId) -> Result<(), LimitRefusal> {
         self.patches_per_resource
             .check(&peer.to_string(), now_ms())
             .map_err(|wait| {
@@ -81,11 +90,19 @@ impl SignalLimits {
         self.metrics.limit_hit(limit);
     }
 
-    fn refuse(&self, limit: Limit, code: &'static str, what: &str, wait: Duration) -> ApiError {
+    fn refuse(
+        &self,
+        limit: Limit,
+        code: &'static str,
+        what: &'static str,
+        wait: Duration,
+    ) -> LimitRefusal {
         self.metrics.limit_hit(limit);
-        // Whole seconds, at least one: Retry-After has second resolution.
-        let wait = Duration::from_secs(wait.as_millis().div_ceil(1000).max(1) as u64);
-        ApiError::too_many_requests(code, format!("{what}; retry in {} s", wait.as_secs()), wait)
+        LimitRefusal {
+            code,
+            what,
+            retry_after: Duration::from_secs(wait.as_millis().div_ceil(1000).max(1) as u64),
+        }
     }
 }
 
@@ -93,22 +110,4 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// The address the request came from, as the listener accepted it. Behind a reverse proxy
-/// this is the proxy: give the proxy its own per-IP limits, or raise ours.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientIp(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip()),
-        ))
-    }
 }
