@@ -65,7 +65,7 @@ impl Default for MediaConfig {
             tcp: TcpListen::SameAsUdp,
             tcp_limits: TcpLimits::default(),
             public_ips: Vec::new(),
-            keyframe_min_interval: Duration::from_millis(500),
+            keyframe_min_interval: Duration::from_millis(300),
             max_peers: 10_000,
             max_peers_per_session: 5_000,
             max_remote_candidates: 32,

@@ -1465,7 +1465,7 @@ fn peers_per_session_and_candidates_per_peer_are_capped() {
 }
 
 /// A viewer that sends a PLI every 20 ms causes one keyframe request to the publisher per
-/// `viewer_keyframe_interval`, not one per publisher limit (500 ms): the others' picture is
+/// `viewer_keyframe_interval`, not one per publisher limit (300 ms): the others' picture is
 /// not degraded by a stream of keyframes.
 #[test]
 fn one_viewers_keyframe_requests_are_spaced_out() {

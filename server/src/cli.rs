@@ -173,7 +173,7 @@ pub struct ServeArgs {
     /// One viewer's keyframe requests reach the publisher at most this often [default: 2000].
     #[arg(long, value_name = "MS", help_heading = "Media")]
     pub viewer_keyframe_interval_ms: Option<u32>,
-    /// Keyframe requests reach one publisher at most this often, whoever asks [default: 500].
+    /// Keyframe requests reach one publisher at most this often, whoever asks [default: 300].
     #[arg(long, value_name = "MS", help_heading = "Media")]
     pub keyframe_min_interval_ms: Option<u32>,
 

@@ -225,7 +225,7 @@ impl Default for Config {
             patches_per_minute_per_resource: 120,
             max_remote_candidates: 32,
             viewer_keyframe_interval_ms: 2000,
-            keyframe_min_interval_ms: 500,
+            keyframe_min_interval_ms: 300,
             sessions: Vec::new(),
         }
     }
