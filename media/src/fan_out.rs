@@ -133,6 +133,7 @@ pub(crate) fn write_to_viewer(
         };
         let bytes = egress.send(&b.head, fields, *b.ssrc, seq, &p.payload, tx);
         b.tally.add(seq, ts, p.payload.len(), now);
+        b.resends.earn();
         return Written::Direct(bytes);
     }
     match rtc.direct_api().stream_tx(&b.ssrc) {

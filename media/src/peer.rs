@@ -15,7 +15,7 @@ use crate::forward::rtp_head::HeadTemplate;
 use crate::handle::Follow;
 use crate::ids::{PeerId, Role, SessionId};
 use crate::stats::Kind;
-use crate::viewer_egress::{SendTally, ViewerEgress};
+use crate::viewer_egress::{ResendBudget, SendTally, ViewerEgress};
 
 /// The codecs we forward, as a small index for per-binding payload-type tables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +135,8 @@ pub(crate) struct OutBinding {
     pub head: HeadTemplate,
     /// What our own egress sent since str0m last heard of it.
     pub tally: SendTally,
+    /// What NACKs may still make our own egress resend.
+    pub resends: ResendBudget,
 }
 
 pub(crate) struct ViewerState {
@@ -255,6 +257,7 @@ mod tests {
             clock: 90_000,
             head: HeadTemplate::new(7, None),
             tally: SendTally::default(),
+            resends: ResendBudget::default(),
         });
         let mid = Mid::from("1");
         // str0m sent exactly what was forwarded: no retransmission.

@@ -34,7 +34,7 @@ use crate::stats::{Kind, MediaStats, ViewerLink};
 use crate::tap;
 use crate::tcp::TcpWriter;
 use crate::tcp_links::{LinkRoute, TcpLinks};
-use crate::viewer_egress::{SendTally, ViewerEgress};
+use crate::viewer_egress::{ResendBudget, SendTally, ViewerEgress};
 
 /// Where the core's outgoing datagrams go. The driver implements it on the socket; tests
 /// collect into memory.
@@ -1066,6 +1066,7 @@ impl Sfu {
                     clock,
                     head,
                     tally: SendTally::default(),
+                    resends: ResendBudget::default(),
                 };
                 let app_egress = peer.viewer().is_some_and(|v| v.egress.is_some());
                 if app_egress && let Some(stream) = peer.rtc.direct_api().stream_tx(&ssrc) {
@@ -1320,6 +1321,10 @@ impl Sfu {
                 let Some(pt) = b.pts[p.codec as usize] else {
                     continue;
                 };
+                if !b.resends.spend() {
+                    self.stats.resends_refused.add(1);
+                    continue;
+                }
                 let timestamp = p.timestamp.wrapping_add(ts_offset);
                 let fields = HeadFields {
                     pt: *pt,

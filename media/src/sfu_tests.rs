@@ -400,6 +400,10 @@ struct World {
     /// The network loses this many of the next datagrams over 300 bytes (media, not RTCP or
     /// audio) sent to this address.
     lose: Option<(SocketAddr, usize)>,
+    /// The network loses two of every three datagrams over 300 bytes sent to this address;
+    /// the count is of those lost.
+    thin: Option<(SocketAddr, usize)>,
+    thin_seen: usize,
 }
 
 impl World {
@@ -421,6 +425,8 @@ impl World {
             wire: Wire::default(),
             clients: Vec::new(),
             lose: None,
+            thin: None,
+            thin_seen: 0,
         }
     }
 
@@ -439,6 +445,16 @@ impl World {
             {
                 *n -= 1;
                 continue;
+            }
+            if let Some((addr, lost)) = &mut self.thin
+                && *addr == to
+                && data.len() > 300
+            {
+                self.thin_seen += 1;
+                if !self.thin_seen.is_multiple_of(3) {
+                    *lost += 1;
+                    continue;
+                }
             }
             if let Some(c) = self.clients.iter_mut().find(|c| c.addr == to) {
                 // str0m wants its output drained after every input.
@@ -1005,6 +1021,50 @@ fn a_lost_video_packet_is_resent_after_the_viewers_nack() {
         "resent: {}",
         stats.retransmitted.get()
     );
+}
+
+/// A viewer whose link loses most video NACKs all of it, again and again: our egress resends
+/// at most its budget (a burst, then 15 % of what it forwards to that viewer), counts what it
+/// refuses, and a second viewer of the session is unharmed.
+#[test]
+fn a_viewer_nacking_everything_gets_a_bounded_share_of_resends() {
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let victim = w.add_viewer(5001, &session, AV);
+    let other = w.add_viewer(5002, &session, AV);
+    let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 3)));
+    let mut ft = 0;
+    w.floor_ticks(floor, &mut ft, 50);
+    let before = w.clients[other].received.len();
+    let stats = w.sfu.stats();
+    let video_before = stats.rtp_out.packets(Kind::Video);
+    // Two of every three video datagrams (the only ones over 300 bytes) to the victim are
+    // lost for 4 s, resends included: it NACKs most of what it should get, again and again.
+    w.thin = Some((w.clients[victim].addr, 0));
+    w.floor_ticks(floor, &mut ft, 200);
+    w.thin = None;
+    let seen = w.thin_seen as u64;
+    // Written to two viewers alike.
+    let forwarded = (stats.rtp_out.packets(Kind::Video) - video_before) / 2;
+    let resent = seen.saturating_sub(forwarded);
+    eprintln!(
+        "forwarded {forwarded}, resent {resent}, refused {}",
+        stats.resends_refused.get()
+    );
+    assert!(forwarded >= 290, "forwarded {forwarded}");
+    assert!(
+        stats.resends_refused.get() > 0,
+        "the budget refused some resends"
+    );
+    assert!(
+        resent as f32 <= 48.0 + 0.15 * forwarded as f32 + 1.0,
+        "resent {resent} for {forwarded} forwarded"
+    );
+    assert!(resent >= 48, "the burst was resent: {resent}");
+    let o = &w.clients[other];
+    assert!(count_since(o, before, MediaKind::Video, FLOOR_FILL) >= 150);
+    assert_continuous(&seqs(o, MediaKind::Video));
 }
 
 fn speaker_video_flag(w: &World, session: &SessionId) -> bool {

@@ -192,6 +192,9 @@ pub struct MediaStats {
     pub nacks: Counter,
     /// RTP packets resent to viewers after their NACKs.
     pub retransmitted: Counter,
+    /// NACKed packets not resent because the viewer stream's resend budget was spent (see
+    /// `viewer_egress::ResendBudget`).
+    pub resends_refused: Counter,
     /// Viewer packets sent by our own egress (the rest of `rtp_out` went through str0m's
     /// send streams).
     pub app_egress_packets: Counter,

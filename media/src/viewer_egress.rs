@@ -68,6 +68,42 @@ impl ViewerEgress {
     }
 }
 
+/// Resends one viewer stream may cost: a NACK names up to 17 packets per 4 bytes, so
+/// without a budget one viewer's RTCP could make the node send many times what it forwards
+/// (an amplifier). Each forwarded packet earns `RESEND_RATIO` of a resend (str0m's own cap
+/// was 15 % of the stream too), saved up to `RESEND_BURST` (a lost keyframe's packets).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ResendBudget {
+    tokens: f32,
+}
+
+const RESEND_RATIO: f32 = 0.15;
+const RESEND_BURST: f32 = 48.0;
+
+impl Default for ResendBudget {
+    fn default() -> Self {
+        Self {
+            tokens: RESEND_BURST,
+        }
+    }
+}
+
+impl ResendBudget {
+    pub fn earn(&mut self) {
+        self.tokens = (self.tokens + RESEND_RATIO).min(RESEND_BURST);
+    }
+
+    /// Whether one more resend is allowed now (and spends it).
+    pub fn spend(&mut self) -> bool {
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// What was sent on one outgoing stream since str0m last heard of it.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct SendTally {
@@ -113,5 +149,44 @@ impl SendTally {
 
     pub fn is_pending(&self) -> bool {
         self.packets > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resends_are_held_to_a_burst_then_to_a_share_of_what_is_forwarded() {
+        let mut b = ResendBudget::default();
+        let burst = (0..1000).take_while(|_| b.spend()).count();
+        assert_eq!(burst, RESEND_BURST as usize);
+        let mut resent = 0;
+        for _ in 0..1000 {
+            b.earn();
+            if b.spend() {
+                resent += 1;
+            }
+        }
+        assert!((140..=150).contains(&resent), "{resent} of 1000 forwarded");
+        for _ in 0..10_000 {
+            b.earn();
+        }
+        let saved = (0..1000).take_while(|_| b.spend()).count();
+        assert_eq!(saved, RESEND_BURST as usize, "savings are capped");
+    }
+
+    #[test]
+    fn the_tally_keeps_the_newest_packet_for_the_sender_report() {
+        let now = Instant::now();
+        let mut t = SendTally::default();
+        assert!(!t.is_pending());
+        t.add(10, 900, 100, now);
+        t.add(12, 1800, 100, now);
+        // A retransmission of 11 after 12.
+        t.add(11, 1350, 100, now + std::time::Duration::from_millis(5));
+        assert!(t.is_pending());
+        assert_eq!((t.packets, t.payload_bytes), (3, 300));
+        assert_eq!(t.last.map(|(s, ts, _)| (s, ts)), Some((12, 1800)));
     }
 }

@@ -37,6 +37,7 @@ struct Inner {
     nacks: IntCounter,
     retransmitted: IntCounter,
     nacks_unanswered: IntCounter,
+    resends_refused: IntCounter,
     app_egress_packets: IntCounter,
     plis: IntCounter,
     join_duration: Histogram,
@@ -120,6 +121,12 @@ impl Metrics {
             "NACKed packets that could not be resent: gone from their source's history.",
         )?;
         registry.register(Box::new(nacks_unanswered.clone()))?;
+        let resends_refused = IntCounter::new(
+            "floorcast_rtp_resends_refused_total",
+            "NACKed packets not resent: the viewer stream's resend budget (a burst, then 15 % \
+             of what it is forwarded) was spent.",
+        )?;
+        registry.register(Box::new(resends_refused.clone()))?;
         let app_egress_packets = IntCounter::new(
             "floorcast_rtp_app_egress_packets_total",
             "RTP packets to viewers sent by Floorcast's own egress (the rest of \
@@ -336,6 +343,7 @@ impl Metrics {
                 nacks,
                 retransmitted,
                 nacks_unanswered,
+                resends_refused,
                 app_egress_packets,
                 plis,
                 join_duration,
@@ -504,6 +512,7 @@ impl Metrics {
             advance(&inner.nacks, stats.nacks.get());
             advance(&inner.retransmitted, stats.retransmitted.get());
             advance(&inner.nacks_unanswered, stats.nacks_unanswered.get());
+            advance(&inner.resends_refused, stats.resends_refused.get());
             advance(&inner.app_egress_packets, stats.app_egress_packets.get());
             advance(&inner.plis, stats.plis.get());
             advance(&inner.udp_send_drops, stats.send_drops.get());
@@ -790,6 +799,7 @@ mod tests {
         stats.nacks.add(2);
         stats.retransmitted.add(3);
         stats.nacks_unanswered.add(4);
+        stats.resends_refused.add(5);
         stats.app_egress_packets.add(9);
         stats.forward_latency.observe(Duration::from_micros(80));
         stats.forward_latency.observe(Duration::from_millis(3));
@@ -808,6 +818,7 @@ mod tests {
             "floorcast_nack_total 2",
             "floorcast_rtp_retransmitted_packets_total 3",
             "floorcast_rtp_nacks_unanswered_total 4",
+            "floorcast_rtp_resends_refused_total 5",
             "floorcast_rtp_app_egress_packets_total 9",
             "floorcast_forward_latency_seconds_bucket{le=\"0.0001\"} 1",
             "floorcast_forward_latency_seconds_count 2",
