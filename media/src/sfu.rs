@@ -66,6 +66,9 @@ const REMOTE_KEYFRAME_ASK_INTERVAL: Duration = Duration::from_millis(100);
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 /// A source's retransmission history is dropped after this long without a packet.
 const HISTORY_IDLE: Duration = Duration::from_secs(10);
+/// Source streams with a retransmission history on one shard (≈ 24 kB each); a room has two
+/// per publisher.
+const MAX_HISTORIES: usize = 512;
 /// The label of the data channel a viewer opens to receive captions. The viewer creates it
 /// (an m=application section in its WHEP offer), so viewers that want no captions cost
 /// nothing, and the SFU never has to renegotiate to add one.
@@ -1179,10 +1182,17 @@ impl Sfu {
         let mut turn = std::mem::take(&mut self.turn);
         if self.config.app_egress {
             for p in &turn {
-                let h = self
-                    .histories
-                    .entry(p.source)
-                    .or_insert_with(|| (now, History::new()));
+                let full = self.histories.len() >= MAX_HISTORIES;
+                let h = match self.histories.get_mut(&p.source) {
+                    Some(h) => h,
+                    // A publisher spraying SSRCs gets no history for the extra ones (their
+                    // NACKs go unanswered, counted), not our memory.
+                    None if full => continue,
+                    None => self
+                        .histories
+                        .entry(p.source)
+                        .or_insert_with(|| (now, History::new())),
+                };
                 h.0 = now;
                 h.1.push(p.seq, p.clone());
             }
