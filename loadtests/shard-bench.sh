@@ -6,7 +6,8 @@
 # Usage (after cargo build --release -p floorcast-server -p floorcast-load):
 #   loadtests/shard-bench.sh SHARDS VIEWERS
 # Environment: FLOORCAST_MEDIA_UDP_GSO=false to send one datagram per message;
-# FLOORCAST_BIN=path to bench another build; PERF=1 to record the server with perf for 10 s
+# FLOORCAST_BIN=path to bench another build; GEN_NICE=19 to run the load generator at the lowest
+# priority (so it preempts the media threads less); PERF=1 to record the server with perf for 10 s
 # of the window and print the top symbols (perf data in $PERF_OUT, default /tmp).
 set -u
 cd "$(dirname "$0")/.."
@@ -29,7 +30,7 @@ if [ "${PERF:-0}" = 1 ]; then
   (sleep $settle; timeout 60 perf record -q -g -p $pid -o $out -- sleep 10 >/dev/null 2>&1) &
   perf_pid=$!
 fi
-timeout 200 target/release/floorcast-load fanout --url $url --session bench --create-session --secret $secret --viewers $v --duration 20 --mode light --ramp-per-second 100 --server-pid $pid 2>&1 | grep -E "viewers  |server CPU|loss|join|freezes|packets/s out"
+timeout 200 nice -n ${GEN_NICE:-0} target/release/floorcast-load fanout --url $url --session bench --create-session --secret $secret --viewers $v --duration 20 --mode light --ramp-per-second 100 --server-pid $pid 2>&1 | grep -E "viewers  |server CPU|loss|join|freezes|packets/s out"
 ps -L -o comm,time -p $pid | grep media
 scrape > $d/m1
 wait $scrape_pid
