@@ -253,12 +253,20 @@ async fn captions_reach_the_event_stream_and_cart_takes_precedence_over_asr() {
     let now = || server::floor::runtime::now_ms() as i64;
 
     // No captioner yet: machine captions, interim then final, reach viewers.
-    feed.asr(asr(1, 1, "the chair", false, 0.0), now())
-        .await
-        .unwrap();
-    feed.asr(asr(1, 1, "the chair opens", true, 0.0), now())
-        .await
-        .unwrap();
+    feed.asr(
+        asr(1, 1, "the chair", false, 0.0),
+        std::time::Instant::now(),
+        now(),
+    )
+    .await
+    .unwrap();
+    feed.asr(
+        asr(1, 1, "the chair opens", true, 0.0),
+        std::time::Instant::now(),
+        now(),
+    )
+    .await
+    .unwrap();
     let c = live
         .next_caption(Duration::from_secs(2))
         .await
@@ -287,9 +295,13 @@ async fn captions_reach_the_event_stream_and_cart_takes_precedence_over_asr() {
     assert_eq!(c["text"], "Welcome, delegates.");
     assert_eq!(c["source"], "cart");
     assert_eq!(c["lang"], "en-US");
-    feed.asr(asr(1, 2, "well come delicate", true, 2.0), now())
-        .await
-        .unwrap();
+    feed.asr(
+        asr(1, 2, "well come delicate", true, 2.0),
+        std::time::Instant::now(),
+        now(),
+    )
+    .await
+    .unwrap();
     // Held back: only the moderator's monitor on the event stream sees it, marked unshown.
     let c = live
         .next_caption(Duration::from_secs(2))
@@ -327,18 +339,26 @@ async fn machine_captions_resume_when_the_captioner_stops() {
     live.next_caption(Duration::from_secs(2))
         .await
         .expect("cart");
-    feed.asr(asr(1, 1, "held back", true, 0.0), now())
-        .await
-        .unwrap();
+    feed.asr(
+        asr(1, 1, "held back", true, 0.0),
+        std::time::Instant::now(),
+        now(),
+    )
+    .await
+    .unwrap();
     let c = live
         .next_caption(Duration::from_secs(2))
         .await
         .expect("held back");
     assert_eq!(c["shown"], false);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    feed.asr(asr(1, 2, "machine again", true, 2.0), now())
-        .await
-        .unwrap();
+    feed.asr(
+        asr(1, 2, "machine again", true, 2.0),
+        std::time::Instant::now(),
+        now(),
+    )
+    .await
+    .unwrap();
     let c = live
         .next_caption(Duration::from_secs(2))
         .await
@@ -713,7 +733,11 @@ async fn machine_captions_reach_viewers_when_they_cannot_be_stored() {
     let stored = t
         .state
         .captions
-        .asr(asr(1, 1, "said while the disk is gone", true, 0.0), now())
+        .asr(
+            asr(1, 1, "said while the disk is gone", true, 0.0),
+            std::time::Instant::now(),
+            now(),
+        )
         .await;
     let e = stored.expect_err("stored on an immutable database?");
     assert!(e.is_unavailable(), "{e}");
@@ -732,7 +756,11 @@ async fn machine_captions_reach_viewers_when_they_cannot_be_stored() {
     // Storage back: the next one is stored (and shown).
     t.state
         .captions
-        .asr(asr(1, 2, "and this one is kept", true, 2.0), now())
+        .asr(
+            asr(1, 2, "and this one is kept", true, 2.0),
+            std::time::Instant::now(),
+            now(),
+        )
         .await
         .unwrap();
     assert_eq!(transcript_texts(&t).await, ["and this one is kept"]);

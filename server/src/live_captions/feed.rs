@@ -203,13 +203,14 @@ impl CaptionFeed {
     }
 
     /// A machine caption: stored when final, shown unless a captioner has precedence.
-    /// A caption of a session that no longer exists is dropped.
-    pub async fn asr(&self, c: AsrCaption, now_ms: i64) -> Result<(), StoreError> {
+    /// A caption of a session that no longer exists is dropped. `now` and `now_ms` are the
+    /// same moment on the monotonic and the wall clock (the caller's, so this stays testable).
+    pub async fn asr(&self, c: AsrCaption, now: Instant, now_ms: i64) -> Result<(), StoreError> {
         let Some(captions) = self.inner.sessions.captions(&c.session) else {
             tracing::debug!(session = %c.session, "machine caption of a deleted session dropped");
             return Ok(());
         };
-        let shown = captions.lock().merge.shown(&c.event, Instant::now());
+        let shown = captions.lock().merge.shown(&c.event, now);
         let at = |secs: f64| c.origin_ms + (secs * 1000.0).round() as i64;
         let message = CaptionMessage {
             kind: "caption",

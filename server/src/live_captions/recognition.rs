@@ -120,7 +120,8 @@ impl Router {
         tokio::spawn(async move {
             while let Some(caption) = rx.recv().await {
                 let session = caption.session.clone();
-                if let Err(e) = feed.asr(caption, now_ms() as i64).await {
+                let now = std::time::Instant::now();
+                if let Err(e) = feed.asr(caption, now, now_ms() as i64).await {
                     tracing::warn!(%session, error = %e, "machine caption not stored");
                 }
             }
