@@ -20,6 +20,7 @@ use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::rtcp::SenderInfo;
 use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -217,6 +218,7 @@ struct Rx {
     /// The last payload byte: the sending publisher's fill.
     fill: u8,
     keyframe: bool,
+    timestamp: u32,
 }
 
 struct Client {
@@ -238,6 +240,8 @@ struct Client {
     closed_channels: Vec<String>,
     /// Text messages received on data channels: (label, text).
     messages: Vec<(String, String)>,
+    /// Sender reports received, in order.
+    sender_reports: Vec<SenderInfo>,
 }
 
 impl Client {
@@ -284,6 +288,7 @@ impl Client {
             channels: Vec::new(),
             closed_channels: Vec::new(),
             messages: Vec::new(),
+            sender_reports: Vec::new(),
         };
         (client, offer.to_sdp_string())
     }
@@ -341,10 +346,12 @@ impl Client {
                         seq: *p.seq_no,
                         ssrc: p.header.ssrc,
                         fill: p.payload.last().copied().unwrap_or(0),
+                        timestamp: p.header.timestamp,
                         keyframe: kind == MediaKind::Video
                             && starts_keyframe(VideoCodec::Vp8, &p.payload),
                     });
                 }
+                Output::Event(Event::SenderFeedback(f)) => self.sender_reports.push(f.sender_info),
                 Output::Event(Event::KeyframeRequest(_)) => {
                     self.keyframe_requests += 1;
                     self.plis += 1;
@@ -1065,6 +1072,50 @@ fn a_viewer_nacking_everything_gets_a_bounded_share_of_resends() {
     let o = &w.clients[other];
     assert!(count_since(o, before, MediaKind::Video, FLOOR_FILL) >= 150);
     assert_continuous(&seqs(o, MediaKind::Video));
+}
+
+/// Our own egress tells str0m what it sent: the viewer gets sender reports for each of its
+/// streams, counting what it received and with an RTP time on the stream's own timeline (what
+/// a browser synchronises audio with video by).
+#[test]
+fn viewers_get_true_sender_reports() {
+    for str0m_egress in [false, true] {
+        STR0M_EGRESS.set(str0m_egress);
+        let session = SessionId::new("s1");
+        let mut w = World::new();
+        let viewer = w.add_viewer(5001, &session, AV);
+        let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
+        assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
+        let mut ft = 0;
+        w.floor_ticks(floor, &mut ft, 250);
+        let v = &w.clients[viewer];
+        for (kind, clock) in [(MediaKind::Audio, 48_000i64), (MediaKind::Video, 90_000)] {
+            let got: Vec<&Rx> = v.received.iter().filter(|r| r.kind == kind).collect();
+            let ssrc = got[0].ssrc;
+            let sr = v
+                .sender_reports
+                .iter()
+                .rev()
+                .find(|s| s.ssrc == ssrc)
+                .unwrap_or_else(|| panic!("{kind:?}: no sender report ({str0m_egress})"));
+            let count = sr.sender_packet_count as usize;
+            assert!(
+                count >= got.len() / 2 && count <= got.len(),
+                "{kind:?}: reported {count}, received {} ({str0m_egress})",
+                got.len()
+            );
+            assert_eq!(i64::from(sr.rtp_time.denom()), clock, "{kind:?}");
+            let first = got[0].timestamp;
+            let last = got.last().unwrap().timestamp;
+            let at = (sr.rtp_time.numer() as u32).wrapping_sub(first) as i64;
+            let span = last.wrapping_sub(first) as i64;
+            assert!(
+                (0..=span + clock).contains(&at),
+                "{kind:?}: report at {at} ticks from the first packet, last at {span} ({str0m_egress})"
+            );
+        }
+    }
+    STR0M_EGRESS.set(false);
 }
 
 fn speaker_video_flag(w: &World, session: &SessionId) -> bool {
