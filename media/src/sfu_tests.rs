@@ -1074,6 +1074,19 @@ fn a_viewer_nacking_everything_gets_a_bounded_share_of_resends() {
     assert_continuous(&seqs(o, MediaKind::Video));
 }
 
+/// A session where one viewer has watched the floor for `ticks` 20 ms ticks; the viewer's
+/// index.
+fn one_viewer_of_the_floor(ticks: u64) -> (World, usize) {
+    let session = SessionId::new("s1");
+    let mut w = World::new();
+    let viewer = w.add_viewer(5001, &session, AV);
+    let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
+    assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
+    let mut ft = 0;
+    w.floor_ticks(floor, &mut ft, ticks);
+    (w, viewer)
+}
+
 /// Our own egress tells str0m what it sent: the viewer gets sender reports for each of its
 /// streams, counting what it received and with an RTP time on the stream's own timeline (what
 /// a browser synchronises audio with video by).
@@ -1081,13 +1094,7 @@ fn a_viewer_nacking_everything_gets_a_bounded_share_of_resends() {
 fn viewers_get_true_sender_reports() {
     for str0m_egress in [false, true] {
         STR0M_EGRESS.set(str0m_egress);
-        let session = SessionId::new("s1");
-        let mut w = World::new();
-        let viewer = w.add_viewer(5001, &session, AV);
-        let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
-        assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
-        let mut ft = 0;
-        w.floor_ticks(floor, &mut ft, 250);
+        let (w, viewer) = one_viewer_of_the_floor(250);
         let v = &w.clients[viewer];
         for (kind, clock) in [(MediaKind::Audio, 48_000i64), (MediaKind::Video, 90_000)] {
             let got: Vec<&Rx> = v.received.iter().filter(|r| r.kind == kind).collect();
@@ -1731,13 +1738,7 @@ fn every_scenario_through_str0m_send_streams() {
 fn forwarded_media_leaves_through_our_own_egress() {
     for str0m_egress in [false, true] {
         STR0M_EGRESS.set(str0m_egress);
-        let session = SessionId::new("s1");
-        let mut w = World::new();
-        let viewer = w.add_viewer(5001, &session, AV);
-        let (floor, _) = w.add_publisher_as(5000, &session, Role::Floor, AV, FLOOR_FILL);
-        assert!(w.run_until(Duration::from_secs(5), |w| connected(w, 2)));
-        let mut ft = 0;
-        w.floor_ticks(floor, &mut ft, 50);
+        let (w, viewer) = one_viewer_of_the_floor(50);
         assert!(count_since(&w.clients[viewer], 0, MediaKind::Video, FLOOR_FILL) >= 40);
         let stats = w.sfu.stats();
         let (own, all) = (
