@@ -231,3 +231,34 @@ fn twenty_seconds_of_music_give_no_caption() {
     let events = run(&mut asr, &music, 20);
     assert!(events.is_empty(), "captions from music: {events:?}");
 }
+
+#[test]
+fn the_multilingual_model_transcribes_with_the_language_given() {
+    let root = models();
+    if !root.join("base/model.bin").is_file() {
+        skip(&format!("no whisper base model in {}", root.display()));
+        return;
+    }
+    let Some(clips) = clips() else {
+        skip(&format!("{CORPUS} not installed (pocketsphinx-testdata)"));
+        return;
+    };
+    let _one = exclusive();
+    let model = captions::whisper::WhisperModel::load(&root.join("base"), 1).expect("base loads");
+    let (path, reference) = &clips[clips.len() - 1];
+    let (_, samples) = captions::wav::read_pcm16_mono(path).expect("clip reads");
+    let audio: Vec<f32> = samples.iter().map(|&s| f32::from(s) / 32768.0).collect();
+    let started = std::time::Instant::now();
+    let decoded = model.transcribe(&audio, "en-GB").expect("decodes");
+    println!(
+        "base: {:?} (no-speech {:.2}) in {:.2}s for {:.2}s of audio",
+        decoded.text,
+        decoded.no_speech_prob,
+        started.elapsed().as_secs_f64(),
+        audio.len() as f64 / f64::from(SAMPLE_RATE)
+    );
+    assert!(
+        wer::count(reference, &decoded.text).rate() <= 0.2,
+        "{decoded:?}"
+    );
+}
