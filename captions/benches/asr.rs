@@ -8,9 +8,11 @@
 //! - RTF: CPU seconds of the streaming thread (`stats().cpu_seconds`) / audio seconds;
 //! - WER of the finals against the reference transcripts.
 //!
-//! Run: `cargo bench -p floorcast-captions --bench asr`
-//! (`ASR_BENCH_JSON=path` also writes the figures as JSON). Goals: interim < 1 s,
-//! final < 2.5 s, RTF ≤ 0.3.
+//! Run: `cargo bench -p floorcast-captions --bench asr` (pocketsphinx), or with Whisper:
+//! `ASR_BENCH_ENGINE=whisper cargo bench -p floorcast-captions --features whisper --bench asr`
+//! (models in `$FLOORCAST_WHISPER_MODELS`, default `./data/whisper`; the RTF is then the CPU
+//! time of the decoding worker, one thread). `ASR_BENCH_JSON=path` also writes the figures
+//! as JSON. Goals: interim < 1 s, final < 2.5 s, RTF ≤ 0.3.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -105,7 +107,7 @@ fn run_clip(path: &Path, reference: &str) -> Result<ClipResult, String> {
         return Err(format!("{rate} Hz, want {SAMPLE_RATE}"));
     }
     let (onset_frame, end_frame) = speech_frames(&samples).ok_or("no speech found")?;
-    let mut asr = PocketsphinxRecognizer::new("en-US").map_err(|e| e.to_string())?;
+    let mut asr = recognizer()?;
 
     let silence = vec![0i16; (TRAILING_SILENCE.as_millis() as usize) * FRAME / 20];
     let frames: Vec<&[i16]> = samples.chunks(FRAME).chain(silence.chunks(FRAME)).collect();
@@ -171,6 +173,35 @@ fn run_clip(path: &Path, reference: &str) -> Result<ClipResult, String> {
         wer: wer::count(reference, &hypothesis),
         hypothesis,
     })
+}
+
+/// The engine `ASR_BENCH_ENGINE` names (`pocketsphinx`, the default, or `whisper`).
+fn recognizer() -> Result<Box<dyn Recognizer>, String> {
+    match std::env::var("ASR_BENCH_ENGINE").as_deref() {
+        Err(_) | Ok("pocketsphinx") => PocketsphinxRecognizer::new("en-US")
+            .map(|r| Box::new(r) as Box<dyn Recognizer>)
+            .map_err(|e| e.to_string()),
+        #[cfg(feature = "whisper")]
+        Ok("whisper") => {
+            use std::sync::{Arc, OnceLock};
+            static ENGINE: OnceLock<Result<Arc<captions::whisper::WhisperEngine>, String>> =
+                OnceLock::new();
+            let engine = ENGINE.get_or_init(|| {
+                let root = std::env::var_os("FLOORCAST_WHISPER_MODELS")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| {
+                        Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/whisper")
+                    });
+                captions::whisper::WhisperEngine::start(&root, "en-US", 1, 2)
+                    .map_err(|e| e.to_string())
+            });
+            let engine = engine.as_ref().map_err(Clone::clone)?;
+            Ok(Box::new(engine.recognizer("en-US")))
+        }
+        Ok(other) => Err(format!(
+            "ASR_BENCH_ENGINE={other}: pocketsphinx, or whisper (built with --features whisper)"
+        )),
+    }
 }
 
 /// Nearest-rank percentile of the values present; `None` if there are none.

@@ -13,6 +13,8 @@ pub mod merge;
 pub mod opus_decode;
 pub mod pocketsphinx;
 mod recognizer;
+#[cfg(feature = "whisper")]
+pub mod speech;
 pub mod transcript;
 pub mod vad;
 pub mod wav;

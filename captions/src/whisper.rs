@@ -1,156 +1,605 @@
-//! whisper.cpp (through `whisper-rs`), behind the `whisper` feature: better recognition than
-//! pocketsphinx and many languages, at more CPU. Whisper transcribes whole utterances, so
-//! the caller's thread cuts speech with the [`Vad`] (cheap) and a worker thread owning the
-//! model transcribes each utterance into one final caption. The queue between them is
-//! bounded: an utterance that finds it full is dropped and counted.
+//! Whisper through CTranslate2 (`ct2rs`, CPU backend ruy, int8), behind the `whisper`
+//! feature: the default engine where its models are present.
+//!
+//! One [`WhisperEngine`] per node: one loaded model (tiny.en for English, base for the other
+//! languages, chosen by the node's caption language) and a fixed number of worker threads
+//! that share it, fed by one bounded queue. Each session's [`WhisperRecognizer`] cuts its
+//! audio into utterances with the voice-activity [`Segmenter`] on the caller's thread (cheap)
+//! and hands each to the pool; an utterance that finds the queue full is dropped and counted,
+//! so a node with more speech than cores loses captions, never memory or latency.
+//!
+//! Streaming: while someone speaks, the growing utterance is decoded again every 0.75 s when
+//! a worker is free (interims never queue behind finals: they are only sent to an idle pool),
+//! and a word is shown once two decodes in a row agree on it. The final comes at the pause,
+//! or at the segmenter's forced cut after 8 s of unbroken speech.
+//!
+//! Whisper invents text on non-speech (silence, music, applause); three gates stand in its
+//! way: the VAD (no utterance, no decode), the model's own no-speech probability, and a text
+//! filter (sound-effect annotations, text repeated from the previous caption, runs of one
+//! phrase).
 
-use std::path::Path;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters};
+use ct2rs::Tokenizer as _;
+use ct2rs::sys::{self, ComputeType, Config, Device, StorageView, WhisperOptions};
+use ct2rs::tokenizers::hf;
+use mel_spec::mel::{log_mel_spectrogram, mel};
+use mel_spec::stft::Spectrogram;
+use ndarray::Array2;
 
-use crate::vad::{Utterance, Vad};
+use crate::speech::Segmenter;
+use crate::vad::Utterance;
 use crate::{CaptionEvent, Recognizer, RecognizerError, RecognizerStats, SAMPLE_RATE, Source};
 
-/// Utterances waiting for the model (each at most 15 s).
-const QUEUE: usize = 4;
+/// Whisper's input window: 30 s of audio, 3,000 frames of 10 ms.
+const WINDOW_FRAMES: usize = 3000;
+const N_FFT: usize = 400;
+const HOP: usize = 160;
+/// Above this no-speech probability an utterance is taken for noise (Whisper's own figure).
+const NO_SPEECH: f32 = 0.6;
+/// Finished utterances a session may have in the pool at once; more are dropped.
+const IN_FLIGHT: usize = 4;
+/// The growing utterance is decoded again for interim text after this much more audio.
+const INTERIM_EVERY: usize = SAMPLE_RATE as usize * 3 / 4;
+/// How long `finish` waits for the utterances still being decoded.
 const FINISH_WAIT: Duration = Duration::from_secs(30);
 
-pub struct WhisperRecognizer {
-    vad: Vad,
-    utterances: Option<SyncSender<Utterance>>,
-    events: Receiver<CaptionEvent>,
-    worker: Option<JoinHandle<()>>,
-    cpu_ns: Arc<Mutex<u64>>,
-    samples_in: u64,
-    samples_dropped: u64,
+/// The model directory (under the node's whisper model root) for a BCP 47 language tag.
+pub fn model_dir(root: &Path, lang: &str) -> PathBuf {
+    if primary(lang) == "en" {
+        root.join("tiny.en")
+    } else {
+        root.join("base")
+    }
 }
 
-impl WhisperRecognizer {
-    /// Loads the model (ggml file) and starts the worker.
-    pub fn new(model: &Path, lang: &str) -> Result<Self, RecognizerError> {
-        let ctx = WhisperContext::new_with_params(model, WhisperContextParameters::default())
-            .map_err(|e| {
-                RecognizerError::Unavailable(format!(
-                    "whisper model {} did not load: {e}",
-                    model.display()
-                ))
-            })?;
-        let (utt_tx, utt_rx) = mpsc::sync_channel::<Utterance>(QUEUE);
-        let (ev_tx, ev_rx) = mpsc::channel();
-        let cpu_ns = Arc::new(Mutex::new(0));
-        let primary = lang
-            .split(['-', '_'])
-            .next()
-            .unwrap_or("en")
-            .to_ascii_lowercase();
-        let (worker_lang, cpu) = (lang.to_owned(), cpu_ns.clone());
-        let worker = std::thread::Builder::new()
-            .name("whisper".into())
-            .spawn(move || {
-                let Ok(mut state) = ctx.create_state() else {
-                    tracing::error!("whisper: no decoding state");
-                    return;
-                };
-                for (segment_id, u) in (1u64..).zip(utt_rx) {
-                    let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
-                    params.set_language(Some(&primary));
-                    params.set_print_progress(false);
-                    params.set_print_realtime(false);
-                    params.set_print_special(false);
-                    params.set_print_timestamps(false);
-                    params.set_single_segment(true);
-                    params.set_no_context(true);
-                    let audio: Vec<f32> = u.samples.iter().map(|&s| s as f32 / 32768.0).collect();
-                    if let Err(e) = state.full(params, &audio) {
-                        tracing::warn!(error = %e, "whisper failed on an utterance");
-                        continue;
-                    }
-                    let text: String = state
-                        .as_iter()
-                        .filter_map(|s| s.to_str_lossy().ok().map(|t| t.into_owned()))
-                        .collect::<Vec<_>>()
-                        .join(" ");
-                    if let Ok(mut c) = cpu.lock() {
-                        *c = crate::pocketsphinx::thread_cpu_ns().unwrap_or(*c);
-                    }
-                    let text = text.trim();
-                    if text.is_empty() {
-                        continue;
-                    }
-                    let event = CaptionEvent {
-                        segment_id,
-                        text: text.to_owned(),
-                        is_final: true,
-                        start: u.start as f64 / SAMPLE_RATE as f64,
-                        end: u.end as f64 / SAMPLE_RATE as f64,
-                        lang: worker_lang.clone(),
-                        source: Source::Asr,
-                        confidence: None,
-                    };
-                    if ev_tx.send(event).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(|e| RecognizerError::Unavailable(format!("whisper thread: {e}")))?;
+/// `en` of `en-US`, lower case: the language token Whisper knows.
+fn primary(lang: &str) -> String {
+    lang.split(['-', '_'])
+        .next()
+        .unwrap_or("en")
+        .to_ascii_lowercase()
+}
+
+/// A loaded Whisper model, shared (read-only) by the pool's workers; CTranslate2 runs one
+/// replica per worker over the same weights.
+pub struct WhisperModel {
+    whisper: sys::Whisper,
+    tokenizer: hf::Tokenizer,
+    filters: Array2<f64>,
+    n_mels: usize,
+    multilingual: bool,
+    name: String,
+}
+
+/// What one decode gave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decoded {
+    pub text: String,
+    pub no_speech_prob: f32,
+}
+
+impl WhisperModel {
+    /// Loads a CTranslate2 Whisper model directory (model.bin, config.json, tokenizer.json,
+    /// vocabulary) for `replicas` threads decoding at once, one core each.
+    pub fn load(dir: &Path, replicas: usize) -> Result<Self, RecognizerError> {
+        let unavailable = |e: anyhow::Error| {
+            RecognizerError::Unavailable(format!("whisper model {}: {e:#}", dir.display()))
+        };
+        let config = Config {
+            device: Device::CPU,
+            compute_type: ComputeType::INT8,
+            device_indices: vec![0; replicas.max(1)],
+            num_threads_per_replica: 1,
+            ..Config::default()
+        };
+        let whisper = sys::Whisper::new(dir, config).map_err(unavailable)?;
+        let tokenizer = hf::Tokenizer::new(dir).map_err(unavailable)?;
+        let n_mels = whisper.n_mels();
         Ok(Self {
-            vad: Vad::default(),
-            utterances: Some(utt_tx),
-            events: ev_rx,
-            worker: Some(worker),
-            cpu_ns,
-            samples_in: 0,
-            samples_dropped: 0,
+            filters: mel(SAMPLE_RATE as f64, N_FFT, n_mels, None, None, false, true),
+            multilingual: whisper.is_multilingual(),
+            n_mels,
+            whisper,
+            tokenizer,
+            name: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         })
     }
 
-    fn hand_over(&mut self, u: Utterance) {
-        let Some(tx) = &self.utterances else { return };
-        let len = u.samples.len() as u64;
-        match tx.try_send(u) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.samples_dropped += len;
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whisper's log-mel features of up to 30 s of audio, padded with silence to the full
+    /// window as the model was trained: `n_mels` rows of 3,000 frames, row-major.
+    fn features(&self, samples: &[f32]) -> Vec<f32> {
+        let samples = &samples[..samples.len().min(WINDOW_FRAMES * HOP)];
+        // Frames past the audio are digital silence: log10 of the floor, as Whisper pads.
+        let mut logmel = vec![-10.0f64; self.n_mels * WINDOW_FRAMES];
+        let mut stft = Spectrogram::new(N_FFT, HOP);
+        let mut frame = 0;
+        for hop in samples.chunks(HOP) {
+            if let Some(fft) = stft.add(hop) {
+                let column = log_mel_spectrogram(&fft, &self.filters);
+                for (m, v) in column.iter().enumerate().take(self.n_mels) {
+                    logmel[m * WINDOW_FRAMES + frame] = *v;
+                }
+                frame += 1;
+                if frame == WINDOW_FRAMES {
+                    break;
+                }
+            }
+        }
+        // Normalised over the whole window (Whisper's rule): 8 decades of dynamic range.
+        let max = logmel.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        logmel
+            .into_iter()
+            .map(|v| ((v.max(max - 8.0) + 4.0) / 4.0) as f32)
+            .collect()
+    }
+
+    /// Transcribes up to 30 s of 16 kHz audio in `[-1, 1]`, greedy, without timestamps.
+    pub fn transcribe(&self, samples: &[f32], lang: &str) -> Result<Decoded, RecognizerError> {
+        let failed = |e: anyhow::Error| RecognizerError::Failed(format!("whisper: {e:#}"));
+        let mut features = self.features(samples);
+        let shape = [1, self.n_mels, WINDOW_FRAMES];
+        let view = StorageView::new(&shape, &mut features, Device::CPU).map_err(failed)?;
+        let lang_token = format!("<|{}|>", primary(lang));
+        let mut prompt = vec!["<|startoftranscript|>"];
+        if self.multilingual {
+            prompt.push(&lang_token);
+            prompt.push("<|transcribe|>");
+        }
+        prompt.push("<|notimestamps|>");
+        let options = WhisperOptions {
+            beam_size: 1,
+            return_no_speech_prob: true,
+            // A 30 s window holds at most ~100 words; a longer output is a loop.
+            max_length: 224,
+            ..WhisperOptions::default()
+        };
+        let result = self
+            .whisper
+            .generate(&view, &[prompt], &options)
+            .map_err(failed)?;
+        let Some(first) = result.into_iter().next() else {
+            return Ok(Decoded {
+                text: String::new(),
+                no_speech_prob: 1.0,
+            });
+        };
+        let tokens: Vec<String> = first
+            .sequences
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !(t.starts_with("<|") && t.ends_with("|>")))
+            .collect();
+        let text = self.tokenizer.decode(tokens).map_err(failed)?;
+        Ok(Decoded {
+            text: text.trim().to_owned(),
+            no_speech_prob: first.no_speech_prob,
+        })
+    }
+}
+
+/// An utterance handed to the pool, and where its result goes.
+struct Job {
+    samples: Vec<f32>,
+    lang: String,
+    tag: Tag,
+    reply: SyncSender<Reply>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Tag {
+    segment_id: u64,
+    start: u64,
+    end: u64,
+    /// An interim decode of an utterance still growing, or the final of a finished one.
+    is_final: bool,
+}
+
+struct Reply {
+    tag: Tag,
+    decoded: Result<Decoded, RecognizerError>,
+    cpu_ns: u64,
+}
+
+/// The node's Whisper: one model, a bounded queue, a fixed pool of worker threads.
+pub struct WhisperEngine {
+    model: Arc<WhisperModel>,
+    jobs: SyncSender<Job>,
+    /// Jobs sent and not yet taken by a worker: interims go in only when it is zero, so a
+    /// busy pool spends itself on finals.
+    queued: Arc<AtomicUsize>,
+    dropped_utterances: AtomicU64,
+}
+
+impl std::fmt::Debug for WhisperEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhisperEngine")
+            .field("model", &self.model.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WhisperEngine {
+    /// Loads the model for `lang` from `root` and starts `workers` decoding threads with a
+    /// queue of `queue` utterances. The threads end when the engine is dropped.
+    pub fn start(
+        root: &Path,
+        lang: &str,
+        workers: usize,
+        queue: usize,
+    ) -> Result<Arc<Self>, RecognizerError> {
+        let workers = workers.max(1);
+        let model = Arc::new(WhisperModel::load(&model_dir(root, lang), workers)?);
+        let (tx, rx) = mpsc::sync_channel::<Job>(queue.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let queued = Arc::new(AtomicUsize::new(0));
+        for i in 0..workers {
+            let (model, rx, queued) = (model.clone(), rx.clone(), queued.clone());
+            std::thread::Builder::new()
+                .name(format!("whisper-{i}"))
+                .spawn(move || work(&model, &rx, &queued))
+                .map_err(|e| RecognizerError::Unavailable(format!("whisper thread: {e}")))?;
+        }
+        tracing::info!(model = model.name(), workers, queue, "whisper engine ready");
+        Ok(Arc::new(Self {
+            model,
+            jobs: tx,
+            queued,
+            dropped_utterances: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn model_name(&self) -> &str {
+        self.model.name()
+    }
+
+    /// Utterances dropped so far because the queue was full (all sessions).
+    pub fn dropped_utterances(&self) -> u64 {
+        self.dropped_utterances.load(Ordering::Relaxed)
+    }
+
+    /// A recognizer for one run of one session.
+    pub fn recognizer(self: &Arc<Self>, lang: &str) -> WhisperRecognizer {
+        // Room for every reply a session can have outstanding: IN_FLIGHT finals + 1 interim.
+        let (tx, rx) = mpsc::sync_channel(IN_FLIGHT + 1);
+        WhisperRecognizer {
+            engine: self.clone(),
+            segmenter: Segmenter::default(),
+            lang: lang.to_owned(),
+            replies_tx: tx,
+            replies: rx,
+            in_flight: 0,
+            interim_in_flight: false,
+            next_segment: 1,
+            open: None,
+            last_text: None,
+            samples_in: 0,
+            samples_dropped: 0,
+            cpu_ns: 0,
+        }
+    }
+
+    fn submit(&self, job: Job) -> bool {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        if self.jobs.try_send(job).is_ok() {
+            return true;
+        }
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        false
+    }
+}
+
+fn work(model: &WhisperModel, jobs: &Mutex<Receiver<Job>>, queued: &AtomicUsize) {
+    loop {
+        // The lock is held only while waiting for a job, so one idle worker takes the next.
+        let job = match jobs.lock().unwrap_or_else(PoisonError::into_inner).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        queued.fetch_sub(1, Ordering::AcqRel);
+        // CTranslate2 computes on its replica's own thread while this one waits, so this
+        // thread's CPU clock would miss the work: the decode's wall time is its cost (one
+        // replica is one thread, so it is an upper bound of the CPU time).
+        let started = Instant::now();
+        let decoded = model.transcribe(&job.samples, &job.lang);
+        let cpu_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // Room is reserved by the session's in-flight limits; a full or closed channel means
+        // the session is gone, and its result with it.
+        let _ = job.reply.try_send(Reply {
+            tag: job.tag,
+            decoded,
+            cpu_ns,
+        });
+    }
+}
+
+/// The utterance being spoken: its segment and what the interim decodes agreed on.
+struct Open {
+    segment_id: u64,
+    start: u64,
+    /// Samples of the utterance when its last interim decode was sent.
+    decoded_len: usize,
+    /// The words of the last interim decode.
+    previous: Vec<String>,
+    /// Words already shown (agreed by two decodes in a row).
+    shown: usize,
+}
+
+/// One session's view of the engine: VAD on the caller's thread, decoding in the pool.
+pub struct WhisperRecognizer {
+    engine: Arc<WhisperEngine>,
+    segmenter: Segmenter,
+    lang: String,
+    replies_tx: SyncSender<Reply>,
+    replies: Receiver<Reply>,
+    /// Finals sent to the pool and not answered yet.
+    in_flight: usize,
+    interim_in_flight: bool,
+    next_segment: u64,
+    open: Option<Open>,
+    /// The last caption given, to suppress a repeat (Whisper's loop on non-speech).
+    last_text: Option<String>,
+    samples_in: u64,
+    samples_dropped: u64,
+    cpu_ns: u64,
+}
+
+impl WhisperRecognizer {
+    /// The segment of the utterance starting at `start`: the open one, or a new one.
+    fn segment_for(&mut self, start: u64) -> u64 {
+        match &self.open {
+            Some(o) if o.start == start => o.segment_id,
+            _ => {
+                let id = self.next_segment;
+                self.next_segment += 1;
+                self.open = Some(Open {
+                    segment_id: id,
+                    start,
+                    decoded_len: 0,
+                    previous: Vec::new(),
+                    shown: 0,
+                });
+                id
             }
         }
     }
+
+    fn hand_over(&mut self, u: Utterance) {
+        let segment_id = self.segment_for(u.start);
+        // The final closes the segment: late interims of it are ignored.
+        self.open = None;
+        let len = u.samples.len() as u64;
+        let tag = Tag {
+            segment_id,
+            start: u.start,
+            end: u.end,
+            is_final: true,
+        };
+        if self.in_flight >= IN_FLIGHT || !self.send(&u.samples, tag) {
+            self.samples_dropped += len;
+            self.engine
+                .dropped_utterances
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                seconds = len as f64 / SAMPLE_RATE as f64,
+                "whisper queue full: utterance dropped"
+            );
+            return;
+        }
+        self.in_flight += 1;
+    }
+
+    fn send(&self, samples: &[i16], tag: Tag) -> bool {
+        self.engine.submit(Job {
+            samples: samples.iter().map(|&s| f32::from(s) / 32768.0).collect(),
+            lang: self.lang.clone(),
+            tag,
+            reply: self.replies_tx.clone(),
+        })
+    }
+
+    /// Sends the growing utterance for an interim decode when it has grown enough since the
+    /// last one, none of this session's is pending, and no other job waits for a worker.
+    fn maybe_interim(&mut self) {
+        if self.interim_in_flight || self.engine.queued.load(Ordering::Acquire) > 0 {
+            return;
+        }
+        let Some((start, len)) = self.segmenter.current().map(|(at, s)| (at, s.len())) else {
+            return;
+        };
+        let segment_id = self.segment_for(start);
+        let Some(open) = &mut self.open else { return };
+        if len < open.decoded_len + INTERIM_EVERY {
+            return;
+        }
+        open.decoded_len = len;
+        let Some((_, samples)) = self.segmenter.current() else {
+            return;
+        };
+        let tag = Tag {
+            segment_id,
+            start,
+            end: start + len as u64,
+            is_final: false,
+        };
+        self.interim_in_flight = self.send(samples, tag);
+    }
+
+    fn event(&mut self, reply: Reply) -> Option<CaptionEvent> {
+        if reply.tag.is_final {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        } else {
+            self.interim_in_flight = false;
+        }
+        self.cpu_ns += reply.cpu_ns;
+        let decoded = match reply.decoded {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "whisper failed on an utterance");
+                return None;
+            }
+        };
+        if decoded.no_speech_prob > NO_SPEECH {
+            return None;
+        }
+        let text = clean(&decoded.text)?;
+        let tag = reply.tag;
+        let text = if tag.is_final {
+            if self.last_text.as_deref() == Some(text.as_str()) {
+                return None;
+            }
+            self.last_text = Some(text.clone());
+            text
+        } else {
+            let open = self
+                .open
+                .as_mut()
+                .filter(|o| o.segment_id == tag.segment_id)?;
+            let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+            let agreed = words
+                .iter()
+                .zip(&open.previous)
+                .take_while(|(a, b)| same_word(a, b))
+                .count();
+            open.previous = words;
+            if agreed <= open.shown {
+                return None;
+            }
+            open.shown = agreed;
+            open.previous[..agreed].join(" ")
+        };
+        Some(CaptionEvent {
+            segment_id: tag.segment_id,
+            text,
+            is_final: tag.is_final,
+            start: tag.start as f64 / SAMPLE_RATE as f64,
+            end: tag.end as f64 / SAMPLE_RATE as f64,
+            lang: self.lang.clone(),
+            source: Source::Asr,
+            confidence: Some(1.0 - decoded.no_speech_prob),
+        })
+    }
+}
+
+/// Two decodes agree on a word whatever its case and punctuation ("Hello," / "hello").
+fn same_word(a: &str, b: &str) -> bool {
+    let norm = |w: &str| {
+        w.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect::<String>()
+    };
+    norm(a) == norm(b)
+}
+
+/// The caption text of a decode, or `None` when it is not speech: empty, only a sound
+/// annotation (`[Music]`, `(applause)`, `♪`), or no letter at all. A phrase Whisper repeats
+/// in a loop is cut to its first three occurrences.
+pub fn clean(text: &str) -> Option<String> {
+    let mut kept = String::with_capacity(text.len());
+    let (mut depth, mut starred) = (0u32, false);
+    for c in text.chars() {
+        match c {
+            '[' | '(' => depth += 1,
+            ']' | ')' => depth = depth.saturating_sub(1),
+            '*' => starred = !starred,
+            '♪' | '♫' => {}
+            _ if depth == 0 && !starred => kept.push(c),
+            _ => {}
+        }
+    }
+    let words: Vec<&str> = kept.split_whitespace().collect();
+    if !words.iter().any(|w| w.chars().any(char::is_alphanumeric)) {
+        return None;
+    }
+    Some(collapse_loops(&words, 3).join(" "))
+}
+
+/// `words` with any run of one n-gram (n ≤ 4) longer than `keep` repetitions cut to `keep`.
+fn collapse_loops<'a>(words: &[&'a str], keep: usize) -> Vec<&'a str> {
+    let norm = |w: &str| {
+        w.trim_matches(|c: char| !c.is_alphanumeric())
+            .to_lowercase()
+    };
+    let mut out: Vec<&'a str> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let mut skipped = false;
+        for n in 1..=4 {
+            if out.len() < n * keep {
+                continue;
+            }
+            let tail = out.len() - n * keep;
+            let gram = &out[out.len() - n..];
+            let looping = (0..keep).all(|k| {
+                out[tail + k * n..tail + (k + 1) * n]
+                    .iter()
+                    .zip(gram)
+                    .all(|(a, b)| norm(a) == norm(b))
+            });
+            if looping
+                && i + n <= words.len()
+                && words[i..i + n]
+                    .iter()
+                    .zip(gram)
+                    .all(|(a, b)| norm(a) == norm(b))
+            {
+                i += n;
+                skipped = true;
+                break;
+            }
+        }
+        if !skipped {
+            out.push(words[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 impl Recognizer for WhisperRecognizer {
     fn push_pcm(&mut self, samples: &[i16]) -> Result<(), RecognizerError> {
         self.samples_in += samples.len() as u64;
-        for u in self.vad.push(samples) {
+        for u in self.segmenter.push(samples) {
             self.hand_over(u);
         }
+        self.maybe_interim();
         Ok(())
     }
 
     fn poll_events(&mut self) -> Vec<CaptionEvent> {
-        self.events.try_iter().collect()
+        let replies: Vec<Reply> = self.replies.try_iter().collect();
+        replies.into_iter().filter_map(|r| self.event(r)).collect()
     }
 
     fn finish(&mut self) -> Vec<CaptionEvent> {
-        if let Some(u) = self.vad.flush() {
+        if let Some(u) = self.segmenter.flush() {
             self.hand_over(u);
         }
-        // Closing the queue ends the worker after the last utterance.
-        self.utterances = None;
+        self.open = None;
         let mut out = Vec::new();
-        let deadline = std::time::Instant::now() + FINISH_WAIT;
-        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-            match self.events.recv_timeout(left) {
-                Ok(e) => out.push(e),
+        let deadline = Instant::now() + FINISH_WAIT;
+        while self.in_flight > 0 || self.interim_in_flight {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            match self.replies.recv_timeout(left) {
+                Ok(r) => out.extend(self.event(r)),
                 Err(_) => break,
             }
-        }
-        if let Some(w) = self.worker.take()
-            && w.is_finished()
-        {
-            let _ = w.join();
         }
         out
     }
@@ -159,7 +608,52 @@ impl Recognizer for WhisperRecognizer {
         RecognizerStats {
             audio_seconds: self.samples_in as f64 / SAMPLE_RATE as f64,
             dropped_seconds: self.samples_dropped as f64 / SAMPLE_RATE as f64,
-            cpu_seconds: self.cpu_ns.lock().map_or(0.0, |c| *c as f64 / 1e9),
+            cpu_seconds: self.cpu_ns as f64 / 1e9,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sound_annotations_are_not_captions() {
+        for noise in [
+            "",
+            "[Music]",
+            "(upbeat music)",
+            "♪ ♪",
+            " [BLANK_AUDIO] ",
+            "...",
+            "*applause*",
+        ] {
+            assert_eq!(clean(noise), None, "{noise:?}");
+        }
+        assert_eq!(clean(" Hello there. ").as_deref(), Some("Hello there."));
+        assert_eq!(
+            clean("[Music] We begin now.").as_deref(),
+            Some("We begin now.")
+        );
+    }
+
+    #[test]
+    fn a_looping_phrase_is_cut_to_three() {
+        let looped = "thank you. thank you. thank you. thank you. thank you. thank you.";
+        assert_eq!(
+            clean(looped).as_deref(),
+            Some("thank you. thank you. thank you.")
+        );
+        assert_eq!(clean("no no no no no").as_deref(), Some("no no no"));
+        let normal = "the cat sat on the mat and the cat slept";
+        assert_eq!(clean(normal).as_deref(), Some(normal));
+    }
+
+    #[test]
+    fn the_model_follows_the_language() {
+        let root = Path::new("/m");
+        assert_eq!(model_dir(root, "en-US"), root.join("tiny.en"));
+        assert_eq!(model_dir(root, "EN"), root.join("tiny.en"));
+        assert_eq!(model_dir(root, "fr-FR"), root.join("base"));
     }
 }

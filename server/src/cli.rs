@@ -201,9 +201,12 @@ pub struct ServeArgs {
     /// Language spoken on the floor, a BCP 47 tag [default: en-US].
     #[arg(long, value_name = "TAG", help_heading = "Captions")]
     pub caption_lang: Option<String>,
-    /// whisper.cpp model file, for `--caption-engine whisper`.
-    #[arg(long, value_name = "FILE", help_heading = "Captions")]
-    pub whisper_model: Option<PathBuf>,
+    /// Directory of the Whisper models (tiny.en/, base/) [default: DATA_DIR/whisper].
+    #[arg(long, value_name = "DIR", help_heading = "Captions")]
+    pub whisper_models: Option<PathBuf>,
+    /// Whisper decoding threads shared by all sessions, one core each [default: 1].
+    #[arg(long, value_name = "N", help_heading = "Captions")]
+    pub whisper_workers: Option<usize>,
     /// A captioner's text holds machine captions back this long [default: 10].
     #[arg(long, value_name = "SECONDS", help_heading = "Captions")]
     pub cart_precedence_seconds: Option<u32>,
@@ -272,7 +275,8 @@ impl ServeArgs {
             turn_ttl_seconds: self.turn_ttl_seconds,
             caption_engine: self.caption_engine,
             caption_lang: self.caption_lang.clone(),
-            whisper_model: self.whisper_model.clone(),
+            whisper_models: self.whisper_models.clone(),
+            whisper_workers: self.whisper_workers,
             cart_precedence_seconds: self.cart_precedence_seconds,
             max_body_bytes: self.max_body_bytes,
             max_http_connections: self.max_http_connections,

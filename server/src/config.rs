@@ -49,7 +49,8 @@ pub const ENV_KEYS: &[&str] = &[
     "floor_actions_per_minute",
     "caption_engine",
     "caption_lang",
-    "whisper_model",
+    "whisper_models",
+    "whisper_workers",
     "cart_precedence_seconds",
     "drain_timeout_seconds",
     "turn_urls",
@@ -106,13 +107,17 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Raise and withdraw requests one participant may make per minute (abuse limit).
     pub floor_actions_per_minute: u32,
-    /// Machine captions of the floor audio: `pocketsphinx` (embedded, offline), `whisper`
-    /// (needs the `whisper` build feature and `whisper_model`), or `off`.
+    /// Machine captions of the floor audio: `whisper` (Whisper through CTranslate2, when its
+    /// model is in `whisper_models`; pocketsphinx otherwise, said once in the log),
+    /// `pocketsphinx` (embedded, offline), or `off`.
     pub caption_engine: CaptionEngine,
     /// The language spoken on the floor, as a BCP 47 tag (the recognizer's language).
     pub caption_lang: String,
-    /// A whisper.cpp model file (ggml), for `caption_engine = "whisper"`.
-    pub whisper_model: Option<PathBuf>,
+    /// The directory of the Whisper models (`tiny.en/` for English, `base/` for the other
+    /// languages; tools/fetch_whisper_models.py). `None`: `data_dir/whisper`.
+    pub whisper_models: Option<PathBuf>,
+    /// Whisper decoding threads, one core each, shared by all sessions of the node.
+    pub whisper_workers: usize,
     /// Machine captions of a language stay hidden from viewers while a human captioner
     /// (CART) of that language sent text within this many seconds.
     pub cart_precedence_seconds: u32,
@@ -198,9 +203,10 @@ impl Default for Config {
             allow_takeover: false,
             max_body_bytes: 64 * 1024,
             floor_actions_per_minute: 20,
-            caption_engine: CaptionEngine::Pocketsphinx,
+            caption_engine: CaptionEngine::Whisper,
             caption_lang: "en-US".into(),
-            whisper_model: None,
+            whisper_models: None,
+            whisper_workers: 1,
             cart_precedence_seconds: 10,
             drain_timeout_seconds: 600,
             turn_urls: Vec::new(),
@@ -289,7 +295,9 @@ pub struct Overrides {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub caption_lang: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub whisper_model: Option<PathBuf>,
+    pub whisper_models: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whisper_workers: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cart_precedence_seconds: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -533,7 +541,7 @@ impl Config {
                 format!("{n} is outside 1..={}", media::MAX_SHARDS),
             ));
         }
-        let checks: [(&'static str, u64, u64); 13] = [
+        let checks: [(&'static str, u64, u64); 14] = [
             (
                 "max_http_connections",
                 self.max_http_connections as u64,
@@ -595,6 +603,7 @@ impl Config {
                 self.keyframe_min_interval_ms.into(),
                 60_000,
             ),
+            ("whisper_workers", self.whisper_workers as u64, 64),
         ];
         for (key, value, max) in checks {
             if !(1..=max).contains(&value) {
@@ -838,7 +847,8 @@ mod tests {
         ),
         ("caption_engine", &["--caption-engine", "off"]),
         ("caption_lang", &["--caption-lang", "fr-FR"]),
-        ("whisper_model", &["--whisper-model", "/models/ggml.bin"]),
+        ("whisper_models", &["--whisper-models", "/models/whisper"]),
+        ("whisper_workers", &["--whisper-workers", "2"]),
         (
             "cart_precedence_seconds",
             &["--cart-precedence-seconds", "4"],

@@ -15,8 +15,8 @@ async fn a_missing_whisper_model_is_reported_once_and_the_service_runs() {
     opts.env = vec![
         ("FLOORCAST_CAPTION_ENGINE".into(), "whisper".into()),
         (
-            "FLOORCAST_WHISPER_MODEL".into(),
-            "/nonexistent/ggml-base.en.bin".into(),
+            "FLOORCAST_WHISPER_MODELS".into(),
+            "/nonexistent/whisper".into(),
         ),
     ];
     let server = ServerProcess::start(opts)
@@ -32,7 +32,7 @@ async fn a_missing_whisper_model_is_reported_once_and_the_service_runs() {
     let log = server.log_tail();
     let lines: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("/nonexistent/ggml-base.en.bin"))
+        .filter(|l| l.contains("/nonexistent/whisper"))
         .collect();
     assert_eq!(lines.len(), 1, "one error line naming the model: {log}");
     assert!(lines[0].contains("ERROR"), "{}", lines[0]);

@@ -47,21 +47,24 @@ pub const TAP_QUEUE: usize = 1024;
 /// reported here, once, and pocketsphinx used instead). `None`: machine captions are off.
 pub fn engine_config(config: &crate::config::Config) -> Option<EngineConfig> {
     use crate::config::CaptionEngine;
-    use captions::engine::EngineChoice;
-    let choice = match config.caption_engine {
-        CaptionEngine::Off => return None,
-        CaptionEngine::Pocketsphinx => EngineChoice::Pocketsphinx,
-        CaptionEngine::Whisper => EngineChoice::Whisper {
-            model: config.whisper_model.clone().unwrap_or_default(),
-        },
-    };
-    Some(
-        EngineConfig {
-            choice,
-            lang: config.caption_lang.clone(),
+    let lang = &config.caption_lang;
+    match config.caption_engine {
+        CaptionEngine::Off => None,
+        CaptionEngine::Pocketsphinx => Some(EngineConfig::pocketsphinx(lang)),
+        CaptionEngine::Whisper => {
+            let workers = config.whisper_workers.max(1);
+            let request = captions::engine::WhisperRequest {
+                models: config
+                    .whisper_models
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("whisper")),
+                workers,
+                // One utterance waiting per worker: a deeper queue only makes captions later.
+                queue: workers,
+            };
+            Some(EngineConfig::whisper(&request, lang))
         }
-        .resolve(),
-    )
+    }
 }
 
 /// Runs the router on the media engine's tap until the engine stops. A publisher that

@@ -1,0 +1,182 @@
+//! Utterances for Whisper, cut by a neural voice-activity detector (`earshot`, pure Rust,
+//! 16 ms frames): speech starts after a few voiced frames, ends at a pause, and is cut by
+//! force after [`MAX_UTTERANCE`] of unbroken speech so finals keep coming. Unlike the energy
+//! [`crate::vad::Vad`], music, tones and applause score low, so they reach no decoder; and
+//! the utterance still growing is readable ([`Segmenter::current`]) for interim decodes.
+
+use std::collections::VecDeque;
+
+use crate::SAMPLE_RATE;
+use crate::vad::Utterance;
+
+/// earshot's frame: 256 samples, 16 ms.
+pub const FRAME: usize = 256;
+/// Frames scoring above [`START_SCORE`] that open an utterance (48 ms).
+const START_FRAMES: u32 = 3;
+const START_SCORE: f32 = 0.5;
+/// While in speech, frames scoring below [`KEEP_SCORE`] for this long end it (496 ms).
+const END_FRAMES: u32 = 31;
+const KEEP_SCORE: f32 = 0.3;
+/// Audio kept before the detected start, so first syllables are not clipped (~200 ms).
+const PRE_ROLL: usize = 13 * FRAME;
+/// The forced cut of a speaker who does not pause.
+pub const MAX_UTTERANCE: usize = 8 * SAMPLE_RATE as usize;
+/// An utterance shorter than this is a click or a cough, not words (~200 ms with pre-roll
+/// and the trailing pause excluded).
+const MIN_VOICED_FRAMES: u32 = 8;
+
+pub struct Segmenter {
+    detector: Box<earshot::Detector>,
+    pending: Vec<i16>,
+    position: u64,
+    pre_roll: VecDeque<i16>,
+    speech: Option<Vec<i16>>,
+    start: u64,
+    loud: u32,
+    quiet: u32,
+    voiced: u32,
+}
+
+impl Default for Segmenter {
+    fn default() -> Self {
+        Self {
+            detector: earshot::Detector::default_boxed(),
+            pending: Vec::with_capacity(FRAME),
+            position: 0,
+            pre_roll: VecDeque::with_capacity(PRE_ROLL + FRAME),
+            speech: None,
+            start: 0,
+            loud: 0,
+            quiet: 0,
+            voiced: 0,
+        }
+    }
+}
+
+impl Segmenter {
+    /// Feeds samples; returns the utterances they completed (at a pause, or cut by force).
+    pub fn push(&mut self, samples: &[i16]) -> Vec<Utterance> {
+        let mut done = Vec::new();
+        let mut rest = samples;
+        while !rest.is_empty() {
+            let take = (FRAME - self.pending.len()).min(rest.len());
+            self.pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.pending.len() == FRAME {
+                let frame = std::mem::take(&mut self.pending);
+                done.extend(self.frame(&frame));
+                self.pending = frame;
+                self.pending.clear();
+            }
+        }
+        done
+    }
+
+    /// The utterance still growing, if speech is on: its start (sample index) and samples.
+    pub fn current(&self) -> Option<(u64, &[i16])> {
+        self.speech.as_deref().map(|s| (self.start, s))
+    }
+
+    /// End of stream: the utterance in progress, if any.
+    pub fn flush(&mut self) -> Option<Utterance> {
+        let mut speech = self.speech.take()?;
+        speech.extend_from_slice(&self.pending);
+        self.position += self.pending.len() as u64;
+        self.pending.clear();
+        self.finish(speech)
+    }
+
+    fn frame(&mut self, frame: &[i16]) -> Option<Utterance> {
+        let score = self.detector.predict_i16(frame);
+        self.position += FRAME as u64;
+        match &mut self.speech {
+            None => {
+                self.pre_roll.extend(frame.iter().copied());
+                while self.pre_roll.len() > PRE_ROLL {
+                    self.pre_roll.pop_front();
+                }
+                self.loud = if score > START_SCORE {
+                    self.loud + 1
+                } else {
+                    0
+                };
+                if self.loud >= START_FRAMES {
+                    let speech: Vec<i16> = self.pre_roll.drain(..).collect();
+                    self.start = self.position - speech.len() as u64;
+                    self.speech = Some(speech);
+                    self.quiet = 0;
+                    self.voiced = self.loud;
+                    self.loud = 0;
+                }
+                None
+            }
+            Some(speech) => {
+                speech.extend_from_slice(frame);
+                if score < KEEP_SCORE {
+                    self.quiet += 1;
+                } else {
+                    self.quiet = 0;
+                    self.voiced += 1;
+                }
+                if self.quiet >= END_FRAMES || speech.len() >= MAX_UTTERANCE {
+                    let speech = self.speech.take().unwrap_or_default();
+                    return self.finish(speech);
+                }
+                None
+            }
+        }
+    }
+
+    fn finish(&mut self, samples: Vec<i16>) -> Option<Utterance> {
+        let voiced = std::mem::take(&mut self.voiced);
+        self.quiet = 0;
+        let start = self.start;
+        let end = start + samples.len() as u64;
+        (voiced >= MIN_VOICED_FRAMES).then_some(Utterance {
+            start,
+            end,
+            samples,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_is_not_speech() {
+        let mut s = Segmenter::default();
+        assert!(s.push(&vec![0; 5 * SAMPLE_RATE as usize]).is_empty());
+        assert!(s.current().is_none());
+        assert!(s.flush().is_none());
+    }
+
+    #[test]
+    fn a_spoken_clip_is_one_utterance_or_more_with_its_words() {
+        let clip = "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0930.wav";
+        let Ok((_, samples)) = crate::wav::read_pcm16_mono(clip) else {
+            return; // pocketsphinx-testdata not installed
+        };
+        let mut s = Segmenter::default();
+        let mut utterances = s.push(&samples);
+        utterances.extend(s.push(&vec![0; SAMPLE_RATE as usize]));
+        utterances.extend(s.flush());
+        assert!(!utterances.is_empty());
+        let voiced: usize = utterances.iter().map(|u| u.samples.len()).sum();
+        assert!(voiced > samples.len() / 2, "{voiced} of {}", samples.len());
+        for u in &utterances {
+            assert_eq!(u.end - u.start, u.samples.len() as u64);
+            assert!(u.samples.len() <= MAX_UTTERANCE);
+        }
+    }
+
+    #[test]
+    fn odd_chunk_sizes_keep_stream_time() {
+        let mut s = Segmenter::default();
+        for _ in 0..100 {
+            s.push(&[0; 333]);
+        }
+        assert_eq!(s.position + s.pending.len() as u64, 33_300);
+    }
+}
