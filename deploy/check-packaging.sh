@@ -61,6 +61,14 @@ expect_failure 'secrets.jwtSecret' --set tls.secretName=fc-tls
 expect_failure 'tls.secretName (a kubernetes.io/tls Secret) is required' --set secrets.jwtSecret=x
 expect_failure 'coturn.tlsPort needs a certificate' --set secrets.jwtSecret=x --set ingress.enabled=true \
   --set ingress.host=h --set coturn.enabled=true
+# Captions: Whisper by default with the models the image carries (the Dockerfile's models
+# stage), in the chart and in Compose alike.
+models=/usr/share/floorcast/whisper
+grep -q '^    caption_engine = "whisper"$' "$tmp/rendered.yaml"
+grep -q "^    whisper_models = \"$models\"\$" "$tmp/rendered.yaml"
+grep -q "COPY --from=models /models/whisper $models\$" compose/Dockerfile
+grep -q "FLOORCAST_WHISPER_MODELS: $models\$" compose/docker-compose.yml
+grep -q 'FLOORCAST_CAPTION_ENGINE: whisper$' compose/docker-compose.yml
 # The chart carries its own copy of the alert rules (helm reads nothing outside the chart).
 cmp prometheus/rules.yml helm/floorcast/files/rules.yml || {
   echo "helm/floorcast/files/rules.yml differs from prometheus/rules.yml: copy it"; exit 1; }

@@ -17,11 +17,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use captions::corpus::corpus_clips;
 use captions::pocketsphinx::PocketsphinxRecognizer;
 use captions::wer::{self, WerCount};
 use captions::{CaptionEvent, Recognizer, SAMPLE_RATE};
 
-const CORPUS: &str = "/usr/share/pocketsphinx/test/data/librivox";
 const FRAME: usize = SAMPLE_RATE as usize / 50;
 const FRAME_TIME: Duration = Duration::from_millis(20);
 const TRAILING_SILENCE: Duration = Duration::from_millis(1500);
@@ -46,7 +46,7 @@ struct ClipResult {
 }
 
 fn main() {
-    let clips = match clips() {
+    let clips = match corpus_clips() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("asr bench skipped: {e}");
@@ -54,8 +54,9 @@ fn main() {
         }
     };
     let mut results = Vec::new();
-    for (path, reference) in &clips {
-        match run_clip(path, reference) {
+    for clip in &clips {
+        let path = &clip.wav;
+        match run_clip(path, &clip.reference) {
             Ok(r) => results.push(r),
             Err(e) => {
                 eprintln!("asr bench: {}: {e}", path.display());
@@ -64,25 +65,6 @@ fn main() {
         }
     }
     report(&results);
-}
-
-/// `(wav, reference)` for each `<s> words </s> (fileid)` line of the corpus transcription.
-fn clips() -> Result<Vec<(PathBuf, String)>, String> {
-    let file = Path::new(CORPUS).join("transcription");
-    let text = std::fs::read_to_string(&file)
-        .map_err(|e| format!("{} ({e}): install pocketsphinx-testdata", file.display()))?;
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let (words, id) = line.rsplit_once('(')?;
-            let id = id.trim().trim_end_matches(')');
-            let words = words.replace("<s>", "").replace("</s>", "");
-            Some((
-                Path::new(CORPUS).join(format!("{id}.wav")),
-                words.trim().to_owned(),
-            ))
-        })
-        .collect())
 }
 
 /// First and last 20 ms frame louder than four times the clip's noise floor (its 10th

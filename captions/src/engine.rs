@@ -2,7 +2,9 @@
 //! ([`EngineConfig::whisper`]): Whisper loads its model there, once for the whole node, and
 //! a model that is missing or does not load (or a binary built without the `whisper`
 //! feature) is reported in one clear error line, and the embedded pocketsphinx engine is used
-//! instead; each recognition run can then [`open`] without repeating it.
+//! instead; each recognition run can then [`open`] without repeating it. A Whisper run is a
+//! [`HybridRecognizer`](crate::hybrid::HybridRecognizer): pocketsphinx stands in for the
+//! session's new utterances while Whisper's workers are behind.
 
 use std::path::{Path, PathBuf};
 
@@ -125,7 +127,11 @@ pub fn open(config: &EngineConfig) -> Result<Box<dyn Recognizer>, RecognizerErro
     match &config.choice {
         EngineChoice::Pocketsphinx => Ok(Box::new(PocketsphinxRecognizer::new(&config.lang)?)),
         #[cfg(feature = "whisper")]
-        EngineChoice::Whisper(handle) => Ok(Box::new(handle.engine.recognizer(&config.lang))),
+        EngineChoice::Whisper(handle) => Ok(Box::new(crate::hybrid::HybridRecognizer::new(
+            handle.engine.recognizer(&config.lang),
+            &config.lang,
+            crate::fallback::FallbackPolicy::default(),
+        ))),
         #[cfg(not(feature = "whisper"))]
         EngineChoice::Whisper(handle) => match handle.never {},
     }

@@ -7,23 +7,27 @@
 //! the media engine and the database.
 
 pub mod cart;
+pub mod corpus;
 pub mod engine;
 mod event;
+pub mod fallback;
+#[cfg(feature = "whisper")]
+pub mod hybrid;
 pub mod merge;
 pub mod opus_decode;
 pub mod pocketsphinx;
 mod recognizer;
+pub mod reorder;
 #[cfg(feature = "whisper")]
 pub mod speech;
 pub mod transcript;
-pub mod vad;
 pub mod wav;
 pub mod wer;
 #[cfg(feature = "whisper")]
 pub mod whisper;
 
 pub use event::{CaptionEvent, Source};
-pub use recognizer::{Recognizer, RecognizerError, RecognizerStats};
+pub use recognizer::{EngineStatus, Recognizer, RecognizerError, RecognizerStats};
 
 /// The sample rate every recognizer takes: 16 kHz mono, signed 16-bit.
 pub const SAMPLE_RATE: u32 = 16_000;

@@ -24,7 +24,9 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use crate::{CaptionEvent, Recognizer, RecognizerError, RecognizerStats, SAMPLE_RATE, Source};
+use crate::{
+    CaptionEvent, EngineStatus, Recognizer, RecognizerError, RecognizerStats, SAMPLE_RATE, Source,
+};
 
 /// Audio that may wait for the decoder before new audio is dropped (2 s).
 pub const MAX_QUEUED_SAMPLES: u64 = 2 * SAMPLE_RATE as u64;
@@ -502,6 +504,14 @@ impl Recognizer for PocketsphinxRecognizer {
             audio_seconds: self.samples_in as f64 / f64::from(SAMPLE_RATE),
             dropped_seconds: self.samples_dropped as f64 / f64::from(SAMPLE_RATE),
             cpu_seconds: ns_to_seconds(lock(&self.shared.cpu).total_ns),
+        }
+    }
+
+    fn status(&self) -> EngineStatus {
+        EngineStatus {
+            engine: "pocketsphinx",
+            model: "en-us".to_owned(),
+            fallback: false,
         }
     }
 }

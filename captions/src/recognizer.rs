@@ -23,6 +23,17 @@ pub struct RecognizerStats {
     pub cpu_seconds: f64,
 }
 
+/// Which engine captions a session's new utterances now, for the node's metrics and `/ops`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineStatus {
+    /// `whisper` or `pocketsphinx`.
+    pub engine: &'static str,
+    /// The model: `tiny.en`, `base` (Whisper), `en-us` (pocketsphinx).
+    pub model: String,
+    /// Pocketsphinx stands in because Whisper is behind.
+    pub fallback: bool,
+}
+
 /// A streaming speech recognizer. It runs off the caller's thread; `push_pcm` never blocks
 /// for long: when the engine is behind, the audio is dropped and counted, and stream time
 /// still advances, so later event times stay true.
@@ -38,4 +49,6 @@ pub trait Recognizer: Send {
     fn finish(&mut self) -> Vec<CaptionEvent>;
 
     fn stats(&self) -> RecognizerStats;
+
+    fn status(&self) -> EngineStatus;
 }

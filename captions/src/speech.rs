@@ -1,13 +1,20 @@
 //! Utterances for Whisper, cut by a neural voice-activity detector (`earshot`, pure Rust,
 //! 16 ms frames): speech starts after a few voiced frames, ends at a pause, and is cut by
-//! force after [`MAX_UTTERANCE`] of unbroken speech so finals keep coming. Unlike the energy
-//! [`crate::vad::Vad`], music, tones and applause score low, so they reach no decoder; and
-//! the utterance still growing is readable ([`Segmenter::current`]) for interim decodes.
+//! force after [`MAX_UTTERANCE`] of unbroken speech so finals keep coming. Unlike an energy
+//! threshold, the detector scores music, tones and applause low, so they reach no decoder;
+//! and the utterance still growing is readable ([`Segmenter::current`]) for interim decodes.
 
 use std::collections::VecDeque;
 
 use crate::SAMPLE_RATE;
-use crate::vad::Utterance;
+
+/// A finished utterance: its samples and where it lies in the stream (sample indices).
+#[derive(Debug, PartialEq)]
+pub struct Utterance {
+    pub start: u64,
+    pub end: u64,
+    pub samples: Vec<i16>,
+}
 
 /// earshot's frame: 256 samples, 16 ms.
 pub const FRAME: usize = 256;

@@ -11,7 +11,10 @@
 //! Streaming: while someone speaks, the growing utterance is decoded again every 0.75 s when
 //! a worker is free (interims never queue behind finals: they are only sent to an idle pool),
 //! and a word is shown once two decodes in a row agree on it. The final comes at the pause,
-//! or at the segmenter's forced cut after 8 s of unbroken speech.
+//! or at the segmenter's forced cut after 8 s of unbroken speech. With several workers a
+//! short utterance can finish before a longer one handed over earlier: finals go through a
+//! [`Reorder`] buffer and leave in utterance order, and an interim is shown only when no
+//! earlier final is still awaited.
 //!
 //! Whisper invents text on non-speech (silence, music, applause); three gates stand in its
 //! way: the VAD (no utterance, no decode), the model's own no-speech probability, and a text
@@ -31,9 +34,12 @@ use mel_spec::mel::{log_mel_spectrogram, mel};
 use mel_spec::stft::Spectrogram;
 use ndarray::Array2;
 
-use crate::speech::Segmenter;
-use crate::vad::Utterance;
-use crate::{CaptionEvent, Recognizer, RecognizerError, RecognizerStats, SAMPLE_RATE, Source};
+use crate::fallback::Load;
+use crate::reorder::{Reorder, Ticket};
+use crate::speech::{Segmenter, Utterance};
+use crate::{
+    CaptionEvent, EngineStatus, Recognizer, RecognizerError, RecognizerStats, SAMPLE_RATE, Source,
+};
 
 /// Whisper's input window: 30 s of audio, 3,000 frames of 10 ms.
 const WINDOW_FRAMES: usize = 3000;
@@ -204,8 +210,31 @@ struct Tag {
     segment_id: u64,
     start: u64,
     end: u64,
-    /// An interim decode of an utterance still growing, or the final of a finished one.
-    is_final: bool,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// A decode of an utterance still growing.
+    Interim,
+    /// The decode of a finished utterance, with its place in the session's order.
+    Final(Ticket),
+}
+
+impl Tag {
+    fn is_final(&self) -> bool {
+        matches!(self.kind, Kind::Final(_))
+    }
+
+    /// Samples of audio a final adds to the workers' backlog (interims add none: they are
+    /// only sent to an idle pool).
+    fn backlog(&self) -> u64 {
+        if self.is_final() {
+            self.end - self.start
+        } else {
+            0
+        }
+    }
 }
 
 struct Reply {
@@ -221,6 +250,8 @@ pub struct WhisperEngine {
     /// Jobs sent and not yet taken by a worker: interims go in only when it is zero, so a
     /// busy pool spends itself on finals.
     queued: Arc<AtomicUsize>,
+    /// Samples of finished utterances (all sessions) sent and not decoded yet.
+    backlog: Arc<AtomicU64>,
     dropped_utterances: AtomicU64,
 }
 
@@ -246,11 +277,13 @@ impl WhisperEngine {
         let (tx, rx) = mpsc::sync_channel::<Job>(queue.max(1));
         let rx = Arc::new(Mutex::new(rx));
         let queued = Arc::new(AtomicUsize::new(0));
+        let backlog = Arc::new(AtomicU64::new(0));
         for i in 0..workers {
-            let (model, rx, queued) = (model.clone(), rx.clone(), queued.clone());
+            let (model, rx) = (model.clone(), rx.clone());
+            let (queued, backlog) = (queued.clone(), backlog.clone());
             std::thread::Builder::new()
                 .name(format!("whisper-{i}"))
-                .spawn(move || work(&model, &rx, &queued))
+                .spawn(move || work(&model, &rx, &queued, &backlog))
                 .map_err(|e| RecognizerError::Unavailable(format!("whisper thread: {e}")))?;
         }
         tracing::info!(model = model.name(), workers, queue, "whisper engine ready");
@@ -258,12 +291,19 @@ impl WhisperEngine {
             model,
             jobs: tx,
             queued,
+            backlog,
             dropped_utterances: AtomicU64::new(0),
         }))
     }
 
     pub fn model_name(&self) -> &str {
         self.model.name()
+    }
+
+    /// Audio of finished utterances (all sessions) waiting for a worker or being decoded.
+    pub fn backlog(&self) -> Duration {
+        let samples = self.backlog.load(Ordering::Acquire);
+        Duration::from_secs_f64(samples as f64 / f64::from(SAMPLE_RATE))
     }
 
     /// Utterances dropped so far because the queue was full (all sessions).
@@ -281,8 +321,10 @@ impl WhisperEngine {
             lang: lang.to_owned(),
             replies_tx: tx,
             replies: rx,
-            in_flight: 0,
+            finals: Reorder::default(),
             interim_in_flight: false,
+            decoding: true,
+            refused: false,
             next_segment: 1,
             open: None,
             last_text: None,
@@ -293,16 +335,24 @@ impl WhisperEngine {
     }
 
     fn submit(&self, job: Job) -> bool {
+        let backlog = job.tag.backlog();
         self.queued.fetch_add(1, Ordering::AcqRel);
+        self.backlog.fetch_add(backlog, Ordering::AcqRel);
         if self.jobs.try_send(job).is_ok() {
             return true;
         }
         self.queued.fetch_sub(1, Ordering::AcqRel);
+        self.backlog.fetch_sub(backlog, Ordering::AcqRel);
         false
     }
 }
 
-fn work(model: &WhisperModel, jobs: &Mutex<Receiver<Job>>, queued: &AtomicUsize) {
+fn work(
+    model: &WhisperModel,
+    jobs: &Mutex<Receiver<Job>>,
+    queued: &AtomicUsize,
+    backlog: &AtomicU64,
+) {
     loop {
         // The lock is held only while waiting for a job, so one idle worker takes the next.
         let job = match jobs.lock().unwrap_or_else(PoisonError::into_inner).recv() {
@@ -316,6 +366,7 @@ fn work(model: &WhisperModel, jobs: &Mutex<Receiver<Job>>, queued: &AtomicUsize)
         let started = Instant::now();
         let decoded = model.transcribe(&job.samples, &job.lang);
         let cpu_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        backlog.fetch_sub(job.tag.backlog(), Ordering::AcqRel);
         // Room is reserved by the session's in-flight limits; a full or closed channel means
         // the session is gone, and its result with it.
         let _ = job.reply.try_send(Reply {
@@ -345,9 +396,14 @@ pub struct WhisperRecognizer {
     lang: String,
     replies_tx: SyncSender<Reply>,
     replies: Receiver<Reply>,
-    /// Finals sent to the pool and not answered yet.
-    in_flight: usize,
+    /// Finals handed over and not delivered yet, released in utterance order.
+    finals: Reorder<(Tag, Decoded)>,
     interim_in_flight: bool,
+    /// False while the session's utterances go to another engine (Whisper is behind): the
+    /// segmenter still runs, for the pauses, but nothing is decoded.
+    decoding: bool,
+    /// An utterance found the pool's queue full since the last [`WhisperRecognizer::load`].
+    refused: bool,
     next_segment: u64,
     open: Option<Open>,
     /// The last caption given, to suppress a repeat (Whisper's loop on non-speech).
@@ -378,18 +434,32 @@ impl WhisperRecognizer {
     }
 
     fn hand_over(&mut self, u: Utterance) {
+        if !self.decoding {
+            // Another engine captions it.
+            self.open = None;
+            return;
+        }
         let segment_id = self.segment_for(u.start);
         // The final closes the segment: late interims of it are ignored.
         self.open = None;
         let len = u.samples.len() as u64;
-        let tag = Tag {
-            segment_id,
-            start: u.start,
-            end: u.end,
-            is_final: true,
+        let sent = self.finals.open() < IN_FLIGHT && {
+            let ticket = self.finals.issue();
+            let tag = Tag {
+                segment_id,
+                start: u.start,
+                end: u.end,
+                kind: Kind::Final(ticket),
+            };
+            let sent = self.send(&u.samples, tag);
+            if !sent {
+                self.finals.complete(ticket, None);
+            }
+            sent
         };
-        if self.in_flight >= IN_FLIGHT || !self.send(&u.samples, tag) {
+        if !sent {
             self.samples_dropped += len;
+            self.refused = true;
             self.engine
                 .dropped_utterances
                 .fetch_add(1, Ordering::Relaxed);
@@ -397,9 +467,35 @@ impl WhisperRecognizer {
                 seconds = len as f64 / SAMPLE_RATE as f64,
                 "whisper queue full: utterance dropped"
             );
-            return;
         }
-        self.in_flight += 1;
+    }
+
+    /// The workers' load as this session sees it; clears the `refused` mark.
+    pub fn load(&mut self) -> Load {
+        Load {
+            backlog: self.engine.backlog(),
+            refused: std::mem::take(&mut self.refused),
+        }
+    }
+
+    /// Someone is speaking (an utterance is growing).
+    pub fn in_speech(&self) -> bool {
+        self.segmenter.current().is_some()
+    }
+
+    /// Finals handed over and not delivered yet.
+    pub fn open_finals(&self) -> usize {
+        self.finals.open()
+    }
+
+    /// Whether finished utterances are decoded (true) or left to another engine. Takes
+    /// effect from the next utterance; finals already handed over still arrive.
+    pub fn set_decoding(&mut self, on: bool) {
+        self.decoding = on;
+    }
+
+    pub fn model_name(&self) -> &str {
+        self.engine.model_name()
     }
 
     fn send(&self, samples: &[i16], tag: Tag) -> bool {
@@ -414,7 +510,13 @@ impl WhisperRecognizer {
     /// Sends the growing utterance for an interim decode when it has grown enough since the
     /// last one, none of this session's is pending, and no other job waits for a worker.
     fn maybe_interim(&mut self) {
-        if self.interim_in_flight || self.engine.queued.load(Ordering::Acquire) > 0 {
+        // Interims are what a busy pool sheds first: none while any session's final waits
+        // for a worker or is being decoded.
+        if !self.decoding
+            || self.interim_in_flight
+            || self.engine.queued.load(Ordering::Acquire) > 0
+            || self.engine.backlog.load(Ordering::Acquire) > 0
+        {
             return;
         }
         let Some((start, len)) = self.segmenter.current().map(|(at, s)| (at, s.len())) else {
@@ -433,64 +535,87 @@ impl WhisperRecognizer {
             segment_id,
             start,
             end: start + len as u64,
-            is_final: false,
+            kind: Kind::Interim,
         };
         self.interim_in_flight = self.send(samples, tag);
     }
 
-    fn event(&mut self, reply: Reply) -> Option<CaptionEvent> {
-        if reply.tag.is_final {
-            self.in_flight = self.in_flight.saturating_sub(1);
-        } else {
-            self.interim_in_flight = false;
-        }
+    /// Takes a worker's reply; returns the events it releases: finals in utterance order,
+    /// or an interim when no earlier final is awaited.
+    fn take(&mut self, reply: Reply) -> Vec<CaptionEvent> {
         self.cpu_ns += reply.cpu_ns;
+        let tag = reply.tag;
         let decoded = match reply.decoded {
-            Ok(d) => d,
+            Ok(d) if d.no_speech_prob > NO_SPEECH => None,
+            Ok(d) => Some(d),
             Err(e) => {
                 tracing::warn!(error = %e, "whisper failed on an utterance");
-                return None;
+                None
             }
         };
-        if decoded.no_speech_prob > NO_SPEECH {
+        match tag.kind {
+            Kind::Final(ticket) => {
+                self.finals.complete(ticket, decoded.map(|d| (tag, d)));
+                let mut out = Vec::new();
+                while let Some((tag, decoded)) = self.finals.pop() {
+                    out.extend(self.final_event(tag, decoded));
+                }
+                out
+            }
+            Kind::Interim => {
+                self.interim_in_flight = false;
+                decoded
+                    .and_then(|d| self.interim_event(tag, d))
+                    .into_iter()
+                    .collect()
+            }
+        }
+    }
+
+    fn final_event(&mut self, tag: Tag, decoded: Decoded) -> Option<CaptionEvent> {
+        let text = clean(&decoded.text)?;
+        if self.last_text.as_deref() == Some(text.as_str()) {
             return None;
         }
+        self.last_text = Some(text.clone());
+        Some(self.caption(tag, text, &decoded))
+    }
+
+    fn interim_event(&mut self, tag: Tag, decoded: Decoded) -> Option<CaptionEvent> {
         let text = clean(&decoded.text)?;
-        let tag = reply.tag;
-        let text = if tag.is_final {
-            if self.last_text.as_deref() == Some(text.as_str()) {
-                return None;
-            }
-            self.last_text = Some(text.clone());
-            text
-        } else {
-            let open = self
-                .open
-                .as_mut()
-                .filter(|o| o.segment_id == tag.segment_id)?;
-            let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
-            let agreed = words
-                .iter()
-                .zip(&open.previous)
-                .take_while(|(a, b)| same_word(a, b))
-                .count();
-            open.previous = words;
-            if agreed <= open.shown {
-                return None;
-            }
-            open.shown = agreed;
-            open.previous[..agreed].join(" ")
-        };
-        Some(CaptionEvent {
+        let held = self.finals.open() > 0;
+        let open = self
+            .open
+            .as_mut()
+            .filter(|o| o.segment_id == tag.segment_id)?;
+        let words: Vec<String> = text.split_whitespace().map(str::to_owned).collect();
+        let agreed = words
+            .iter()
+            .zip(&open.previous)
+            .take_while(|(a, b)| same_word(a, b))
+            .count();
+        open.previous = words;
+        // An earlier utterance's final is still awaited: this later segment's text waits
+        // for the next interim, so segments reach viewers in order.
+        if held || agreed <= open.shown {
+            return None;
+        }
+        open.shown = agreed;
+        let text = open.previous[..agreed].join(" ");
+        Some(self.caption(tag, text, &decoded))
+    }
+
+    fn caption(&self, tag: Tag, text: String, decoded: &Decoded) -> CaptionEvent {
+        CaptionEvent {
             segment_id: tag.segment_id,
             text,
-            is_final: tag.is_final,
+            is_final: tag.is_final(),
             start: tag.start as f64 / SAMPLE_RATE as f64,
             end: tag.end as f64 / SAMPLE_RATE as f64,
             lang: self.lang.clone(),
             source: Source::Asr,
             confidence: Some(1.0 - decoded.no_speech_prob),
-        })
+        }
     }
 }
 
@@ -582,7 +707,7 @@ impl Recognizer for WhisperRecognizer {
 
     fn poll_events(&mut self) -> Vec<CaptionEvent> {
         let replies: Vec<Reply> = self.replies.try_iter().collect();
-        replies.into_iter().filter_map(|r| self.event(r)).collect()
+        replies.into_iter().flat_map(|r| self.take(r)).collect()
     }
 
     fn finish(&mut self) -> Vec<CaptionEvent> {
@@ -592,12 +717,12 @@ impl Recognizer for WhisperRecognizer {
         self.open = None;
         let mut out = Vec::new();
         let deadline = Instant::now() + FINISH_WAIT;
-        while self.in_flight > 0 || self.interim_in_flight {
+        while self.finals.open() > 0 || self.interim_in_flight {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break;
             };
             match self.replies.recv_timeout(left) {
-                Ok(r) => out.extend(self.event(r)),
+                Ok(r) => out.extend(self.take(r)),
                 Err(_) => break,
             }
         }
@@ -609,6 +734,14 @@ impl Recognizer for WhisperRecognizer {
             audio_seconds: self.samples_in as f64 / SAMPLE_RATE as f64,
             dropped_seconds: self.samples_dropped as f64 / SAMPLE_RATE as f64,
             cpu_seconds: self.cpu_ns as f64 / 1e9,
+        }
+    }
+
+    fn status(&self) -> EngineStatus {
+        EngineStatus {
+            engine: "whisper",
+            model: self.engine.model_name().to_owned(),
+            fallback: false,
         }
     }
 }

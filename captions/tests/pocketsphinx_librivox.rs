@@ -2,14 +2,13 @@
 //! `pocketsphinx-testdata`, with their reference transcripts. Skips (passing) when the test
 //! data or the GStreamer element is not installed.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use captions::corpus::corpus_clips;
 use captions::pocketsphinx::PocketsphinxRecognizer;
 use captions::wer::{self, WerCount};
 use captions::{CaptionEvent, Recognizer, RecognizerError, SAMPLE_RATE};
 
-const CORPUS: &str = "/usr/share/pocketsphinx/test/data/librivox";
 const CHUNK: usize = SAMPLE_RATE as usize / 50; // 20 ms
 const MAX_CORPUS_WER: f64 = 0.45;
 
@@ -21,24 +20,6 @@ fn exclusive() -> MutexGuard<'static, ()> {
     ONE_ENGINE_AT_A_TIME
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-}
-
-/// `(wav path, reference words)` for each line `<s> words </s> (fileid)`.
-fn clips() -> Option<Vec<(PathBuf, String)>> {
-    let transcription = std::fs::read_to_string(Path::new(CORPUS).join("transcription")).ok()?;
-    let clips: Vec<_> = transcription
-        .lines()
-        .filter_map(|line| {
-            let (text, id) = line.rsplit_once('(')?;
-            let id = id.trim().trim_end_matches(')');
-            let text = text.replace("<s>", "").replace("</s>", "");
-            Some((
-                Path::new(CORPUS).join(format!("{id}.wav")),
-                text.trim().to_owned(),
-            ))
-        })
-        .collect();
-    Some(clips)
 }
 
 fn recognizer() -> Option<PocketsphinxRecognizer> {
@@ -64,9 +45,12 @@ fn final_text(events: &[CaptionEvent]) -> String {
 
 #[test]
 fn librivox_clips_are_recognised() {
-    let Some(clips) = clips() else {
-        eprintln!("skipped: {CORPUS} not installed (pocketsphinx-testdata)");
-        return;
+    let clips = match corpus_clips() {
+        Ok(clips) => clips,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
     };
     assert_eq!(clips.len(), 5, "the corpus has five clips");
     let _engine = exclusive();
@@ -74,7 +58,8 @@ fn librivox_clips_are_recognised() {
     let mut dropped = 0.0;
     let mut audio_total = 0.0;
     println!("{:<44} {:>6} {:>6}  hypothesis", "clip", "words", "WER");
-    for (path, reference) in &clips {
+    for clip in &clips {
+        let (path, reference) = (&clip.wav, &clip.reference);
         let Some(mut asr) = recognizer() else { return };
         let (rate, samples) = captions::wav::read_pcm16_mono(path).expect("clip reads");
         assert_eq!(rate, SAMPLE_RATE);
@@ -195,8 +180,8 @@ fn silence_gives_no_captions_and_finish_is_bounded() {
 fn a_flood_of_audio_is_dropped_not_queued() {
     let _engine = exclusive();
     let Some(mut asr) = recognizer() else { return };
-    let Some(clips) = clips() else { return };
-    let Ok((_, samples)) = captions::wav::read_pcm16_mono(&clips[0].0) else {
+    let Ok(clips) = corpus_clips() else { return };
+    let Ok((_, samples)) = captions::wav::read_pcm16_mono(&clips[0].wav) else {
         return;
     };
     // 20 copies of a 7 s clip pushed at once: far more than the decoder can take in time.

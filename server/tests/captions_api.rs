@@ -11,8 +11,9 @@ mod common;
 use captions::transcript::{parse_srt, parse_vtt};
 use captions::{CaptionEvent, Source};
 use common::*;
-use server::live_captions::feed::AsrCaption;
+use server::live_captions::feed::{AsrCaption, CaptionFeed};
 use server::session::SessionId;
+use server::store::StoreError;
 
 fn cart_req(
     session: &str,
@@ -86,6 +87,12 @@ fn asr(stream: u64, segment: u64, text: &str, is_final: bool, start: f64) -> Asr
             confidence: None,
         },
     }
+}
+
+/// Hands `caption` to the feed as the recognition router does: now, on both clocks.
+async fn asr_now(feed: &CaptionFeed, caption: AsrCaption) -> Result<(), StoreError> {
+    let now_ms = server::floor::runtime::now_ms() as i64;
+    feed.asr(caption, std::time::Instant::now(), now_ms).await
 }
 
 /// Reads `caption` events from the session's SSE stream.
@@ -250,23 +257,14 @@ async fn captions_reach_the_event_stream_and_cart_takes_precedence_over_asr() {
     let cart = token(Role::Captioner, "demo");
     let feed = t.state.captions.clone();
     let mut live = Captions::open(&t).await;
-    let now = || server::floor::runtime::now_ms() as i64;
 
     // No captioner yet: machine captions, interim then final, reach viewers.
-    feed.asr(
-        asr(1, 1, "the chair", false, 0.0),
-        std::time::Instant::now(),
-        now(),
-    )
-    .await
-    .unwrap();
-    feed.asr(
-        asr(1, 1, "the chair opens", true, 0.0),
-        std::time::Instant::now(),
-        now(),
-    )
-    .await
-    .unwrap();
+    asr_now(&feed, asr(1, 1, "the chair", false, 0.0))
+        .await
+        .unwrap();
+    asr_now(&feed, asr(1, 1, "the chair opens", true, 0.0))
+        .await
+        .unwrap();
     let c = live
         .next_caption(Duration::from_secs(2))
         .await
@@ -295,13 +293,9 @@ async fn captions_reach_the_event_stream_and_cart_takes_precedence_over_asr() {
     assert_eq!(c["text"], "Welcome, delegates.");
     assert_eq!(c["source"], "cart");
     assert_eq!(c["lang"], "en-US");
-    feed.asr(
-        asr(1, 2, "well come delicate", true, 2.0),
-        std::time::Instant::now(),
-        now(),
-    )
-    .await
-    .unwrap();
+    asr_now(&feed, asr(1, 2, "well come delicate", true, 2.0))
+        .await
+        .unwrap();
     // Held back: only the moderator's monitor on the event stream sees it, marked unshown.
     let c = live
         .next_caption(Duration::from_secs(2))
@@ -334,31 +328,22 @@ async fn machine_captions_resume_when_the_captioner_stops() {
     let cart = token(Role::Captioner, "demo");
     let feed = t.state.captions.clone();
     let mut live = Captions::open(&t).await;
-    let now = || server::floor::runtime::now_ms() as i64;
     post_cart(&t, &cart, 1, "Human text.").await;
     live.next_caption(Duration::from_secs(2))
         .await
         .expect("cart");
-    feed.asr(
-        asr(1, 1, "held back", true, 0.0),
-        std::time::Instant::now(),
-        now(),
-    )
-    .await
-    .unwrap();
+    asr_now(&feed, asr(1, 1, "held back", true, 0.0))
+        .await
+        .unwrap();
     let c = live
         .next_caption(Duration::from_secs(2))
         .await
         .expect("held back");
     assert_eq!(c["shown"], false);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    feed.asr(
-        asr(1, 2, "machine again", true, 2.0),
-        std::time::Instant::now(),
-        now(),
-    )
-    .await
-    .unwrap();
+    asr_now(&feed, asr(1, 2, "machine again", true, 2.0))
+        .await
+        .unwrap();
     let c = live
         .next_caption(Duration::from_secs(2))
         .await
@@ -724,21 +709,16 @@ async fn machine_captions_reach_viewers_when_they_cannot_be_stored() {
         state,
     };
     let mut live = Captions::open(&t).await;
-    let now = || server::floor::runtime::now_ms() as i64;
     let wal = dir.path().join("floorcast.db-wal");
     let Some(frozen) = Frozen::set(&[db.clone(), wal]) else {
         eprintln!("skipping: `chattr +i` is not permitted here");
         return;
     };
-    let stored = t
-        .state
-        .captions
-        .asr(
-            asr(1, 1, "said while the disk is gone", true, 0.0),
-            std::time::Instant::now(),
-            now(),
-        )
-        .await;
+    let stored = asr_now(
+        &t.state.captions,
+        asr(1, 1, "said while the disk is gone", true, 0.0),
+    )
+    .await;
     let e = stored.expect_err("stored on an immutable database?");
     assert!(e.is_unavailable(), "{e}");
     let c = live
@@ -754,15 +734,12 @@ async fn machine_captions_reach_viewers_when_they_cannot_be_stored() {
         "{text}"
     );
     // Storage back: the next one is stored (and shown).
-    t.state
-        .captions
-        .asr(
-            asr(1, 2, "and this one is kept", true, 2.0),
-            std::time::Instant::now(),
-            now(),
-        )
-        .await
-        .unwrap();
+    asr_now(
+        &t.state.captions,
+        asr(1, 2, "and this one is kept", true, 2.0),
+    )
+    .await
+    .unwrap();
     assert_eq!(transcript_texts(&t).await, ["and this one is kept"]);
 }
 

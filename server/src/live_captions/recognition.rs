@@ -10,6 +10,11 @@
 //! Recognition starts with the first audio packet of a session and stops when the session's
 //! audio has been silent on the network for [`IDLE`] (the publisher left or stopped
 //! sending): the recognizer then flushes its last segment.
+//!
+//! Which engine captions the session (and whether Whisper, behind, has handed its new
+//! utterances to pocketsphinx) is read from the recognizer with its figures, every
+//! [`STATS_EVERY`]: it goes to `floorcast_asr_engine` / `floorcast_asr_fallback` (which
+//! `/ops` shows), and each change of engine is logged.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self as std_mpsc, SyncSender, TrySendError};
@@ -18,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use captions::engine::EngineConfig;
 use captions::opus_decode::OpusTap;
-use captions::{Recognizer, RecognizerStats};
+use captions::{EngineStatus, Recognizer, RecognizerStats};
 use media::TapPacket;
 use tokio::sync::mpsc;
 
@@ -242,7 +247,14 @@ impl Run {
                 return;
             }
         };
-        tracing::info!(%session, stream = self.stream, "recognition started");
+        let mut status = self.watch(recognizer.as_ref(), None);
+        tracing::info!(
+            %session,
+            stream = self.stream,
+            engine = status.engine,
+            model = %status.model,
+            "recognition started"
+        );
         let origin_ms = self.origin_ms;
         let mut pcm = Vec::with_capacity(1920);
         let mut reported = RecognizerStats::default();
@@ -264,6 +276,7 @@ impl Run {
             }
             if Instant::now() >= next_report {
                 reported = self.report(recognizer.as_ref(), reported);
+                status = self.watch(recognizer.as_ref(), Some(status));
                 next_report = Instant::now() + STATS_EVERY;
             }
         }
@@ -271,6 +284,7 @@ impl Run {
         self.send(origin_ms, last);
         self.report(recognizer.as_ref(), reported);
         self.metrics.forget_asr_session(session);
+        self.metrics.forget_asr_engine(session, &status);
         tracing::info!(%session, stream = self.stream, "recognition stopped");
     }
 
@@ -288,6 +302,33 @@ impl Run {
             }
         }
         true
+    }
+
+    /// The recognizer's engine now; a change from `before` reaches the metrics and the log.
+    fn watch(&self, r: &dyn Recognizer, before: Option<EngineStatus>) -> EngineStatus {
+        let now = r.status();
+        if before.as_ref() == Some(&now) {
+            return now;
+        }
+        let session = &self.session;
+        match &before {
+            Some(b) if now.fallback && !b.fallback => tracing::warn!(
+                %session,
+                engine = now.engine,
+                model = %now.model,
+                "whisper is behind: this session's new utterances are captioned by {}",
+                now.engine
+            ),
+            Some(b) if b.fallback && !now.fallback => tracing::info!(
+                %session,
+                engine = now.engine,
+                model = %now.model,
+                "whisper has caught up: this session is captioned by whisper again"
+            ),
+            _ => {}
+        }
+        self.metrics.set_asr_engine(session, before.as_ref(), &now);
+        now
     }
 
     fn report(&self, r: &dyn Recognizer, before: RecognizerStats) -> RecognizerStats {
