@@ -7,18 +7,23 @@ use std::time::Instant;
 
 use str0m::media::MediaKind;
 use str0m::rtp::{RtpWrite, SeqNo};
+use tracing::info;
 
 use crate::forward::rtp_head::HeadFields;
+use crate::forward::video_gate::{GateChange, VideoGate};
 use crate::handle::MediaEvent;
 use crate::ids::PeerId;
-use crate::peer::{Peer, PeerKind, ViewerState};
+use crate::peer::{OutBinding, Peer, PeerKind, ViewerState};
 use crate::sfu::{Transmit, push_capped};
 use crate::shard::Relayed;
-use crate::stats::Kind;
+use crate::stats::{Kind, MediaStats};
+use crate::viewer_egress::ViewerEgress;
 
 pub(crate) enum Written {
-    /// Sent by our own egress: the datagram's length.
+    /// Sent by our own egress: the length of the datagrams (with any probe padding).
     Direct(usize),
+    /// Video the viewer's link cannot carry now ([`crate::forward::video_gate`]).
+    Paused,
     /// Written to the viewer's str0m send stream, which sends it when polled.
     Str0m,
     /// The viewer's video waits for a keyframe and this packet does not start one.
@@ -36,6 +41,8 @@ pub(crate) struct FanOutTally {
     pub direct_bytes: u64,
     /// Publishers whose keyframe some viewer waits for.
     pub waiting: Vec<PeerId>,
+    /// Video packets held back from viewers whose link cannot carry them.
+    pub paused: u64,
 }
 
 impl FanOutTally {
@@ -57,6 +64,7 @@ impl FanOutTally {
                     self.waiting.push(source);
                 }
             }
+            Written::Paused => self.paused += 1,
             Written::Nothing => {}
         }
     }
@@ -80,6 +88,8 @@ pub(crate) fn write_to_viewer(
         egress,
         first_media_sent,
         offered_at,
+        gate,
+        gate_notice,
         ..
     } = v;
     let audio_only = video.is_none();
@@ -99,6 +109,35 @@ pub(crate) fn write_to_viewer(
         // A new video source (or the first): its pictures make sense from a keyframe on.
         b.video_source = Some(from);
         b.waiting_keyframe = true;
+    }
+    if egress.is_some() && video.is_some() {
+        if media_kind == MediaKind::Video {
+            gate.on_video_offered(now, p.payload.len());
+        }
+        match gate.tick(now) {
+            Some(GateChange::Paused) => {
+                if let Some(video) = video.as_mut() {
+                    video.rewriter.restart();
+                }
+                *gate_notice = Some(GateChange::Paused);
+            }
+            Some(GateChange::Resumed) => {
+                if let Some(video) = video.as_mut() {
+                    video.waiting_keyframe = true;
+                }
+                *gate_notice = Some(GateChange::Resumed);
+            }
+            None => {}
+        }
+    }
+    // Re-borrowed: the gate above may have touched the video binding.
+    let b = match media_kind {
+        MediaKind::Audio => audio.as_mut(),
+        MediaKind::Video => video.as_mut(),
+    }
+    .expect("binding checked above");
+    if media_kind == MediaKind::Video && !gate.video_on() {
+        return Written::Paused;
     }
     if b.waiting_keyframe {
         if !p.keyframe {
@@ -125,15 +164,25 @@ pub(crate) fn write_to_viewer(
         );
     }
     if let Some(egress) = egress {
+        let (pt, payload) = match (b.red_pt, &p.red) {
+            (Some(red_pt), Some(red)) => (red_pt, red),
+            _ => (pt, &p.payload),
+        };
         let fields = HeadFields {
             pt: *pt,
             marker: p.marker,
             seq: seq as u16,
             timestamp: ts,
         };
-        let bytes = egress.send(&b.head, fields, *b.ssrc, seq, &p.payload, tx);
-        b.tally.add(seq, ts, p.payload.len(), now);
+        let mut bytes = egress.send(&b.head, fields, *b.ssrc, seq, payload, tx);
+        b.tally.add(seq, ts, payload.len(), now);
         b.resends.earn();
+        if media_kind == MediaKind::Video {
+            gate.on_video_sent();
+        } else if let Some(video) = video.as_mut() {
+            // Probes are paced by the audio, which keeps flowing while video is paused.
+            bytes += send_probe(gate, video, egress, now, tx);
+        }
         return Written::Direct(bytes);
     }
     match rtc.direct_api().stream_tx(&b.ssrc) {
@@ -147,4 +196,61 @@ pub(crate) fn write_to_viewer(
         }
         None => Written::Nothing,
     }
+}
+
+/// The padding a probing viewer's gate owes now, on its video stream. Returns the bytes sent.
+fn send_probe(
+    gate: &mut VideoGate,
+    video: &mut OutBinding,
+    egress: &mut ViewerEgress,
+    now: Instant,
+    tx: &mut dyn Transmit,
+) -> usize {
+    let due = gate.padding_due(now);
+    let Some(pt) = video.pts.iter().flatten().next().copied() else {
+        return 0;
+    };
+    let mut bytes = 0;
+    for _ in 0..due {
+        let Some((seq, ts)) = video.rewriter.pad() else {
+            break;
+        };
+        let fields = HeadFields {
+            pt: *pt,
+            marker: false,
+            seq: seq as u16,
+            timestamp: ts,
+        };
+        bytes += egress.send_padding(&video.head, fields, *video.ssrc, seq, tx);
+        gate.on_padding_sent(seq);
+    }
+    bytes
+}
+
+/// Tells a viewer (on its `captions` data channel, which the watch page reads) that its video
+/// was paused for its weak link, or came back. Returns whether a message was queued.
+pub(crate) fn tell_viewer_of_gate(
+    viewer: &mut Peer,
+    change: GateChange,
+    stats: &MediaStats,
+) -> bool {
+    let message = match change {
+        GateChange::Paused => {
+            stats.video_pauses.add(1);
+            r#"{"type":"link","video":"paused","reason":"weak_connection"}"#
+        }
+        GateChange::Resumed => {
+            stats.video_resumes.add(1);
+            r#"{"type":"link","video":"on"}"#
+        }
+    };
+    viewer.span.in_scope(|| info!(?change, "video gate"));
+    let Peer { rtc, kind, .. } = viewer;
+    let PeerKind::Viewer(v) = kind else {
+        return false;
+    };
+    let Some(mut channel) = v.captions.and_then(|id| rtc.channel(id)) else {
+        return false;
+    };
+    matches!(channel.write(false, message.as_bytes()), Ok(true))
 }

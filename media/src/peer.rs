@@ -10,8 +10,10 @@ use str0m::media::{MediaKind, Mid, Pt};
 use str0m::rtp::Ssrc;
 
 use crate::forward::keyframe::{KeyframeLimiter, VideoCodec};
+use crate::forward::red::PrevOpus;
 use crate::forward::rewrite::Rewriter;
 use crate::forward::rtp_head::HeadTemplate;
+use crate::forward::video_gate::{GateChange, VideoGate};
 use crate::handle::Follow;
 use crate::ids::{PeerId, Role, SessionId};
 use crate::stats::Kind;
@@ -104,6 +106,8 @@ pub(crate) struct PublisherState {
     pub audio_mid: Option<Mid>,
     pub video_mid: Option<Mid>,
     pub keyframes: KeyframeLimiter,
+    /// The last Opus packet forwarded, for the next one's RED block.
+    pub last_opus: Option<PrevOpus>,
 }
 
 impl PublisherState {
@@ -112,6 +116,7 @@ impl PublisherState {
             audio_mid: None,
             video_mid: None,
             keyframes: KeyframeLimiter::new(keyframe_interval),
+            last_opus: None,
         }
     }
 }
@@ -121,6 +126,8 @@ pub(crate) struct OutBinding {
     pub ssrc: Ssrc,
     /// The viewer's payload type for each forwarded codec (index: `FwdCodec as usize`).
     pub pts: [Option<Pt>; 3],
+    /// Audio: the viewer's RED payload type, when it negotiated RED over Opus.
+    pub red_pt: Option<Pt>,
     pub rewriter: Rewriter,
     /// Video starts (and restarts after a source change) on a keyframe.
     pub waiting_keyframe: bool,
@@ -154,6 +161,11 @@ pub(crate) struct ViewerState {
     /// Our own egress for forwarded media, from the moment the viewer is connected (and
     /// when `MediaConfig::app_egress` is on).
     pub egress: Option<ViewerEgress>,
+    /// Whether the viewer's link carries the video now (our own egress only: it probes with
+    /// padding str0m's send streams cannot write).
+    pub gate: VideoGate,
+    /// A change of the gate the viewer has not been told of yet.
+    pub gate_notice: Option<GateChange>,
 }
 
 impl ViewerState {
@@ -168,6 +180,8 @@ impl ViewerState {
             captions: None,
             last_keyframe_request: None,
             egress: None,
+            gate: VideoGate::new(offered_at),
+            gate_notice: None,
         }
     }
 
@@ -250,6 +264,7 @@ mod tests {
         v.video = Some(OutBinding {
             ssrc: 7.into(),
             pts: [None; 3],
+            red_pt: None,
             rewriter: Rewriter::new(90_000),
             waiting_keyframe: false,
             video_source: None,

@@ -20,9 +20,10 @@ use tracing::{debug, info, info_span, warn};
 use crate::config::MediaConfig;
 use crate::demux::{Demux, Route};
 use crate::error::MediaError;
-use crate::fan_out::{FanOutTally, Written, write_to_viewer};
+use crate::fan_out::{FanOutTally, Written, tell_viewer_of_gate, write_to_viewer};
 use crate::forward::history::History;
 use crate::forward::keyframe::starts_keyframe;
+use crate::forward::red::{self, PrevOpus};
 use crate::forward::rewrite::{Rewriter, SourceKey};
 use crate::forward::rtp_head::{HeadFields, HeadTemplate};
 use crate::handle::{Answer, Follow, MediaEvent, Takeover};
@@ -700,12 +701,12 @@ impl Sfu {
 
     // ---------------------------------------------------------------- internals
 
-    fn new_rtc(&self, now: Instant) -> Rtc {
+    fn new_rtc(&self, now: Instant, red: bool) -> Rtc {
         let rtc = RtcConfig::new()
             .set_rtp_mode(true)
             .set_ice_lite(true)
             .clear_codecs()
-            .enable_opus(true, false)
+            .enable_opus(true, red)
             .enable_vp8(true)
             .enable_h264(true)
             .set_sctp_max_buffered_amount(DATA_CHANNEL_BUFFER)
@@ -761,7 +762,8 @@ impl Sfu {
             self.config.max_peers,
             self.config.max_peers_per_session,
         )?;
-        let (mut rtc, answer) = match self.accept(now, offer) {
+        let red = matches!(kind, PeerKind::Viewer(_));
+        let (mut rtc, answer) = match self.accept(now, offer, red) {
             Ok(accepted) => accepted,
             Err(e) => {
                 self.stats.peer_removed(&session, role);
@@ -795,11 +797,13 @@ impl Sfu {
         })
     }
 
-    fn accept(&self, now: Instant, offer: &str) -> Result<(Rtc, SdpAnswer), MediaError> {
+    /// `red`: answer Opus with RED (RFC 2198) where the offer has it. For viewers only: a
+    /// publisher sending RED would need it unwrapped for the viewers without it.
+    fn accept(&self, now: Instant, offer: &str, red: bool) -> Result<(Rtc, SdpAnswer), MediaError> {
         check_offer(offer)?;
         let offer =
             SdpOffer::from_sdp_string(offer).map_err(|e| MediaError::InvalidSdp(e.to_string()))?;
-        let mut rtc = self.new_rtc(now);
+        let mut rtc = self.new_rtc(now, red);
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
@@ -967,6 +971,7 @@ impl Sfu {
                         .zip(clock)
                         .map(|(r, clock)| v.worst_jitter(s.mid, r.jitter as f32 / clock));
                     if let Some(loss) = s.loss {
+                        v.gate.on_reported_loss(loss.clamp(0.0, 1.0));
                         let link = ViewerLink {
                             loss: v.worst_loss(s.mid, loss.clamp(0.0, 1.0)),
                             rtt_ms: s.rtt.map(|r| r.as_millis().min(u32::MAX as u128) as u32),
@@ -1037,12 +1042,18 @@ impl Sfu {
                     .id_of(Extension::RtpMid)
                     .map(|id| (id, mid.to_string()));
                 let mut pts = [None; 3];
+                let mut red_pt = None;
                 for p in peer.rtc.codec_config().params() {
                     if let Some(c) = FwdCodec::from_str0m(p.spec().codec)
                         && (remote.is_empty() || remote.contains(&p.pt()))
                         && pts[c as usize].is_none()
                     {
                         pts[c as usize] = Some(p.pt());
+                        // RED blocks name the Opus payload type browsers use (see `red`).
+                        // Negotiation leaves `red()` set only when the offer had it.
+                        if c == FwdCodec::Opus && *p.pt() == red::RED_OPUS_PT {
+                            red_pt = p.red();
+                        }
                     }
                 }
                 let Some(ssrc) = peer.rtc.direct_api().stream_tx_by_mid(mid, None).map(|s| {
@@ -1062,6 +1073,7 @@ impl Sfu {
                 let binding = OutBinding {
                     ssrc,
                     pts,
+                    red_pt,
                     rewriter: Rewriter::new(clock),
                     waiting_keyframe: waiting,
                     video_source: None,
@@ -1147,6 +1159,26 @@ impl Sfu {
         let keyframe = codec
             .video()
             .is_some_and(|v| starts_keyframe(v, &pkt.payload));
+        let payload = pkt.payload;
+        let red = (codec == FwdCodec::Opus).then(|| {
+            let ssrc = *pkt.header.ssrc;
+            let seq = *pkt.seq_no;
+            let p = publisher.publisher().expect("publisher checked above");
+            let red = red::encode(
+                p.last_opus.as_ref(),
+                ssrc,
+                seq,
+                pkt.header.timestamp,
+                &payload,
+            );
+            p.last_opus = Some(PrevOpus {
+                ssrc,
+                seq,
+                timestamp: pkt.header.timestamp,
+                payload: payload.clone(),
+            });
+            red
+        });
         let packet = Relayed {
             session: session_id,
             source: SourceKey {
@@ -1160,7 +1192,8 @@ impl Sfu {
             seq: *pkt.seq_no,
             timestamp: pkt.header.timestamp,
             marker: pkt.header.marker,
-            payload: pkt.payload,
+            payload,
+            red,
         };
         let packet = Arc::new(packet);
         for shard in (0..self.shard.count).filter(|s| remote & (1 << s) != 0) {
@@ -1259,6 +1292,10 @@ impl Sfu {
                     via_str0m |= matches!(written, Written::Str0m);
                     out.count(p, &written);
                 }
+                if let Some(change) = viewer.viewer().and_then(|v| v.gate_notice.take()) {
+                    // The data channel write is released by str0m's next poll.
+                    via_str0m |= tell_viewer_of_gate(viewer, change, &self.stats);
+                }
                 if via_str0m {
                     // str0m releases written packets on its next timeout: the viewer is made
                     // due now, and `handle_timeout` polls it once for all it got this turn.
@@ -1286,6 +1323,7 @@ impl Sfu {
             self.stats.rtp_out.record(kind, packets, payload_bytes);
         }
         self.stats.app_egress_packets.add(out.direct_datagrams);
+        self.stats.video_paused_packets.add(out.paused);
         self.tx_datagrams += out.direct_datagrams;
         self.tx_bytes += out.direct_bytes;
         // Whoever waits gets this publisher's video: ask it.
@@ -1309,17 +1347,26 @@ impl Sfu {
             audio,
             video,
             egress,
+            gate,
             ..
         } = v;
         let Some(egress) = egress else {
             return;
         };
-        for b in [audio, video].into_iter().flatten() {
+        for (b, is_video) in [(audio, false), (video, true)]
+            .into_iter()
+            .filter_map(|(b, v)| b.as_mut().map(|b| (b, v)))
+        {
             if let Some(stream) = rtc.direct_api().stream_tx(&b.ssrc) {
                 stream.take_app_nacks(&mut self.nacked);
             }
             for seq in self.nacked.drain(..) {
                 let out_seq = *seq;
+                // The gate learns the video's loss from its NACKs; a probe's padding is
+                // never resent.
+                if is_video && gate.on_nack(out_seq) {
+                    continue;
+                }
                 let Some((source, in_seq, ts_offset)) = b.rewriter.source_of(out_seq) else {
                     self.stats.nacks_unanswered.add(1);
                     continue;

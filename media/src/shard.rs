@@ -97,6 +97,9 @@ pub(crate) struct Relayed {
     pub timestamp: u32,
     pub marker: bool,
     pub payload: Arc<[u8]>,
+    /// Opus only: the payload as RED (RFC 2198) with the packet before, for viewers that
+    /// negotiated it ([`crate::forward::red`]).
+    pub red: Option<Arc<[u8]>>,
 }
 
 impl Relayed {

@@ -201,6 +201,12 @@ pub struct MediaStats {
     /// NACKed packets that could not be resent: no longer in their source's history (or the
     /// source changed since).
     pub nacks_unanswered: Counter,
+    /// Viewers whose video was paused because their link could not carry it, and whose
+    /// video came back ([`crate::forward::video_gate`]).
+    pub video_pauses: Counter,
+    pub video_resumes: Counter,
+    /// Video packets held back from such viewers (one per viewer copy).
+    pub video_paused_packets: Counter,
     /// Keyframe requests (PLI/FIR) sent to publishers.
     pub plis: Counter,
     /// Keyframe requests received from viewers (before rate limiting).

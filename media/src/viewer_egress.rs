@@ -25,6 +25,14 @@ use str0m::rtp::{AppSrtpTx, SeqNo, StreamTx};
 use crate::forward::rtp_head::{HeadFields, HeadTemplate};
 use crate::sfu::Transmit;
 
+/// The payload of a padding packet: the most padding one packet carries, its last byte the
+/// count (RFC 3550 §5.1).
+pub(crate) const PADDING: [u8; 255] = {
+    let mut p = [0u8; 255];
+    p[254] = 255;
+    p
+};
+
 /// A viewer's SRTP context and where its media goes (the nominated ICE pair).
 pub(crate) struct ViewerEgress {
     srtp: AppSrtpTx,
@@ -53,10 +61,34 @@ impl ViewerEgress {
         payload: &[u8],
         tx: &mut dyn Transmit,
     ) -> usize {
-        let header = head.render(fields);
+        self.seal(&head.render(fields), head.len(), ssrc, ext_seq, payload, tx)
+    }
+
+    /// One RTP padding packet, as a bandwidth probe ([`crate::forward::video_gate`]).
+    pub fn send_padding(
+        &mut self,
+        head: &HeadTemplate,
+        fields: HeadFields,
+        ssrc: u32,
+        ext_seq: u64,
+        tx: &mut dyn Transmit,
+    ) -> usize {
+        let header = head.render_padding(fields);
+        self.seal(&header, head.len(), ssrc, ext_seq, &PADDING, tx)
+    }
+
+    fn seal(
+        &mut self,
+        header: &[u8],
+        header_len: usize,
+        ssrc: u32,
+        ext_seq: u64,
+        payload: &[u8],
+        tx: &mut dyn Transmit,
+    ) -> usize {
         let mut datagram = tx.buffer();
         self.srtp
-            .protect_rtp_into(&header[..head.len()], payload, ssrc, ext_seq, &mut datagram);
+            .protect_rtp_into(&header[..header_len], payload, ssrc, ext_seq, &mut datagram);
         let len = datagram.len();
         match self.proto {
             Protocol::Udp => tx.send(self.dest, datagram),

@@ -64,7 +64,9 @@ export class WhepClient extends EventTarget {
         } catch {
           return; // not ours: ignore rather than break the player
         }
-        this.dispatchEvent(new CustomEvent("caption", { detail: caption }));
+        // The SFU also says on this channel when it pauses the video for a weak link.
+        const kind = caption && caption.type === "link" ? "link" : "caption";
+        this.dispatchEvent(new CustomEvent(kind, { detail: caption }));
       });
     }
     this.#setState("connecting");

@@ -88,6 +88,22 @@ impl Rewriter {
         (sent && in_seq >= s.first_in_seq).then_some((s.key, in_seq, s.ts_offset))
     }
 
+    /// The next outgoing (sequence number, timestamp) for an RTP padding packet: the
+    /// sequence number after the last packet, the last packet's timestamp (padding carries no
+    /// media time). `None` before the first packet.
+    pub fn pad(&mut self) -> Option<(u64, u32)> {
+        let last = self.last.as_mut()?;
+        last.seq += 1;
+        Some((last.seq, last.ts))
+    }
+
+    /// The next packet starts afresh, as after a source switch: it continues at the next
+    /// sequence number with the timestamp moved on by the time that passed. For a stream
+    /// that skipped packets (a paused video), so the viewer sees no gap to NACK.
+    pub fn restart(&mut self) {
+        self.source = None;
+    }
+
     /// Whether any packet was written on this stream yet.
     pub fn started(&self) -> bool {
         self.last.is_some()
@@ -118,6 +134,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::time::Duration;
+
+    #[test]
+    fn padding_then_a_restart_leave_no_gap_and_no_stale_resends() {
+        let t0 = Instant::now();
+        let key = SourceKey { peer: 1, ssrc: 7 };
+        let mut r = Rewriter::new(90_000);
+        assert_eq!(r.pad(), None, "nothing to pad before the first packet");
+        assert_eq!(r.rewrite(key, 100, 9_000, t0), Some((100, 9_000)));
+        // Packets 101..=199 are skipped (video paused), padding goes out meanwhile.
+        assert_eq!(r.pad(), Some((101, 9_000)));
+        assert_eq!(r.pad(), Some((102, 9_000)));
+        r.restart();
+        assert_eq!(r.source_of(101), None, "padding is never resent as media");
+        let later = t0 + Duration::from_secs(2);
+        let (seq, ts) = r.rewrite(key, 200, 99_000, later).unwrap();
+        assert_eq!(seq, 103, "continues right after the padding");
+        assert_eq!(ts, 9_000 + 180_000, "time moved on by the 2 s that passed");
+        assert_eq!(r.rewrite(key, 201, 99_900, later), Some((104, 189_900)));
+    }
 
     const A: SourceKey = SourceKey { peer: 1, ssrc: 111 };
     const B: SourceKey = SourceKey { peer: 2, ssrc: 222 };

@@ -67,6 +67,14 @@ impl HeadTemplate {
         b
     }
 
+    /// The header of an RTP padding packet (RFC 3550 §5.1: the P bit; the padding and its
+    /// count are the packet's payload as [`crate::viewer_egress::PADDING`] writes it).
+    pub fn render_padding(&self, f: HeadFields) -> [u8; MAX_LEN] {
+        let mut b = self.render(f);
+        b[0] |= 0x20;
+        b
+    }
+
     pub fn len(&self) -> usize {
         self.len as usize
     }

@@ -26,6 +26,12 @@ pub(super) fn webrtc_transport_config(local_max_message_size: u32) -> Arc<Transp
         TransportConfig::default()
             .with_max_init_retransmits(None)
             .with_max_data_retransmits(None)
+            // Floorcast patch: RFC 4960's 1 s minimum RTO made a caption whose packet was lost
+            // on a lossy viewer link wait a second for its retransmission (captions are
+            // sparse, so no fast retransmit). The RTO still follows the measured RTT above this.
+            .with_rto_min_ms(200)
+            // Before an RTT is measured (sparse captions give few samples), not RFC 4960's 3 s.
+            .with_rto_initial_ms(500)
             .with_max_receive_buffer_size(max_receive_buffer_size)
             .with_max_receive_message_size(max_receive_message_size),
     )
