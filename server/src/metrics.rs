@@ -39,6 +39,9 @@ struct Inner {
     nacks_unanswered: IntCounter,
     resends_refused: IntCounter,
     app_egress_packets: IntCounter,
+    video_pauses: IntCounter,
+    video_resumes: IntCounter,
+    video_paused_packets: IntCounter,
     plis: IntCounter,
     join_duration: Histogram,
     http_requests: IntCounterVec,
@@ -61,6 +64,7 @@ struct Inner {
     draining: IntGauge,
     hostile: HostileMetrics,
     storage: StorageMetrics,
+    asr_engines: AsrEngineMetrics,
     /// Held while copying media counters and encoding (see module doc).
     scrape: Mutex<()>,
 }
@@ -133,6 +137,22 @@ impl Metrics {
              floorcast_rtp_packets_total{direction=\"out\"} went through str0m's send streams).",
         )?;
         registry.register(Box::new(app_egress_packets.clone()))?;
+        let video_pauses = IntCounter::new(
+            "floorcast_viewer_video_pauses_total",
+            "Times a viewer's video was paused because its link lost too much (audio and \
+             captions go on; the viewer is told).",
+        )?;
+        registry.register(Box::new(video_pauses.clone()))?;
+        let video_resumes = IntCounter::new(
+            "floorcast_viewer_video_resumes_total",
+            "Times a paused viewer's video came back after probes showed its link carries it.",
+        )?;
+        registry.register(Box::new(video_resumes.clone()))?;
+        let video_paused_packets = IntCounter::new(
+            "floorcast_rtp_video_paused_packets_total",
+            "Video packets not sent to viewers whose video is paused (one per viewer copy).",
+        )?;
+        registry.register(Box::new(video_paused_packets.clone()))?;
         let plis = IntCounter::new(
             "floorcast_pli_total",
             "Keyframe requests (PLI/FIR) sent to publishers.",
@@ -331,6 +351,7 @@ impl Metrics {
         registry.register(Box::new(build_info))?;
         let hostile = HostileMetrics::new(&registry)?;
         let storage = StorageMetrics::register(&registry)?;
+        let asr_engines = AsrEngineMetrics::register(&registry)?;
 
         Ok(Metrics {
             inner: Arc::new(Inner {
@@ -345,6 +366,9 @@ impl Metrics {
                 nacks_unanswered,
                 resends_refused,
                 app_egress_packets,
+                video_pauses,
+                video_resumes,
+                video_paused_packets,
                 plis,
                 join_duration,
                 http_requests,
@@ -367,6 +391,7 @@ impl Metrics {
                 draining,
                 hostile,
                 storage,
+                asr_engines,
                 scrape: Mutex::new(()),
             }),
         })
@@ -514,6 +539,12 @@ impl Metrics {
             advance(&inner.nacks_unanswered, stats.nacks_unanswered.get());
             advance(&inner.resends_refused, stats.resends_refused.get());
             advance(&inner.app_egress_packets, stats.app_egress_packets.get());
+            advance(&inner.video_pauses, stats.video_pauses.get());
+            advance(&inner.video_resumes, stats.video_resumes.get());
+            advance(
+                &inner.video_paused_packets,
+                stats.video_paused_packets.get(),
+            );
             advance(&inner.plis, stats.plis.get());
             advance(&inner.udp_send_drops, stats.send_drops.get());
             advance(&inner.udp_gso_sends, stats.udp_gso_sends.get());
@@ -783,6 +814,82 @@ impl Metrics {
             .cart_refused
             .with_label_values(&[reason])
             .inc();
+    }
+}
+
+// ------------------------------------------------- caption engines (issue 21, Must 3)
+
+/// Which engine and model caption each session, and whether it is in fallback (Whisper
+/// behind, pocketsphinx captioning its new utterances).
+struct AsrEngineMetrics {
+    engine: IntGaugeVec,
+    fallback: IntGaugeVec,
+    fallbacks: IntCounter,
+}
+
+impl AsrEngineMetrics {
+    fn register(registry: &Registry) -> Result<Self, MetricsError> {
+        let engine = IntGaugeVec::new(
+            Opts::new(
+                "floorcast_asr_engine",
+                "1 for the engine and model captioning each session's new utterances now.",
+            ),
+            &["session", "engine", "model"],
+        )?;
+        let fallback = IntGaugeVec::new(
+            Opts::new(
+                "floorcast_asr_fallback",
+                "1 while a session is captioned by pocketsphinx because Whisper is behind.",
+            ),
+            &["session"],
+        )?;
+        let fallbacks = IntCounter::new(
+            "floorcast_asr_fallbacks_total",
+            "Times a session fell back to pocketsphinx because Whisper was behind.",
+        )?;
+        registry.register(Box::new(engine.clone()))?;
+        registry.register(Box::new(fallback.clone()))?;
+        registry.register(Box::new(fallbacks.clone()))?;
+        Ok(Self {
+            engine,
+            fallback,
+            fallbacks,
+        })
+    }
+}
+
+impl Metrics {
+    /// The engine of `session` is now `status` (it was `before`, if known).
+    pub fn set_asr_engine(
+        &self,
+        session: &SessionId,
+        before: Option<&captions::EngineStatus>,
+        status: &captions::EngineStatus,
+    ) {
+        let m = &self.inner.asr_engines;
+        if let Some(b) = before {
+            let _ = m
+                .engine
+                .remove_label_values(&[session.as_str(), b.engine, &b.model]);
+            if status.fallback && !b.fallback {
+                m.fallbacks.inc();
+            }
+        }
+        m.engine
+            .with_label_values(&[session.as_str(), status.engine, &status.model])
+            .set(1);
+        m.fallback
+            .with_label_values(&[session.as_str()])
+            .set(i64::from(status.fallback));
+    }
+
+    /// Recognition of `session` stopped: its engine series go away.
+    pub fn forget_asr_engine(&self, session: &SessionId, last: &captions::EngineStatus) {
+        let m = &self.inner.asr_engines;
+        let _ = m
+            .engine
+            .remove_label_values(&[session.as_str(), last.engine, &last.model]);
+        let _ = m.fallback.remove_label_values(&[session.as_str()]);
     }
 }
 
