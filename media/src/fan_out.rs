@@ -20,8 +20,12 @@ use crate::stats::{Kind, MediaStats};
 use crate::viewer_egress::ViewerEgress;
 
 pub(crate) enum Written {
-    /// Sent by our own egress: the length of the datagrams (with any probe padding).
-    Direct(usize),
+    /// Sent by our own egress: datagrams (the packet and any probe padding after it) and
+    /// their length.
+    Direct {
+        datagrams: u64,
+        bytes: usize,
+    },
     /// Video the viewer's link cannot carry now ([`crate::forward::video_gate`]).
     Paused,
     /// Written to the viewer's str0m send stream, which sends it when polled.
@@ -52,9 +56,9 @@ impl FanOutTally {
             Kind::Video => &mut self.video,
         };
         match written {
-            Written::Direct(bytes) => {
+            Written::Direct { datagrams, bytes } => {
                 *t = (t.0 + 1, t.1 + p.payload.len() as u64);
-                self.direct_datagrams += 1;
+                self.direct_datagrams += datagrams;
                 self.direct_bytes += *bytes as u64;
             }
             Written::Str0m => *t = (t.0 + 1, t.1 + p.payload.len() as u64),
@@ -174,16 +178,19 @@ pub(crate) fn write_to_viewer(
             seq: seq as u16,
             timestamp: ts,
         };
-        let mut bytes = egress.send(&b.head, fields, *b.ssrc, seq, payload, tx);
+        let bytes = egress.send(&b.head, fields, *b.ssrc, seq, payload, tx);
         b.tally.add(seq, ts, payload.len(), now);
         b.resends.earn();
+        let (mut datagrams, mut bytes) = (1, bytes);
         if media_kind == MediaKind::Video {
             gate.on_video_sent();
         } else if let Some(video) = video.as_mut() {
             // Probes are paced by the audio, which keeps flowing while video is paused.
-            bytes += send_probe(gate, video, egress, now, tx);
+            let (probes, probe_bytes) = send_probe(gate, video, egress, now, tx);
+            datagrams += probes;
+            bytes += probe_bytes;
         }
-        return Written::Direct(bytes);
+        return Written::Direct { datagrams, bytes };
     }
     match rtc.direct_api().stream_tx(&b.ssrc) {
         Some(stream) => {
@@ -198,19 +205,20 @@ pub(crate) fn write_to_viewer(
     }
 }
 
-/// The padding a probing viewer's gate owes now, on its video stream. Returns the bytes sent.
+/// The padding a probing viewer's gate owes now, on its video stream. Returns the datagrams
+/// and bytes sent.
 fn send_probe(
     gate: &mut VideoGate,
     video: &mut OutBinding,
     egress: &mut ViewerEgress,
     now: Instant,
     tx: &mut dyn Transmit,
-) -> usize {
+) -> (u64, usize) {
     let due = gate.padding_due(now);
     let Some(pt) = video.pts.iter().flatten().next().copied() else {
-        return 0;
+        return (0, 0);
     };
-    let mut bytes = 0;
+    let (mut datagrams, mut bytes) = (0, 0);
     for _ in 0..due {
         let Some((seq, ts)) = video.rewriter.pad() else {
             break;
@@ -222,9 +230,10 @@ fn send_probe(
             timestamp: ts,
         };
         bytes += egress.send_padding(&video.head, fields, *video.ssrc, seq, tx);
+        datagrams += 1;
         gate.on_padding_sent(seq);
     }
-    bytes
+    (datagrams, bytes)
 }
 
 /// Tells a viewer (on its `captions` data channel, which the watch page reads) that its video
