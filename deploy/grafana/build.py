@@ -114,6 +114,15 @@ panel("timeseries", "ASR real-time factor", [
 panel("timeseries", "ASR dropped audio", [
     (f"rate(floorcast_asr_dropped_audio_seconds_total{{{SEL}}}[5m])", "{{instance}}")], 16, 8, unit="percentunit")
 advance()
+panel("timeseries", "ASR sessions by engine and model", [
+    (f"sum by (engine, model) (floorcast_asr_engine{{{SESS}}})", "{{engine}} {{model}}")], 0, 12,
+    description="Sessions captioned by each engine now: whisper (tiny.en, base) or pocketsphinx.")
+panel("timeseries", "ASR fallback to pocketsphinx", [
+    (f"sum(floorcast_asr_fallback{{{SESS}}})", "sessions in fallback"),
+    (f"sum(increase(floorcast_asr_fallbacks_total{{{SEL}}}[10m]))", "fallbacks per 10 min")], 12, 12,
+    description="Whisper behind (backlog or a full queue): those sessions' new utterances go to "
+                "pocketsphinx until it catches up. Alert: FloorcastAsrFallback.")
+advance()
 
 row("Abuse and limits")
 panel("timeseries", "Refusals by limit", [
