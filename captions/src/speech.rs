@@ -24,6 +24,8 @@ const START_SCORE: f32 = 0.5;
 /// While in speech, frames scoring below [`KEEP_SCORE`] for this long end it (496 ms).
 const END_FRAMES: u32 = 31;
 const KEEP_SCORE: f32 = 0.3;
+/// Quiet frames after which [`Segmenter::pausing`] says so (96 ms).
+const PAUSING_FRAMES: u32 = 6;
 /// Audio kept before the detected start, so first syllables are not clipped (~200 ms).
 const PRE_ROLL: usize = 13 * FRAME;
 /// The forced cut of a speaker who does not pause.
@@ -31,6 +33,14 @@ pub const MAX_UTTERANCE: usize = 8 * SAMPLE_RATE as usize;
 /// An utterance shorter than this is a click or a cough, not words (~200 ms with pre-roll
 /// and the trailing pause excluded).
 const MIN_VOICED_FRAMES: u32 = 8;
+
+/// A frame no louder than this (RMS, -70 dBFS) is silence, whatever the detector says.
+const SILENCE_RMS: f64 = 10.0;
+
+fn is_digital_silence(frame: &[i16]) -> bool {
+    let energy: f64 = frame.iter().map(|&s| f64::from(s).powi(2)).sum();
+    energy <= SILENCE_RMS * SILENCE_RMS * frame.len() as f64
+}
 
 pub struct Segmenter {
     detector: Box<earshot::Detector>,
@@ -79,6 +89,12 @@ impl Segmenter {
         done
     }
 
+    /// The speaker has been quiet for the last ~100 ms of the utterance still growing: a
+    /// pause may be starting, and its end decides whether the utterance is over.
+    pub fn pausing(&self) -> bool {
+        self.speech.is_some() && self.quiet >= PAUSING_FRAMES
+    }
+
     /// The utterance still growing, if speech is on: its start (sample index) and samples.
     pub fn current(&self) -> Option<(u64, &[i16])> {
         self.speech.as_deref().map(|s| (self.start, s))
@@ -94,7 +110,14 @@ impl Segmenter {
     }
 
     fn frame(&mut self, frame: &[i16]) -> Option<Utterance> {
-        let score = self.detector.predict_i16(frame);
+        // The detector scores digital silence (a decoder's output between talk spurts, a
+        // muted mixer) as it likes, sometimes high enough to hold an utterance open until
+        // the next sound: nothing below the floor is speech.
+        let score = if is_digital_silence(frame) {
+            0.0
+        } else {
+            self.detector.predict_i16(frame)
+        };
         self.position += FRAME as u64;
         match &mut self.speech {
             None => {
@@ -176,6 +199,22 @@ mod tests {
             assert_eq!(u.end - u.start, u.samples.len() as u64);
             assert!(u.samples.len() <= MAX_UTTERANCE);
         }
+    }
+
+    #[test]
+    fn digital_silence_ends_an_utterance_at_the_pause() {
+        let clip = "/usr/share/pocketsphinx/test/data/librivox/sense_and_sensibility_01_austen_64kb-0930.wav";
+        let Ok((_, samples)) = crate::wav::read_pcm16_mono(clip) else {
+            return; // pocketsphinx-testdata not installed
+        };
+        let mut s = Segmenter::default();
+        let mut utterances = s.push(&samples);
+        let second = SAMPLE_RATE as usize;
+        utterances.extend(s.push(&vec![0; second]));
+        let last = utterances.last().expect("cut within 1 s of silence");
+        let past_the_clip = last.end as usize - samples.len();
+        // The pause is END_FRAMES (≈ 0.5 s) of quiet, some of it the clip's own tail.
+        assert!(past_the_clip <= second * 6 / 10, "{past_the_clip} samples");
     }
 
     #[test]

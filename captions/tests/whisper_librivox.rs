@@ -243,7 +243,9 @@ fn the_multilingual_model_transcribes_with_the_language_given() {
     let (_, samples) = captions::wav::read_pcm16_mono(path).expect("clip reads");
     let audio: Vec<f32> = samples.iter().map(|&s| f32::from(s) / 32768.0).collect();
     let started = std::time::Instant::now();
-    let decoded = model.transcribe(&audio, "en-GB").expect("decodes");
+    let decoded = model
+        .transcribe(&audio, "en-GB", captions::whisper::FINAL_WINDOW)
+        .expect("decodes");
     println!(
         "base: {:?} (no-speech {:.2}) in {:.2}s for {:.2}s of audio",
         decoded.text,

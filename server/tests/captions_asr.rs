@@ -131,6 +131,17 @@ fn programme(items: Vec<(String, String, Vec<i16>)>) -> (Vec<Bytes>, Vec<Item>) 
     (packets, placed)
 }
 
+async fn metrics_text(client: &Client, server: &ServerProcess) -> String {
+    client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -220,8 +231,34 @@ async fn speech_published_over_whip_gets_final_captions_with_bounded_wer() {
 
     let mut finals: Vec<(Duration, Value)> = Vec::new();
     let deadline = started + length + Duration::from_secs(10);
+    let mut engine_seen = false;
     while let Ok(Some((at, v))) = tokio::time::timeout_at(deadline.into(), rx.recv()).await {
         finals.push((at - started, v));
+        if !engine_seen {
+            // While the recognizer runs, the node says which engine captions the session.
+            engine_seen = true;
+            let metrics = metrics_text(&client, &server).await;
+            let engine = if whisper {
+                "engine=\"whisper\",model=\"tiny.en\""
+            } else {
+                "engine=\"pocketsphinx\""
+            };
+            assert!(
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with("floorcast_asr_engine{")
+                        && l.contains(engine)
+                        && l.contains(&format!("session=\"{SESSION}\""))
+                        && l.ends_with(" 1")),
+                "no floorcast_asr_engine line with {engine}:\n{metrics}"
+            );
+            assert!(
+                metrics
+                    .lines()
+                    .any(|l| l == format!("floorcast_asr_fallback{{session=\"{SESSION}\"}} 0")),
+                "{metrics}"
+            );
+        }
         let last = items.last().unwrap();
         if finals.iter().any(|(at, _)| *at > last.begins) && at - started > length {
             break;
@@ -303,14 +340,7 @@ async fn speech_published_over_whip_gets_final_captions_with_bounded_wer() {
             .iter()
             .all(|s| s["speaker"] == "Floor" && s["source"] == "asr")
     );
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &server).await;
     for line in metrics.lines().filter(|l| l.starts_with("floorcast_asr")) {
         println!("{line}");
     }
