@@ -262,15 +262,20 @@ impl ServerProcess {
         Ok(())
     }
 
-    /// The value of one series on `/metrics` (its full name with labels, e.g.
-    /// `floorcast_limit_refusals_total{limit="http_body_timeout"}`), if present.
-    pub async fn metric(&self, series: &str) -> Option<f64> {
-        let text = reqwest::get(self.url("/metrics"))
+    /// The whole `/metrics` page, if the node answers.
+    pub async fn metrics(&self) -> Option<String> {
+        reqwest::get(self.url("/metrics"))
             .await
             .ok()?
             .text()
             .await
-            .ok()?;
+            .ok()
+    }
+
+    /// The value of one series on `/metrics` (its full name with labels, e.g.
+    /// `floorcast_limit_refusals_total{limit="http_body_timeout"}`), if present.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics().await?;
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
     }

@@ -131,17 +131,6 @@ fn programme(items: Vec<(String, String, Vec<i16>)>) -> (Vec<Bytes>, Vec<Item>) 
     (packets, placed)
 }
 
-async fn metrics_text(client: &Client, server: &ServerProcess) -> String {
-    client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -237,7 +226,7 @@ async fn speech_published_over_whip_gets_final_captions_with_bounded_wer() {
         if !engine_seen {
             // While the recognizer runs, the node says which engine captions the session.
             engine_seen = true;
-            let metrics = metrics_text(&client, &server).await;
+            let metrics = server.metrics().await.expect("/metrics");
             let engine = if whisper {
                 "engine=\"whisper\",model=\"tiny.en\""
             } else {
@@ -340,7 +329,7 @@ async fn speech_published_over_whip_gets_final_captions_with_bounded_wer() {
             .iter()
             .all(|s| s["speaker"] == "Floor" && s["source"] == "asr")
     );
-    let metrics = metrics_text(&client, &server).await;
+    let metrics = server.metrics().await.expect("/metrics");
     for line in metrics.lines().filter(|l| l.starts_with("floorcast_asr")) {
         println!("{line}");
     }

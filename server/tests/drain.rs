@@ -93,14 +93,7 @@ async fn sigterm_drains_then_exits_when_the_last_viewer_leaves() {
         assert!(Instant::now() < deadline, "/readyz never turned 503");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await.expect("/metrics");
     assert!(metrics.contains("floorcast_draining 1"), "{metrics}");
 
     // The viewers already watching keep receiving.

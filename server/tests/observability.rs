@@ -141,14 +141,7 @@ async fn dashboard_queries_only_metrics_the_server_exports() {
     assert!(q.status().is_success());
     let deadline = Instant::now() + Duration::from_secs(15);
     let text = loop {
-        let text = client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = server.metrics().await.expect("/metrics");
         if text.contains("floorcast_jitter_seconds{") || Instant::now() > deadline {
             break text;
         }
