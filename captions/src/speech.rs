@@ -112,11 +112,13 @@ impl Segmenter {
     fn frame(&mut self, frame: &[i16]) -> Option<Utterance> {
         // The detector scores digital silence (a decoder's output between talk spurts, a
         // muted mixer) as it likes, sometimes high enough to hold an utterance open until
-        // the next sound: nothing below the floor is speech.
+        // the next sound: nothing below the floor is speech. It still hears the frame, so
+        // its memory (a few frames, a recurrent state) follows the stream.
+        let score = self.detector.predict_i16(frame);
         let score = if is_digital_silence(frame) {
             0.0
         } else {
-            self.detector.predict_i16(frame)
+            score
         };
         self.position += FRAME as u64;
         match &mut self.speech {

@@ -8,7 +8,7 @@
 //! and hands each to the pool; an utterance that finds the queue full is dropped and counted,
 //! so a node with more speech than cores loses captions, never memory or latency.
 //!
-//! Streaming: while someone speaks, the growing utterance is decoded again every 0.5 s when
+//! Streaming: while someone speaks, the growing utterance is decoded again every 0.4 s when
 //! a worker is free (interims never queue behind finals: they are only sent to an idle pool),
 //! and a word is shown once two decodes in a row agree on it. The encoder is given the audio
 //! and a little silence, not Whisper's whole 30 s window ([`Window`]): a decode then costs
@@ -107,12 +107,18 @@ impl Window {
     }
 }
 
-/// The most tokens a decode of `samples` may produce: fast speech is ~4 words (~6 tokens) a
-/// second, so more is Whisper looping on a pause, which would cost a worker a second or more
-/// (224, Whisper's own limit, for 30 s).
+/// The most text tokens a decode of `samples` may produce: fast speech is ~4 words a second,
+/// ~6 tokens in English and more in other scripts, so much more is Whisper looping on a
+/// pause, which would cost a worker a second or more (224, Whisper's own limit, for 30 s).
 fn max_tokens(samples: usize) -> usize {
     let seconds = samples.div_ceil(SAMPLE_RATE as usize);
-    (16 + 8 * seconds).min(224)
+    (16 + 10 * seconds).min(224)
+}
+
+/// CTranslate2's `max_length` for `tokens` of text: it bounds the whole sequence, prompt
+/// included, and decodes at most half of it (`models/whisper.cc`).
+fn ct2_max_length(tokens: usize) -> usize {
+    2 * tokens
 }
 
 /// A loaded Whisper model, shared (read-only) by the pool's workers; CTranslate2 runs one
@@ -218,7 +224,7 @@ impl WhisperModel {
         let options = WhisperOptions {
             beam_size: 1,
             return_no_speech_prob: true,
-            max_length: max_tokens(samples.len()),
+            max_length: ct2_max_length(max_tokens(samples.len())),
             ..WhisperOptions::default()
         };
         let result = self
@@ -851,6 +857,18 @@ mod tests {
         assert_eq!(Window::Fit { pad_ms: 0 }.frames(10), 100);
         assert_eq!(fit.frames(40 * second), WINDOW_FRAMES);
         assert_eq!(fit.frames(2 * second + 1) % 2, 0);
+    }
+
+    #[test]
+    fn an_eight_second_cut_may_hold_fast_speech_in_any_script() {
+        let eight_seconds = crate::speech::MAX_UTTERANCE;
+        // 4 words a second, 2.5 tokens a word (Cyrillic, Arabic in Whisper's BPE).
+        let tokens = max_tokens(eight_seconds);
+        assert!(tokens >= 80, "{tokens}");
+        // What CTranslate2 then decodes at most, after a prompt of up to 4 tokens.
+        let total = ct2_max_length(tokens);
+        assert!((total / 2).min(total - 4) >= tokens, "{total}");
+        assert_eq!(max_tokens(40 * SAMPLE_RATE as usize), 224);
     }
 
     #[test]
